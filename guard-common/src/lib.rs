@@ -1,0 +1,387 @@
+//! Types shared by guard's kernel programs (`guard-ebpf`) and user space.
+//!
+//! Everything here is `#[repr(C)]`, `Copy` and free of pointers so it can travel through BPF
+//! maps and the ring buffer unchanged. The `user` feature adds `aya::Pod` impls for the daemon.
+//! `layout_checks` (below) pins sizes and offsets so the two sides cannot drift apart silently.
+#![no_std]
+
+/// Bytes of a path carried in an event (longer paths are truncated, flagged by `PATH_TRUNCATED`).
+pub const PATH_LEN: usize = 256;
+/// Bytes of a final path component used for credential-name matching in the kernel.
+pub const NAME_LEN: usize = 64;
+/// `TASK_COMM_LEN` in the kernel.
+pub const COMM_LEN: usize = 16;
+/// How many cgroup levels the kernel walks looking for a registered root.
+pub const MAX_CGROUP_DEPTH: u32 = 16;
+/// How many parent directories the kernel walks when checking write roots.
+pub const MAX_DIR_DEPTH: u32 = 24;
+
+/// Map names, used by both sides.
+pub mod maps {
+    pub const EVENTS: &str = "EVENTS";
+    pub const STATS: &str = "STATS";
+    pub const CONFIG: &str = "CONFIG";
+    pub const ROOTS: &str = "ROOTS";
+    pub const CGROUP_SESSION: &str = "CGROUP_SESSION";
+    pub const SESSIONS: &str = "SESSIONS";
+    pub const OPEN_ARGS: &str = "OPEN_ARGS";
+    pub const CRED_INODES: &str = "CRED_INODES";
+    pub const CRED_NAMES: &str = "CRED_NAMES";
+    pub const CRED_NAME_PREFIX: &str = "CRED_NAME_PREFIX";
+    pub const CRED_NAME_SUFFIX: &str = "CRED_NAME_SUFFIX";
+    pub const WRITE_ROOTS: &str = "WRITE_ROOTS";
+    pub const NET_ALLOW4: &str = "NET_ALLOW4";
+    pub const NET_ALLOW6: &str = "NET_ALLOW6";
+    pub const EXEC_WATCH_INODES: &str = "EXEC_WATCH_INODES";
+    pub const EXEC_WATCH_NAMES: &str = "EXEC_WATCH_NAMES";
+    pub const HELD: &str = "HELD";
+}
+
+/// Program names (the function names in guard-ebpf), used by the loader.
+pub mod programs {
+    pub const SCHED_EXEC: &str = "guard_sched_exec";
+    pub const SCHED_FORK: &str = "guard_sched_fork";
+    pub const SCHED_EXIT: &str = "guard_sched_exit";
+    pub const ENTER_OPENAT: &str = "guard_enter_openat";
+    pub const ENTER_OPENAT2: &str = "guard_enter_openat2";
+    pub const ENTER_OPEN: &str = "guard_enter_open";
+    pub const ENTER_CREAT: &str = "guard_enter_creat";
+    pub const EXIT_OPEN: &str = "guard_exit_open";
+    pub const CONNECT4: &str = "guard_connect4";
+    pub const CONNECT6: &str = "guard_connect6";
+    pub const SENDMSG4: &str = "guard_sendmsg4";
+    pub const SENDMSG6: &str = "guard_sendmsg6";
+}
+
+/// Name of the global holding kernel structure offsets (set by the loader from BTF).
+pub const OFFSETS_GLOBAL: &str = "GUARD_OFFSETS";
+
+/// Event kinds (`EventHeader::kind`).
+pub mod kind {
+    pub const EXEC: u32 = 1;
+    pub const OPEN: u32 = 2;
+    pub const CONNECT: u32 = 3;
+    pub const SENDMSG: u32 = 4;
+    pub const FORK: u32 = 5;
+    pub const EXIT: u32 = 6;
+}
+
+/// What the kernel did (`EventHeader::action`).
+pub mod action {
+    /// Let through, recorded.
+    pub const ALLOW: u32 = 0;
+    /// Refused with EPERM before it happened (sock_addr, LSM).
+    pub const DENY: u32 = 1;
+    /// SIGKILL queued: the task dies before user code runs again.
+    pub const KILL: u32 = 2;
+    /// SIGSTOP queued: stopped before the new image's first instruction, waiting for the daemon.
+    pub const HOLD: u32 = 3;
+    /// A rule matched in monitor mode: allowed, flagged.
+    pub const AUDIT: u32 = 4;
+}
+
+/// Which detector made the kernel's decision (`EventHeader::detector`).
+pub mod detector {
+    pub const NONE: u32 = 0;
+    pub const CREDENTIAL: u32 = 1;
+    pub const SCOPE_NET: u32 = 2;
+    pub const SCOPE_FILE: u32 = 3;
+    pub const DESTRUCTIVE: u32 = 4;
+}
+
+/// Event flag bits (`EventHeader::flags`).
+pub mod flags {
+    /// The path did not fit in `PATH_LEN` bytes.
+    pub const PATH_TRUNCATED: u32 = 1 << 0;
+    /// A user-memory read failed; the path field is empty.
+    pub const PATH_UNREADABLE: u32 = 1 << 1;
+    /// Credential identity came from the inode map (else from a name pattern).
+    pub const MATCH_INODE: u32 = 1 << 2;
+    /// IPv6 address that is IPv4-mapped (`::ffff:a.b.c.d`), matched as IPv4.
+    pub const V4_MAPPED: u32 = 1 << 3;
+}
+
+/// Rule modes as the kernel sees them.
+pub mod mode {
+    pub const MONITOR: u8 = 0;
+    pub const ENFORCE: u8 = 1;
+}
+
+/// Indexes into the per-CPU `STATS` array.
+pub mod stat {
+    pub const EVENTS_SENT: u32 = 0;
+    pub const EVENTS_DROPPED: u32 = 1;
+    pub const EXEC: u32 = 2;
+    pub const OPEN: u32 = 3;
+    pub const CONNECT: u32 = 4;
+    pub const SENDMSG: u32 = 5;
+    pub const FORK: u32 = 6;
+    pub const EXIT: u32 = 7;
+    pub const DENIED: u32 = 8;
+    pub const KILLED: u32 = 9;
+    pub const HELD: u32 = 10;
+    pub const COUNT: u32 = 16;
+}
+
+/// Global switches the daemon writes to `CONFIG[0]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// 0 = every rule is treated as monitor (kill switch); 1 = rule modes apply.
+    pub enforce: u32,
+    /// tgid of the daemon, never governed (self-protection hooks use it too).
+    pub daemon_tgid: u32,
+    /// Loopback is in network scope unless the policy says otherwise.
+    pub allow_loopback: u32,
+    /// Nonzero when a network allow-list is in force (else every destination is allowed).
+    pub net_scope: u32,
+    /// Nonzero when write roots are in force.
+    pub write_scope: u32,
+    pub net_mode: u8,
+    pub write_mode: u8,
+    pub _pad: [u8; 2],
+    pub net_rule: u32,
+    pub write_rule: u32,
+    pub _reserved: u32,
+}
+
+/// Kernel structure offsets read from BTF by the loader (aya-ebpf has no CO-RE).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
+    pub task_start_time: u32,
+    pub task_files: u32,
+    pub task_mm: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_f_inode: u32,
+    pub file_f_path: u32,
+    pub path_dentry: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name: u32,
+    pub dentry_d_inode: u32,
+    pub qstr_name: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub sb_s_dev: u32,
+    pub mm_exe_file: u32,
+    pub bprm_file: u32,
+    pub bprm_filename: u32,
+    /// Nonzero once the loader filled the struct; programs do nothing until then.
+    pub valid: u32,
+    pub _pad: u32,
+}
+
+/// The identity of a file: the kernel's `s_dev` (MKDEV(major, minor) = major << 20 | minor)
+/// and inode number. User space converts `st_dev` to this encoding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DevIno {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// What a compiled rule says when its key matches.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleRef {
+    /// Index of the rule in the compiled policy (user space maps it back to the rule id).
+    pub rule: u32,
+    /// `mode::MONITOR` or `mode::ENFORCE`.
+    pub mode: u8,
+    /// 1 = the match exempts the file (e.g. `*.pub`); the rule is then ignored.
+    pub exempt: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Kernel-side state of one session (a cgroup directly below a root, or the root itself).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionState {
+    /// Set once a session process touched a credential (enforced or monitored).
+    pub credential_touched: u32,
+    /// Escalation flags written by the daemon (`escalation::*`).
+    pub escalation: u32,
+}
+
+pub mod escalation {
+    /// Out-of-scope network use is denied whatever the rule's mode.
+    pub const DENY_NET: u32 = 1 << 0;
+    /// Every watched exec is held for approval whatever the rule's mode.
+    pub const HOLD_EXEC: u32 = 1 << 1;
+    /// Every exec in the session is held.
+    pub const FREEZE: u32 = 1 << 2;
+}
+
+/// LPM key for names (prefix and reversed-suffix tries) and for addresses.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameKey {
+    pub name: [u8; NAME_LEN],
+}
+
+/// Allowed destination ports for one network allow-list entry; `any != 0` allows all.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortSet {
+    pub any: u32,
+    pub count: u32,
+    pub ports: [u16; PORTS_PER_ENTRY],
+    pub rule: u32,
+    pub _pad: u32,
+}
+pub const PORTS_PER_ENTRY: usize = 16;
+
+/// Arguments saved at syscall entry for the matching exit (keyed by pid_tgid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenArgs {
+    pub filename_ptr: u64,
+    pub flags: u64,
+    pub dfd: i64,
+}
+
+/// Common head of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventHeader {
+    pub kind: u32,
+    /// `action::*`.
+    pub action: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+    pub ktime_ns: u64,
+    /// The task's own cgroup id.
+    pub cgroup_id: u64,
+    /// The session cgroup id (the ancestor directly below a registered root, or the root).
+    pub session_id: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    /// tgid of the real parent.
+    pub ppid: u32,
+    pub detector: u32,
+    /// Compiled rule index (`u32::MAX` when none).
+    pub rule: u32,
+    pub flags: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// Identity of the executed file (bprm->file).
+    pub file: DevIno,
+    /// pid before exec (differs when a non-leader thread exec'd).
+    pub old_pid: u32,
+    pub _pad: u32,
+    /// `bprm->filename`, a kernel copy.
+    pub filename: [u8; PATH_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenEvent {
+    pub header: EventHeader,
+    /// Identity of the file actually opened (from the new fd), zero when the open failed.
+    pub file: DevIno,
+    pub flags: u64,
+    pub dfd: i64,
+    /// Syscall result: fd or -errno.
+    pub ret: i64,
+    /// The path as the caller gave it (user memory, informative only).
+    pub path: [u8; PATH_LEN],
+    /// Final component of the opened file's dentry (kernel object).
+    pub name: [u8; NAME_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetEvent {
+    pub header: EventHeader,
+    /// AF_INET or AF_INET6.
+    pub family: u16,
+    /// Host byte order.
+    pub port: u16,
+    /// SOCK_STREAM, SOCK_DGRAM, ...
+    pub sock_type: u32,
+    pub protocol: u32,
+    pub _pad: u32,
+    /// IPv4 in the first 4 bytes, or the IPv6 address; network byte order.
+    pub addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    pub child_pid: u32,
+    pub child_tgid: u32,
+    /// Child's start time (ns since boot): with the pid, a key that survives pid reuse.
+    pub child_start_ns: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// `task->exit_code` is not read here; the status arrives through procfs when needed.
+    pub start_ns: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: every type is #[repr(C)], Copy, and made only of integers and byte arrays, so any
+    // bit pattern is valid and there is no padding the compiler could leave uninitialised that
+    // we read (explicit `_pad` fields fill the gaps).
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for DevIno {}
+    unsafe impl aya::Pod for RuleRef {}
+    unsafe impl aya::Pod for SessionState {}
+    unsafe impl aya::Pod for NameKey {}
+    unsafe impl aya::Pod for PortSet {}
+    unsafe impl aya::Pod for OpenArgs {}
+    unsafe impl aya::Pod for EventHeader {}
+    unsafe impl aya::Pod for ExecEvent {}
+    unsafe impl aya::Pod for OpenEvent {}
+    unsafe impl aya::Pod for NetEvent {}
+    unsafe impl aya::Pod for ForkEvent {}
+    unsafe impl aya::Pod for ExitEvent {}
+}
+
+/// Layout pinned at compile time on both sides (the eBPF build and the host build compile this
+/// crate separately; a drift in either fails that build).
+#[allow(dead_code)]
+mod layout_checks {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    const _: () = assert!(size_of::<EventHeader>() == 72);
+    const _: () = assert!(offset_of!(EventHeader, session_id) == 24);
+    const _: () = assert!(offset_of!(EventHeader, comm) == 56);
+    const _: () = assert!(size_of::<ExecEvent>() == 72 + 16 + 8 + PATH_LEN);
+    const _: () = assert!(size_of::<OpenEvent>() == 72 + 16 + 24 + PATH_LEN + NAME_LEN);
+    const _: () = assert!(size_of::<NetEvent>() == 72 + 16 + 16);
+    const _: () = assert!(size_of::<ForkEvent>() == 72 + 16);
+    const _: () = assert!(size_of::<ExitEvent>() == 72 + 8);
+    const _: () = assert!(size_of::<Config>() == 36);
+    const _: () = assert!(size_of::<KernelOffsets>() == 24 * 4);
+    const _: () = assert!(size_of::<DevIno>() == 16);
+    const _: () = assert!(size_of::<RuleRef>() == 8);
+    const _: () = assert!(size_of::<SessionState>() == 8);
+    const _: () = assert!(size_of::<PortSet>() == 8 + 2 * PORTS_PER_ENTRY + 8);
+    const _: () = assert!(size_of::<OpenArgs>() == 24);
+}
+
+/// Extract the NUL-terminated prefix of a fixed byte buffer.
+pub fn c_bytes(buf: &[u8]) -> &[u8] {
+    match buf.iter().position(|&b| b == 0) {
+        Some(end) => &buf[..end],
+        None => buf,
+    }
+}

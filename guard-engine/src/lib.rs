@@ -1,0 +1,7 @@
+//! guard's pure engine: policy, rules, trajectory and audit records.
+//!
+//! Nothing here makes a syscall, touches BPF or needs root: the daemon feeds it decoded kernel
+//! events and applies what it decides. Like aya-obj beside aya, this is the part `cargo test`
+//! covers on any machine.
+
+pub mod audit;

@@ -51,6 +51,7 @@ pub mod programs {
     pub const CONNECT6: &str = "guard_connect6";
     pub const SENDMSG4: &str = "guard_sendmsg4";
     pub const SENDMSG6: &str = "guard_sendmsg6";
+    pub const LSM_PROBE: &str = "guard_lsm_probe";
 }
 
 /// Name of the global holding kernel structure offsets (set by the loader from BTF).
@@ -171,9 +172,11 @@ pub struct KernelOffsets {
     pub mm_exe_file: u32,
     pub bprm_file: u32,
     pub bprm_filename: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
     /// Nonzero once the loader filled the struct; programs do nothing until then.
     pub valid: u32,
-    pub _pad: u32,
+    pub file_f_flags: u32,
 }
 
 /// The identity of a file: the kernel's `s_dev` (MKDEV(major, minor) = major << 20 | minor)
@@ -196,6 +199,28 @@ pub struct RuleRef {
     /// 1 = the match exempts the file (e.g. `*.pub`); the rule is then ignored.
     pub exempt: u8,
     pub _pad: [u8; 2],
+}
+
+/// Value of the exec watch maps: what to do when a watched binary is exec'd.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecWatch {
+    /// `watch::*`.
+    pub kind: u8,
+    /// `mode::*` of the rule (used by `watch::DENY`).
+    pub mode: u8,
+    pub _pad: [u8; 2],
+    /// Compiled rule index (`u32::MAX` when the hold is only for evaluation).
+    pub rule: u32,
+}
+
+pub mod watch {
+    /// Hold every exec of this binary for the daemon to judge its argv.
+    pub const HOLD: u8 = 1;
+    /// Hold only when argv carries an inline-script option (`-c`, `-e`, `-lc`, ...).
+    pub const HOLD_IF_SCRIPT: u8 = 2;
+    /// Never let this file run (enforce) or flag it (monitor): decided by the rule's mode.
+    pub const DENY: u8 = 3;
 }
 
 /// Kernel-side state of one session (a cgroup directly below a root, or the root itself).
@@ -342,6 +367,7 @@ mod pod {
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for DevIno {}
     unsafe impl aya::Pod for RuleRef {}
+    unsafe impl aya::Pod for ExecWatch {}
     unsafe impl aya::Pod for SessionState {}
     unsafe impl aya::Pod for NameKey {}
     unsafe impl aya::Pod for PortSet {}
@@ -370,9 +396,10 @@ mod layout_checks {
     const _: () = assert!(size_of::<ForkEvent>() == 72 + 16);
     const _: () = assert!(size_of::<ExitEvent>() == 72 + 8);
     const _: () = assert!(size_of::<Config>() == 36);
-    const _: () = assert!(size_of::<KernelOffsets>() == 24 * 4);
+    const _: () = assert!(size_of::<KernelOffsets>() == 26 * 4);
     const _: () = assert!(size_of::<DevIno>() == 16);
     const _: () = assert!(size_of::<RuleRef>() == 8);
+    const _: () = assert!(size_of::<ExecWatch>() == 8);
     const _: () = assert!(size_of::<SessionState>() == 8);
     const _: () = assert!(size_of::<PortSet>() == 8 + 2 * PORTS_PER_ENTRY + 8);
     const _: () = assert!(size_of::<OpenArgs>() == 24);

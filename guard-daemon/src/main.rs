@@ -1,1 +1,24 @@
-fn main() {}
+//! `guard`: keeps AI coding agents from doing irreversible damage, enforced in the kernel.
+//!
+//! One file per subcommand under `cli/`; the daemon's kernel glue lives beside it.
+
+mod audit_sink;
+mod cgroup;
+mod cli;
+mod control;
+mod kernel;
+mod policy_load;
+mod sys;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    match cli::dispatch(args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("guard: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

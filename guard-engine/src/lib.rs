@@ -5,3 +5,6 @@
 //! covers on any machine.
 
 pub mod audit;
+pub mod control;
+pub mod event;
+pub mod records;

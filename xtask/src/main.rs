@@ -1,1 +1,93 @@
-fn main() {}
+//! `cargo xtask`: developer and CI tasks for the guard workspace.
+//!
+//! - `setup`: fresh-machine toolchain prerequisites (rust-src for nightly, bpf-linker).
+//! - `build`: setup, then build the daemon (its build script compiles the eBPF object).
+//! - `run`: setup + build, then run `guard run` as root with the built-in default policy.
+//! - `test`: THE test command (what `.ci/run` runs): setup + build + the whole test suite.
+//! - `bench`: measure guard's overhead and write BENCHMARKS.md.
+
+mod bench;
+mod cgroup;
+mod flow;
+mod setup;
+mod util;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Developer tasks for the guard workspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install the toolchain prerequisites if missing (idempotent): rust-src for nightly and
+    /// bpf-linker 0.13.0 linked against the nightly toolchain's own libLLVM.
+    Setup {
+        /// Only print what would be done.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Setup, then build the daemon (`cargo build -p guard-daemon`).
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Setup + build, then run `guard run [ARGS]` (root only) with the built-in default policy.
+    Run {
+        /// Build and run the release binary.
+        #[arg(long)]
+        release: bool,
+        /// Extra arguments for `guard run`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Setup + build, then run the whole test suite (unit tests of every crate, then the
+    /// integration tests of guard-tests, serially, against the built `guard`).
+    Test {
+        /// Build and test with the release profile.
+        #[arg(long)]
+        release: bool,
+        /// Kill the test run after this many seconds (0: never).
+        #[arg(long, default_value_t = 1200)]
+        timeout: u64,
+    },
+    /// Measure guard's overhead on openat, fork+exec and connect; writes BENCHMARKS.md.
+    Bench(bench::BenchArgs),
+    /// One benchmark loop; prints a JSON line (used by `bench`).
+    #[command(hide = true)]
+    BenchWorker(bench::worker::WorkerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup { dry_run } => setup::setup(dry_run).map(|_| ExitCode::SUCCESS),
+        Command::Build { release } => flow::build(release).map(|_| ExitCode::SUCCESS),
+        Command::Run { release, args } => flow::run(release, &args),
+        Command::Test { release, timeout } => flow::test(release, timeout),
+        Command::Bench(args) => bench::bench(&args).map(|_| ExitCode::SUCCESS),
+        Command::BenchWorker(args) => bench::worker::main(&args).map(|_| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}

@@ -1,0 +1,17 @@
+//! Compiles guard-ebpf for bpfel with the nightly toolchain (aya-build) so the daemon can embed
+//! the object. `cargo xtask setup` installs what that needs (rust-src, bpf-linker).
+
+use anyhow::Context as _;
+
+fn main() -> anyhow::Result<()> {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?;
+    let ebpf_dir = std::path::Path::new(&manifest_dir)
+        .parent()
+        .context("guard-daemon has no parent directory")?
+        .join("guard-ebpf");
+    let ebpf_dir = ebpf_dir.to_str().context("non-UTF-8 path to guard-ebpf")?;
+    aya_build::build_ebpf(
+        [aya_build::Package { name: "guard-ebpf", root_dir: ebpf_dir, ..Default::default() }],
+        aya_build::Toolchain::default(),
+    )
+}

@@ -1,0 +1,53 @@
+//! The `guard` command line: one module per subcommand.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+pub mod launch;
+pub mod policy;
+pub mod run;
+pub mod status;
+pub mod tail;
+
+/// Default location of the audit stream.
+pub const DEFAULT_AUDIT_PATH: &str = "/var/log/guard/audit.jsonl";
+/// Default control socket of a running daemon.
+pub const DEFAULT_SOCKET_PATH: &str = "/run/guard/control.sock";
+
+#[derive(Debug, Parser)]
+#[command(name = "guard", version, about = "Keeps AI coding agents from doing irreversible damage, enforced in the kernel")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground.
+    Run(run::RunArgs),
+    /// Run a command inside an agent session (a cgroup under guard's root).
+    Launch(launch::LaunchArgs),
+    /// Show enforcement tiers, sessions and counters of the running daemon.
+    Status(status::StatusArgs),
+    /// Follow the audit stream.
+    Tail(tail::TailArgs),
+    /// Work with policy files.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::main(args),
+        Command::Launch(args) => launch::main(args),
+        Command::Status(args) => status::main(args),
+        Command::Tail(args) => tail::main(args),
+        Command::Policy(cmd) => policy::main(cmd),
+    }
+}
+
+/// `--socket` shared by the client subcommands.
+pub fn default_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_SOCKET_PATH)
+}

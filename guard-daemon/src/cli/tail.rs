@@ -1,0 +1,578 @@
+//! `guard tail`: read and follow the audit stream (JSON lines, `guard_engine::audit`).
+
+use std::{
+    collections::VecDeque,
+    fmt::Write as _,
+    fs::File,
+    io::{self, Read, Seek, SeekFrom, Write},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::Context;
+use clap::Args;
+use guard_engine::audit::{AuditRecord, Verdict};
+
+/// How often `-f` looks for new lines.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Longest field shown in a one-liner (paths, argv); the rest is elided.
+const MAX_FIELD_CHARS: usize = 300;
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Keep reading as records are appended (follows rotation and truncation).
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// The audit stream.
+    #[arg(long, value_name = "PATH", default_value = super::DEFAULT_AUDIT_PATH)]
+    pub file: PathBuf,
+    /// Only records of this session.
+    #[arg(long, value_name = "NAME")]
+    pub session: Option<String>,
+    /// Only records with this verdict: allow, deny, kill, hold or audit (repeat or separate
+    /// with commas for several).
+    #[arg(long, value_name = "V", value_parser = parse_verdict, value_delimiter = ',')]
+    pub verdict: Vec<Verdict>,
+    /// Print the raw JSON lines instead of one-line summaries.
+    #[arg(long)]
+    pub json: bool,
+    /// Show the last N matching records first (a number, or `all`).
+    #[arg(short = 'n', long = "lines", value_name = "N", default_value = "10", value_parser = parse_count)]
+    pub lines: Count,
+}
+
+/// How many existing records to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    All,
+    Last(usize),
+}
+
+fn parse_count(text: &str) -> Result<Count, String> {
+    if text == "all" {
+        return Ok(Count::All);
+    }
+    text.parse().map(Count::Last).map_err(|_| format!("expected a number or `all`, got {text:?}"))
+}
+
+fn parse_verdict(text: &str) -> Result<Verdict, String> {
+    Verdict::parse(text.trim())
+        .ok_or_else(|| format!("unknown verdict {text:?}: expected one of allow, deny, kill, hold, audit"))
+}
+
+/// Which records to show.
+#[derive(Clone, Debug, Default)]
+struct Filter {
+    session: Option<String>,
+    verdicts: Vec<Verdict>,
+}
+
+impl Filter {
+    fn matches(&self, record: &AuditRecord) -> bool {
+        if let Some(session) = &self.session
+            && record.session.as_deref() != Some(session.as_str())
+        {
+            return false;
+        }
+        self.verdicts.is_empty() || record.verdict.is_some_and(|v| self.verdicts.contains(&v))
+    }
+}
+
+pub fn main(args: TailArgs) -> anyhow::Result<ExitCode> {
+    let filter = Filter { session: args.session.clone(), verdicts: args.verdict.clone() };
+    let mut out = io::stdout().lock();
+    let mut warn = |msg: String| eprintln!("guard tail: {msg}");
+    let result = run(&args, &filter, &mut out, &mut warn);
+    match result {
+        // The reader of our output went away (`guard tail | head`): done, not failed.
+        Err(err) if is_broken_pipe(&err) => Ok(ExitCode::SUCCESS),
+        Err(err) => Err(err),
+        Ok(()) => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
+}
+
+fn run(args: &TailArgs, filter: &Filter, out: &mut dyn Write, warn: &mut dyn FnMut(String)) -> anyhow::Result<()> {
+    let mut follower = match Follower::open(&args.file) {
+        Ok(follower) => follower,
+        Err(err) if err.kind() == io::ErrorKind::NotFound && args.follow => {
+            warn(format!("waiting for {} to appear", args.file.display()));
+            loop {
+                std::thread::sleep(POLL_INTERVAL);
+                match Follower::open(&args.file) {
+                    Ok(follower) => break follower,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(err).with_context(|| format!("opening {}", args.file.display())),
+                }
+            }
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "no audit stream at {} (is the daemon running? --file picks another path)",
+                args.file.display()
+            )
+        }
+        Err(err) => return Err(err).with_context(|| format!("opening {}", args.file.display())),
+    };
+
+    // The backlog: the last N matching records of what is there now.
+    let keep = match args.lines {
+        Count::All => usize::MAX,
+        Count::Last(n) => n,
+    };
+    let mut backlog: VecDeque<(String, AuditRecord)> = VecDeque::new();
+    let lines = follower.poll().with_context(|| format!("reading {}", args.file.display()))?;
+    for (line, record) in select(&follower, lines, filter, warn) {
+        if keep == 0 {
+            break;
+        }
+        if backlog.len() == keep {
+            backlog.pop_front();
+        }
+        backlog.push_back((line, record));
+    }
+    for (line, record) in &backlog {
+        emit(out, args.json, line, record)?;
+    }
+    out.flush()?;
+    if !args.follow {
+        return Ok(());
+    }
+    follow(&mut follower, args.json, filter, out, warn, POLL_INTERVAL, &mut |_| false)
+}
+
+/// Polls until `stop(records printed so far)` says so (never, from the CLI).
+fn follow(
+    follower: &mut Follower,
+    json: bool,
+    filter: &Filter,
+    out: &mut dyn Write,
+    warn: &mut dyn FnMut(String),
+    interval: Duration,
+    stop: &mut dyn FnMut(usize) -> bool,
+) -> anyhow::Result<()> {
+    let mut printed = 0;
+    loop {
+        let lines = follower.poll().with_context(|| format!("reading {}", follower.path.display()))?;
+        for (line, record) in select(follower, lines, filter, warn) {
+            emit(out, json, &line, &record)?;
+            printed += 1;
+        }
+        out.flush()?;
+        if stop(printed) {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// Parses lines, warns about malformed ones, keeps those that match.
+fn select(
+    follower: &Follower,
+    lines: Vec<(u64, String)>,
+    filter: &Filter,
+    warn: &mut dyn FnMut(String),
+) -> Vec<(String, AuditRecord)> {
+    let mut out = Vec::new();
+    for (number, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match AuditRecord::from_json_line(&line) {
+            Ok(record) if filter.matches(&record) => out.push((line, record)),
+            Ok(_) => {}
+            Err(err) => warn(format!("{}:{number}: skipping malformed record: {err}", follower.path.display())),
+        }
+    }
+    out
+}
+
+fn emit(out: &mut dyn Write, json: bool, line: &str, record: &AuditRecord) -> io::Result<()> {
+    if json { writeln!(out, "{line}") } else { writeln!(out, "{}", format_record(record)) }
+}
+
+/// Reads complete lines from a file that grows, is truncated or is replaced (rotation).
+#[derive(Debug)]
+struct Follower {
+    path: PathBuf,
+    file: File,
+    ident: (u64, u64),
+    /// Bytes consumed from `file`.
+    pos: u64,
+    /// An unfinished last line, kept until its newline arrives.
+    partial: Vec<u8>,
+    /// Number of the last complete line of the current file.
+    line_no: u64,
+}
+
+impl Follower {
+    fn open(path: &Path) -> io::Result<Self> {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            ident: (meta.dev(), meta.ino()),
+            pos: 0,
+            partial: Vec::new(),
+            line_no: 0,
+        })
+    }
+
+    /// New complete lines, numbered from 1 in each file.
+    fn poll(&mut self) -> io::Result<Vec<(u64, String)>> {
+        let mut lines = self.read_available()?;
+        match std::fs::metadata(&self.path) {
+            // Mid-rotation: the old name is gone, the new file not there yet.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+            Ok(meta) if (meta.dev(), meta.ino()) != self.ident => {
+                // Rotated: the old file was drained above; a final line without newline is
+                // complete now that nobody writes there any more.
+                if !self.partial.is_empty() {
+                    self.line_no += 1;
+                    let text = String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned();
+                    lines.push((self.line_no, text));
+                }
+                match Self::open(&self.path) {
+                    Ok(reopened) => *self = reopened,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(lines),
+                    Err(err) => return Err(err),
+                }
+                lines.extend(self.read_available()?);
+            }
+            Ok(meta) if meta.len() < self.pos => {
+                // Truncated in place (copytruncate): start over.
+                self.file.seek(SeekFrom::Start(0))?;
+                self.pos = 0;
+                self.partial.clear();
+                self.line_no = 0;
+                lines.extend(self.read_available()?);
+            }
+            Ok(_) => {}
+        }
+        Ok(lines)
+    }
+
+    fn read_available(&mut self) -> io::Result<Vec<(u64, String)>> {
+        let mut buf = Vec::new();
+        let read = (&self.file).read_to_end(&mut buf)?;
+        self.pos += read as u64;
+        let mut lines = Vec::new();
+        let mut start = 0;
+        for (i, _) in buf.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            self.partial.extend_from_slice(&buf[start..i]);
+            start = i + 1;
+            self.line_no += 1;
+            let raw = std::mem::take(&mut self.partial);
+            let text = String::from_utf8_lossy(&raw);
+            lines.push((self.line_no, text.trim_end_matches('\r').to_string()));
+        }
+        self.partial.extend_from_slice(&buf[start..]);
+        Ok(lines)
+    }
+}
+
+/// Replaces control characters (a file name may carry terminal escapes) and elides long text.
+fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_FIELD_CHARS + 8));
+    for (count, ch) in text.chars().enumerate() {
+        if count == MAX_FIELD_CHARS {
+            out.push('…');
+            break;
+        }
+        if ch.is_control() {
+            out.extend(ch.escape_default());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// Shell-like quoting of one argv element, for reading (not for pasting into a shell).
+fn quote(arg: &str) -> String {
+    let plain =
+        !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c) || !c.is_ascii());
+    if plain { arg.to_string() } else { format!("'{}'", arg.replace('\'', r"'\''")) }
+}
+
+/// `2026-11-25T09:20:00.123456789Z` -> `2026-11-25T09:20:00.123Z` (milliseconds are enough).
+fn short_ts(ts: &str) -> String {
+    if let Some(dot) = ts.find('.') {
+        let digits = ts[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 3 {
+            // ASCII digits: these are char boundaries.
+            return format!("{}{}", &ts[..dot + 4], &ts[dot + 1 + digits..]);
+        }
+    }
+    ts.to_string()
+}
+
+/// The field that says what the event was about.
+fn key_field(record: &AuditRecord) -> Option<String> {
+    let endpoint = || {
+        record.addr.as_ref().map(|addr| {
+            let host = if addr.contains(':') { format!("[{addr}]") } else { addr.clone() };
+            let mut text = match record.port {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            };
+            if let Some(proto) = &record.proto {
+                text.push('/');
+                text.push_str(proto);
+            }
+            text
+        })
+    };
+    let argv = || {
+        record
+            .argv
+            .as_ref()
+            .filter(|argv| !argv.is_empty())
+            .map(|argv| argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "))
+    };
+    let found = match record.event.as_str() {
+        "exec" => argv().or_else(|| record.path.clone()).or_else(|| record.exe.clone()),
+        "connect" | "sendmsg" => endpoint(),
+        "fork" => record.child_pid.map(|pid| format!("child {pid}")),
+        "exit" => record.result.map(|code| format!("status {code}")),
+        _ => None,
+    };
+    found.or_else(|| record.path.clone()).or_else(endpoint).or_else(|| record.details.as_ref().map(|d| d.to_string()))
+}
+
+/// One line per record: time, seq, session, verdict, event, pid/comm, key field, rule, reason.
+fn format_record(record: &AuditRecord) -> String {
+    let mut out = String::new();
+    let session = record.session.as_deref().unwrap_or("-");
+    let verdict = record.verdict.map_or("-", Verdict::as_str);
+    let _ = write!(
+        out,
+        "{} {:>6} {} {:<5} {:<7}",
+        clean(&short_ts(&record.ts)),
+        record.seq,
+        clean(session),
+        verdict,
+        clean(&record.event)
+    );
+    match (record.pid, &record.comm) {
+        (Some(pid), Some(comm)) => {
+            let _ = write!(out, " {pid}/{}", clean(comm));
+        }
+        (Some(pid), None) => {
+            let _ = write!(out, " {pid}");
+        }
+        _ => {}
+    }
+    if let Some(key) = key_field(record) {
+        let _ = write!(out, " {}", clean(&key));
+    }
+    if let Some(rule) = &record.rule {
+        let _ = write!(out, " rule={}", clean(rule));
+    }
+    if let Some(reason) = &record.reason {
+        let _ = write!(out, " ({})", clean(reason));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    const DENY_CONNECT: &str = r#"{"ts":"2026-11-25T09:20:00.123456789Z","seq":7,"session":"s-1","cgroup_id":5,"pid":1234,"ppid":1,"comm":"curl","exe":"/usr/bin/curl","event":"connect","verdict":"deny","detector":"scope_net","rule":"net-scope","severity":"high","mitre":null,"reason":"outside the allow-list","addr":"203.0.113.9","port":443,"proto":"tcp"}"#;
+    const KILL_EXEC: &str = r#"{"ts":"2026-11-25T09:20:01.000000000Z","seq":8,"session":"s-2","cgroup_id":6,"pid":99,"ppid":1,"comm":"bash","exe":null,"event":"exec","verdict":"kill","detector":"destructive","rule":"no-rm-rf","severity":"critical","mitre":null,"reason":null,"path":"/usr/bin/rm","argv":["rm","-rf","/home/me/my project"]}"#;
+    const ALLOW_OPEN: &str = r#"{"ts":"2026-11-25T09:20:02.5Z","seq":9,"session":"s-1","cgroup_id":5,"pid":1234,"ppid":1,"comm":"cat","exe":null,"event":"open","verdict":"allow","detector":null,"rule":null,"severity":null,"mitre":null,"reason":null,"path":"/etc/host\u001b[2Jname"}"#;
+    const DAEMON_START: &str = r#"{"ts":"2026-11-25T09:19:59.000000001Z","seq":1,"session":null,"cgroup_id":null,"pid":null,"ppid":null,"comm":null,"exe":null,"event":"start","verdict":null,"detector":null,"rule":null,"severity":null,"mitre":null,"reason":"daemon started","details":{"tier":"host"}}"#;
+
+    fn rec(line: &str) -> AuditRecord {
+        AuditRecord::from_json_line(line).unwrap()
+    }
+
+    fn parse(argv: &[&str]) -> TailArgs {
+        let cli = Cli::try_parse_from(std::iter::once("guard").chain(argv.iter().copied())).unwrap();
+        match cli.command {
+            Command::Tail(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn temp_file(tag: &str) -> PathBuf {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "guard-tail-{}-{}-{tag}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("audit.jsonl")
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn one_liners() {
+        assert_eq!(
+            format_record(&rec(DENY_CONNECT)),
+            "2026-11-25T09:20:00.123Z      7 s-1 deny  connect 1234/curl 203.0.113.9:443/tcp rule=net-scope (outside the allow-list)"
+        );
+        assert_eq!(
+            format_record(&rec(KILL_EXEC)),
+            "2026-11-25T09:20:01.000Z      8 s-2 kill  exec    99/bash rm -rf '/home/me/my project' rule=no-rm-rf"
+        );
+        // Terminal escapes in a path are shown, not interpreted; a short fraction stays as is.
+        assert_eq!(
+            format_record(&rec(ALLOW_OPEN)),
+            "2026-11-25T09:20:02.5Z      9 s-1 allow open    1234/cat /etc/host\\u{1b}[2Jname"
+        );
+        assert_eq!(
+            format_record(&rec(DAEMON_START)),
+            "2026-11-25T09:19:59.000Z      1 - -     start   {\"tier\":\"host\"} (daemon started)"
+        );
+        let v6 =
+            AuditRecord { event: "sendmsg".into(), addr: Some("::1".into()), port: Some(53), ..Default::default() };
+        assert!(format_record(&v6).ends_with(" [::1]:53"), "{}", format_record(&v6));
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+        assert_eq!(clean(&"x".repeat(400)).chars().count(), MAX_FIELD_CHARS + 1);
+    }
+
+    #[test]
+    fn filters() {
+        let by_session = Filter { session: Some("s-1".into()), verdicts: vec![] };
+        assert!(by_session.matches(&rec(DENY_CONNECT)));
+        assert!(!by_session.matches(&rec(KILL_EXEC)));
+        assert!(!by_session.matches(&rec(DAEMON_START)));
+        let severe = Filter { session: None, verdicts: vec![Verdict::Deny, Verdict::Kill] };
+        assert!(severe.matches(&rec(DENY_CONNECT)) && severe.matches(&rec(KILL_EXEC)));
+        assert!(!severe.matches(&rec(ALLOW_OPEN)) && !severe.matches(&rec(DAEMON_START)));
+        assert!(Filter::default().matches(&rec(DAEMON_START)));
+    }
+
+    #[test]
+    fn arguments() {
+        let args = parse(&["tail", "-f", "--verdict", "deny,kill", "--verdict", "hold", "-n", "all"]);
+        assert!(args.follow);
+        assert_eq!(args.verdict, vec![Verdict::Deny, Verdict::Kill, Verdict::Hold]);
+        assert_eq!(args.lines, Count::All);
+        assert_eq!(args.file, PathBuf::from(crate::cli::DEFAULT_AUDIT_PATH));
+        let err = Cli::try_parse_from(["guard", "tail", "--verdict", "block"]).unwrap_err().to_string();
+        assert!(err.contains("unknown verdict \"block\": expected one of allow, deny, kill, hold, audit"), "{err}");
+        assert!(Cli::try_parse_from(["guard", "tail", "-n", "ten"]).is_err());
+    }
+
+    #[test]
+    fn backlog_filters_warns_and_keeps_the_last_n() {
+        let path = temp_file("backlog");
+        let text = [DAEMON_START, DENY_CONNECT, "{not json", "", KILL_EXEC, ALLOW_OPEN].join("\n") + "\n";
+        std::fs::write(&path, text).unwrap();
+        let run_with = |argv: &[&str]| {
+            let mut argv = argv.to_vec();
+            let file = path.to_str().unwrap();
+            argv.extend(["--file", file]);
+            let args = parse(&argv);
+            let filter = Filter { session: args.session.clone(), verdicts: args.verdict.clone() };
+            let mut out = Vec::new();
+            let mut warnings = Vec::new();
+            run(&args, &filter, &mut out, &mut |w| warnings.push(w)).unwrap();
+            (String::from_utf8(out).unwrap(), warnings)
+        };
+        let (out, warnings) = run_with(&["tail", "--json", "-n", "2"]);
+        assert_eq!(out, format!("{KILL_EXEC}\n{ALLOW_OPEN}\n"));
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("audit.jsonl:3: skipping malformed record"), "{}", warnings[0]);
+
+        let (out, _) = run_with(&["tail", "--session", "s-1", "--verdict", "deny"]);
+        assert_eq!(out.lines().count(), 1);
+        assert!(out.contains("deny  connect"), "{out}");
+        let (out, _) = run_with(&["tail", "-n", "0"]);
+        assert!(out.is_empty());
+        let (out, _) = run_with(&["tail", "-n", "all"]);
+        assert_eq!(out.lines().count(), 4);
+
+        let missing = parse(&["tail", "--file", "/nonexistent/guard/audit.jsonl"]);
+        let err = run(&missing, &Filter::default(), &mut Vec::new(), &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("no audit stream at /nonexistent/guard/audit.jsonl"), "{err}");
+    }
+
+    #[test]
+    fn follower_handles_partial_lines_truncation_and_rotation() {
+        let path = temp_file("rotate");
+        append(&path, "a\nb");
+        let mut follower = Follower::open(&path).unwrap();
+        assert_eq!(follower.poll().unwrap(), vec![(1, "a".into())]);
+        append(&path, "c\r\n");
+        assert_eq!(follower.poll().unwrap(), vec![(2, "bc".into())]);
+        assert!(follower.poll().unwrap().is_empty());
+
+        // Truncated in place and rewritten shorter.
+        std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+        append(&path, "d\n");
+        assert_eq!(follower.poll().unwrap(), vec![(1, "d".into())]);
+
+        // Rotated: the last lines of the old file come first, then the new file from line 1.
+        append(&path, "e\nf");
+        std::fs::rename(&path, path.with_extension("1")).unwrap();
+        assert_eq!(follower.poll().unwrap(), vec![(2, "e".into())]);
+        append(&path, "g\n");
+        assert_eq!(follower.poll().unwrap(), vec![(3, "f".into()), (1, "g".into())]);
+    }
+
+    #[test]
+    fn follow_sees_lines_written_by_another_thread() {
+        let path = temp_file("follow");
+        append(&path, &format!("{DAEMON_START}\n"));
+        let mut follower = Follower::open(&path).unwrap();
+        follower.poll().unwrap();
+        let writer_path = path.clone();
+        let writer = std::thread::spawn(move || {
+            for (i, line) in [DENY_CONNECT, "garbage", ALLOW_OPEN, KILL_EXEC].iter().enumerate() {
+                std::thread::sleep(Duration::from_millis(20));
+                // Split one record across two writes, as a slow writer might.
+                if i == 0 {
+                    let (head, tail) = line.split_at(10);
+                    append(&writer_path, head);
+                    std::thread::sleep(Duration::from_millis(30));
+                    append(&writer_path, &format!("{tail}\n"));
+                } else {
+                    append(&writer_path, &format!("{line}\n"));
+                }
+            }
+        });
+        let filter = Filter { session: None, verdicts: vec![Verdict::Deny, Verdict::Kill] };
+        let mut out = Vec::new();
+        let mut warnings = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        follow(
+            &mut follower,
+            false,
+            &filter,
+            &mut out,
+            &mut |w| warnings.push(w),
+            Duration::from_millis(10),
+            &mut |printed| printed >= 2 || std::time::Instant::now() > deadline,
+        )
+        .unwrap();
+        writer.join().unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let verdicts: Vec<&str> = out.lines().map(|l| l.split_whitespace().nth(3).unwrap_or("")).collect();
+        assert_eq!(verdicts, vec!["deny", "kill"], "{out}");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains(":3: skipping malformed record"), "{warnings:?}");
+    }
+}

@@ -1,0 +1,229 @@
+//! The kernel side as the daemon sees it: load the object, attach the programs, write maps.
+//!
+//! Every program checks session membership first, so attaching them is safe for the rest of
+//! the machine; the cgroup sock_addr programs are moreover attached only to session roots.
+
+pub mod btf;
+pub mod tier;
+
+use std::{fs::File, os::fd::AsFd, path::Path};
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
+};
+use guard_common::{Config, KernelOffsets, OFFSETS_GLOBAL, maps, programs, stat};
+use guard_engine::control::{HookStatus, Tier};
+
+/// The eBPF object built by guard-daemon/build.rs (aya-build).
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-ebpf"));
+
+/// Open-family syscalls: each has its own entry program (argument layouts differ) and shares
+/// the exit program.
+const OPEN_SYSCALLS: &[(&str, &str)] = &[
+    ("sys_enter_openat", programs::ENTER_OPENAT),
+    ("sys_enter_openat2", programs::ENTER_OPENAT2),
+    ("sys_enter_open", programs::ENTER_OPEN),
+    ("sys_enter_creat", programs::ENTER_CREAT),
+];
+const OPEN_EXITS: &[&str] = &["sys_exit_openat", "sys_exit_openat2", "sys_exit_open", "sys_exit_creat"];
+
+const SCHED_HOOKS: &[(&str, &str)] = &[
+    (programs::SCHED_EXEC, "sched_process_exec"),
+    (programs::SCHED_FORK, "sched_process_fork"),
+    (programs::SCHED_EXIT, "sched_process_exit"),
+];
+
+const SOCK_ADDR_PROGRAMS: &[(&str, &str)] = &[
+    (programs::CONNECT4, "connect4"),
+    (programs::CONNECT6, "connect6"),
+    (programs::SENDMSG4, "sendmsg4"),
+    (programs::SENDMSG6, "sendmsg6"),
+];
+
+pub struct Kernel {
+    ebpf: Ebpf,
+    hooks: Vec<HookStatus>,
+    sock_addr_loaded: bool,
+}
+
+impl Kernel {
+    /// Load the object with the kernel's structure offsets baked in. Nothing is attached yet.
+    pub fn load(offsets: &KernelOffsets) -> anyhow::Result<Self> {
+        let ebpf = EbpfLoader::new()
+            .override_global(OFFSETS_GLOBAL, offsets, true)
+            .load(EBPF_OBJECT)
+            .context("loading guard's eBPF object")?;
+        Ok(Self { ebpf, hooks: Vec::new(), sock_addr_loaded: false })
+    }
+
+    /// Try to load (never attach) the BPF LSM probe program: Err says why the lsm tier is out.
+    pub fn probe_lsm(&mut self) -> Result<(), String> {
+        let btf = aya::Btf::from_sys_fs().map_err(|err| format!("reading kernel BTF: {err}"))?;
+        let prog: &mut aya::programs::Lsm = self
+            .ebpf
+            .program_mut(programs::LSM_PROBE)
+            .ok_or_else(|| format!("program {} missing from the eBPF object", programs::LSM_PROBE))?
+            .try_into()
+            .map_err(|err| format!("{err}"))?;
+        let result = prog.load("file_open", &btf).map_err(|err| {
+            let mut text = format!("{err}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(inner) = source {
+                text.push_str(&format!(": {inner}"));
+                source = inner.source();
+            }
+            text
+        });
+        // Loaded or not, the probe has done its job; unload it so it holds no kernel memory.
+        let _ = prog.unload();
+        result
+    }
+
+    pub fn hooks(&self) -> &[HookStatus] {
+        &self.hooks
+    }
+
+    fn host_hook(&mut self, hook: &str, reason: &str) {
+        self.hooks.push(HookStatus {
+            hook: hook.to_string(),
+            tier: Tier::Host,
+            attached: true,
+            reason: Some(reason.to_string()),
+        });
+    }
+
+    /// Attach the tracing programs (exec, fork, exit, open). They run machine-wide and return
+    /// at once for tasks outside a session.
+    pub fn attach_tracing(&mut self, lsm_reason: &str) -> anyhow::Result<()> {
+        let btf = aya::Btf::from_sys_fs().context("reading kernel BTF for tp_btf programs")?;
+        for &(prog_name, tracepoint) in SCHED_HOOKS {
+            let prog: &mut BtfTracePoint = self
+                .ebpf
+                .program_mut(prog_name)
+                .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
+                .try_into()?;
+            prog.load(tracepoint, &btf).with_context(|| format!("loading {prog_name}"))?;
+            prog.attach().with_context(|| format!("attaching {prog_name} to tp_btf/{tracepoint}"))?;
+        }
+        self.host_hook(
+            "exec",
+            &format!("tp_btf/sched_process_exec: SIGKILL/SIGSTOP before the new image runs ({lsm_reason})"),
+        );
+        self.host_hook("fork/exit", "tp_btf/sched_process_fork, sched_process_exit (lineage)");
+
+        for &(tracepoint, prog_name) in OPEN_SYSCALLS {
+            let prog: &mut TracePoint = self
+                .ebpf
+                .program_mut(prog_name)
+                .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
+                .try_into()?;
+            prog.load().with_context(|| format!("loading {prog_name}"))?;
+            match prog.attach("syscalls", tracepoint) {
+                Ok(_) => {}
+                // `open`/`creat` do not exist on every architecture.
+                Err(err) if matches!(tracepoint, "sys_enter_open" | "sys_enter_creat") => {
+                    log::warn!("not attaching {tracepoint}: {err}");
+                }
+                Err(err) => return Err(err).with_context(|| format!("attaching {prog_name} to syscalls/{tracepoint}")),
+            }
+        }
+        let exit: &mut TracePoint = self
+            .ebpf
+            .program_mut(programs::EXIT_OPEN)
+            .ok_or_else(|| anyhow!("program {} missing from the eBPF object", programs::EXIT_OPEN))?
+            .try_into()?;
+        exit.load().context("loading the open exit program")?;
+        for &tracepoint in OPEN_EXITS {
+            match exit.attach("syscalls", tracepoint) {
+                Ok(_) => {}
+                Err(err) if matches!(tracepoint, "sys_exit_open" | "sys_exit_creat") => {
+                    log::warn!("not attaching {tracepoint}: {err}");
+                }
+                Err(err) => return Err(err).with_context(|| format!("attaching the open exit program to syscalls/{tracepoint}")),
+            }
+        }
+        self.host_hook(
+            "open",
+            &format!("syscall tracepoints: SIGKILL at syscall exit, before data reaches user space; O_CREAT/O_TRUNC already happened ({lsm_reason})"),
+        );
+        Ok(())
+    }
+
+    /// Attach the sock_addr programs to one root cgroup (its whole subtree inherits them).
+    pub fn attach_cgroup(&mut self, root: &Path) -> anyhow::Result<()> {
+        let cgroup = File::open(root).with_context(|| format!("opening cgroup {}", root.display()))?;
+        for &(prog_name, hook) in SOCK_ADDR_PROGRAMS {
+            let prog: &mut CgroupSockAddr = self
+                .ebpf
+                .program_mut(prog_name)
+                .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
+                .try_into()?;
+            if !self.sock_addr_loaded {
+                prog.load().with_context(|| format!("loading {prog_name}"))?;
+            }
+            // AllowMultiple is refused through aya 0.14's link path on these kernels; Single
+            // also keeps a session from attaching its own program below ours.
+            prog.attach(cgroup.as_fd(), CgroupAttachMode::Single)
+                .with_context(|| format!("attaching {prog_name} ({hook}) to {}", root.display()))?;
+        }
+        if !self.sock_addr_loaded {
+            self.host_hook(
+                "connect/sendmsg",
+                "cgroup sock_addr connect4/6, sendmsg4/6: EPERM before the packet leaves (same on both tiers)",
+            );
+        }
+        self.sock_addr_loaded = true;
+        Ok(())
+    }
+
+    pub fn set_config(&mut self, config: &Config) -> anyhow::Result<()> {
+        let mut map: Array<_, Config> = Array::try_from(self.map(maps::CONFIG)?)?;
+        map.set(0, config, 0).context("writing CONFIG")?;
+        Ok(())
+    }
+
+    /// Replace the registered roots and forget every cached cgroup verdict.
+    pub fn set_roots(&mut self, ids: &[u64]) -> anyhow::Result<()> {
+        {
+            let mut roots: HashMap<_, u64, u32> = HashMap::try_from(self.map(maps::ROOTS)?)?;
+            let stale: Vec<u64> = roots.keys().filter_map(Result::ok).filter(|k| !ids.contains(k)).collect();
+            for key in stale {
+                roots.remove(&key).context("removing a stale root")?;
+            }
+            for (index, id) in ids.iter().enumerate() {
+                roots.insert(id, index as u32, 0).context("writing ROOTS")?;
+            }
+        }
+        let mut cache: HashMap<_, u64, u64> = HashMap::try_from(self.map(maps::CGROUP_SESSION)?)?;
+        let keys: Vec<u64> = cache.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            // An entry evicted meanwhile is fine: it is gone either way.
+            let _ = cache.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Sum of each per-CPU counter.
+    pub fn stats(&self) -> anyhow::Result<[u64; stat::COUNT as usize]> {
+        let map = self.ebpf.map(maps::STATS).ok_or_else(|| anyhow!("map {} missing", maps::STATS))?;
+        let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+        let mut out = [0u64; stat::COUNT as usize];
+        for (index, slot) in out.iter_mut().enumerate() {
+            let values = stats.get(&(index as u32), 0).context("reading STATS")?;
+            *slot = values.iter().sum();
+        }
+        Ok(out)
+    }
+
+    pub fn take_ring_buffer(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self.ebpf.take_map(maps::EVENTS).ok_or_else(|| anyhow!("map {} missing", maps::EVENTS))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    pub fn map(&mut self, name: &str) -> anyhow::Result<&mut aya::maps::Map> {
+        self.ebpf.map_mut(name).ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+    }
+}

@@ -1,0 +1,133 @@
+//! Every map and global the programs share. User space fills them from the compiled policy.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use guard_common::{
+    Config, DevIno, ExecWatch, KernelOffsets, NAME_LEN, OpenArgs, PortSet, RuleRef, SessionState,
+    stat,
+};
+
+/// Kernel structure offsets, written by the loader before load (see `KernelOffsets`).
+#[unsafe(no_mangle)]
+pub static GUARD_OFFSETS: KernelOffsets = KernelOffsets {
+    task_pid: 0,
+    task_tgid: 0,
+    task_real_parent: 0,
+    task_start_time: 0,
+    task_files: 0,
+    task_mm: 0,
+    files_fdt: 0,
+    fdt_max_fds: 0,
+    fdt_fd: 0,
+    file_f_inode: 0,
+    file_f_path: 0,
+    path_dentry: 0,
+    dentry_d_parent: 0,
+    dentry_d_name: 0,
+    dentry_d_inode: 0,
+    qstr_name: 0,
+    inode_i_ino: 0,
+    inode_i_sb: 0,
+    sb_s_dev: 0,
+    mm_exe_file: 0,
+    bprm_file: 0,
+    bprm_filename: 0,
+    mm_arg_start: 0,
+    mm_arg_end: 0,
+    valid: 0,
+    file_f_flags: 0,
+};
+
+#[inline(always)]
+pub fn offsets() -> KernelOffsets {
+    // SAFETY: a read-only global; volatile so the compiler does not fold the zero initialiser.
+    unsafe { core::ptr::read_volatile(&GUARD_OFFSETS) }
+}
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+#[map]
+pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// Registered cgroup roots: cgroup id -> root index.
+#[map]
+pub static ROOTS: HashMap<u64, u32> = HashMap::with_max_entries(64, 0);
+
+/// Cache: a task's cgroup id -> its session id, or 0 for "not governed". Cleared by the daemon
+/// whenever the roots change; cgroup ids are never reused, so entries cannot go stale otherwise.
+#[map]
+pub static CGROUP_SESSION: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Per-session state both sides write (credential mark, escalations).
+#[map]
+pub static SESSIONS: HashMap<u64, SessionState> = HashMap::with_max_entries(4096, 0);
+
+/// Open arguments from syscall entry, for the matching exit.
+#[map]
+pub static OPEN_ARGS: LruHashMap<u64, OpenArgs> = LruHashMap::with_max_entries(16384, 0);
+
+/// Credential files by identity (found by the daemon's scan).
+#[map]
+pub static CRED_INODES: HashMap<DevIno, RuleRef> = HashMap::with_max_entries(65536, 0);
+
+/// Credential names: exact final component, NUL padded.
+#[map]
+pub static CRED_NAMES: HashMap<[u8; NAME_LEN], RuleRef> = HashMap::with_max_entries(1024, 0);
+
+/// Credential name prefixes (`.env.*`, `id_*`).
+#[map]
+pub static CRED_NAME_PREFIX: LpmTrie<[u8; NAME_LEN], RuleRef> = LpmTrie::with_max_entries(1024, 0);
+
+/// Credential name suffixes (`*.pem`), stored reversed.
+#[map]
+pub static CRED_NAME_SUFFIX: LpmTrie<[u8; NAME_LEN], RuleRef> = LpmTrie::with_max_entries(1024, 0);
+
+/// Directories under which sessions may open files for writing.
+#[map]
+pub static WRITE_ROOTS: HashMap<DevIno, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Network allow-list.
+#[map]
+pub static NET_ALLOW4: LpmTrie<[u8; 4], PortSet> = LpmTrie::with_max_entries(4096, 0);
+#[map]
+pub static NET_ALLOW6: LpmTrie<[u8; 16], PortSet> = LpmTrie::with_max_entries(4096, 0);
+
+/// Exec watch set, by file identity and by name.
+#[map]
+pub static EXEC_WATCH_INODES: HashMap<DevIno, ExecWatch> = HashMap::with_max_entries(4096, 0);
+#[map]
+pub static EXEC_WATCH_NAMES: HashMap<[u8; NAME_LEN], ExecWatch> =
+    HashMap::with_max_entries(1024, 0);
+
+/// Scratch space too large for the 512-byte BPF stack.
+#[repr(C)]
+pub struct Scratch {
+    pub name: [u8; NAME_LEN],
+    pub key: aya_ebpf::maps::lpm_trie::Key<[u8; NAME_LEN]>,
+    pub args: [u8; ARGS_SCAN],
+}
+
+/// Bytes of a new image's argv scanned for an inline-script option.
+pub const ARGS_SCAN: usize = 128;
+
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn bump(index: u32) {
+    if let Some(counter) = STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
+        unsafe { *counter += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn config() -> Option<&'static Config> {
+    CONFIG.get(0)
+}

@@ -1,0 +1,249 @@
+//! File opens: who opened what, decided on the file actually opened.
+//!
+//! Entry programs save the arguments; the exit program looks up the new fd's `struct file`
+//! (inode identity, dentry name, f_flags: kernel objects) and decides. A SIGKILL queued at
+//! syscall exit kills the task before it returns to user space, so it never reads the data
+//! nor writes through the fd. What the open itself did (O_CREAT, O_TRUNC) has already
+//! happened on this tier; the LSM tier refuses before.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
+        bpf_probe_read_user_str_bytes, generated::bpf_send_signal,
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use guard_common::{
+    DevIno, KernelOffsets, MAX_DIR_DEPTH, NAME_LEN, OpenArgs, OpenEvent, RuleRef, action,
+    detector, flags, kind, stat,
+};
+
+use super::{dropped, enforcing, fill_header, mark_credential, sent};
+use crate::{
+    kread::{self, read_at},
+    maps, session,
+};
+
+const SIGKILL: u32 = 9;
+const O_ACCMODE: u64 = 0o3;
+const O_WRONLY: u64 = 0o1;
+const O_CREAT: u64 = 0o100;
+const O_TRUNC: u64 = 0o1000;
+const AT_FDCWD: i64 = -100;
+
+// Syscall tracepoint argument offsets (stable: common header, syscall nr, then 8-byte args).
+const ARG0: usize = 16;
+const ARG1: usize = 24;
+const ARG2: usize = 32;
+
+#[inline(always)]
+fn save(filename_ptr: u64, open_flags: u64, dfd: i64) {
+    if session::current().is_none() {
+        return;
+    }
+    let args = OpenArgs { filename_ptr, flags: open_flags, dfd };
+    let _ = maps::OPEN_ARGS.insert(&bpf_get_current_pid_tgid(), &args, 0);
+}
+
+#[inline(always)]
+fn arg(ctx: &TracePointContext, offset: usize) -> u64 {
+    // SAFETY: reads the tracepoint record at a fixed offset.
+    unsafe { ctx.read_at::<u64>(offset) }.unwrap_or(0)
+}
+
+/// `openat(dfd, filename, flags, mode)`.
+#[tracepoint(category = "syscalls", name = "sys_enter_openat")]
+pub fn guard_enter_openat(ctx: TracePointContext) -> u32 {
+    save(arg(&ctx, ARG1), arg(&ctx, ARG2), arg(&ctx, ARG0) as i64);
+    0
+}
+
+/// `openat2(dfd, filename, how, size)`: flags live in user memory (`how->flags`), read at
+/// entry; they only add O_CREAT/O_TRUNC intent, the access mode comes from the file itself.
+#[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
+pub fn guard_enter_openat2(ctx: TracePointContext) -> u32 {
+    let how = arg(&ctx, ARG2);
+    // SAFETY: bounded user read, failure gives 0.
+    let how_flags = unsafe { bpf_probe_read_user(how as *const u64) }.unwrap_or(0);
+    save(arg(&ctx, ARG1), how_flags, arg(&ctx, ARG0) as i64);
+    0
+}
+
+/// `open(filename, flags, mode)`.
+#[tracepoint(category = "syscalls", name = "sys_enter_open")]
+pub fn guard_enter_open(ctx: TracePointContext) -> u32 {
+    save(arg(&ctx, ARG0), arg(&ctx, ARG1), AT_FDCWD);
+    0
+}
+
+/// `creat(pathname, mode)` = open(O_CREAT|O_WRONLY|O_TRUNC).
+#[tracepoint(category = "syscalls", name = "sys_enter_creat")]
+pub fn guard_enter_creat(ctx: TracePointContext) -> u32 {
+    save(arg(&ctx, ARG0), O_CREAT | O_WRONLY | O_TRUNC, AT_FDCWD);
+    0
+}
+
+/// Exit of every open-family syscall (attached to each `sys_exit_*`; `ret` is at ARG0).
+#[tracepoint(category = "syscalls", name = "sys_exit_openat")]
+pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: copy out of the map before removing the entry.
+    let Some(args) = (unsafe { maps::OPEN_ARGS.get(&pid_tgid) }).copied() else { return 0 };
+    let _ = maps::OPEN_ARGS.remove(&pid_tgid);
+    let Some(session) = session::current() else { return 0 };
+    let off = maps::offsets();
+    if off.valid == 0 {
+        return 0;
+    }
+    let ret = arg(&ctx, ARG0) as i64;
+
+    let Some(mut entry) = maps::EVENTS.reserve::<OpenEvent>(0) else {
+        dropped();
+        return 0;
+    };
+    // SAFETY: the reservation is exactly one OpenEvent; every field is written below.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, kind::OPEN, &session, &off);
+    ev.flags = args.flags;
+    ev.dfd = args.dfd;
+    ev.ret = ret;
+    ev.file = DevIno { dev: 0, ino: 0 };
+    ev.name[0] = 0;
+    // The caller's path string, for the record only: decisions use the file below.
+    // SAFETY: bounded user read.
+    match unsafe { bpf_probe_read_user_str_bytes(args.filename_ptr as *const u8, &mut ev.path) } {
+        Ok(bytes) if bytes.len() >= guard_common::PATH_LEN - 1 => {
+            ev.header.flags |= flags::PATH_TRUNCATED
+        }
+        Ok(_) => {}
+        Err(_) => {
+            ev.path[0] = 0;
+            ev.header.flags |= flags::PATH_UNREADABLE;
+        }
+    }
+
+    if ret >= 0 {
+        let file = kread::fd_file(&off, kread::current_task(), ret as u64);
+        ev.file = kread::file_identity(&off, file);
+        let dentry = kread::file_dentry(&off, file);
+        let name_ptr = kread::dentry_name_ptr(&off, dentry);
+        // SAFETY: kernel string, bounded copy.
+        if unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.name) }
+            .is_err()
+        {
+            ev.name[0] = 0;
+        }
+        let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
+        let writes = (f_flags as u64 & O_ACCMODE) != 0 || args.flags & (O_CREAT | O_TRUNC) != 0;
+        decide(&off, &session, ev, dentry, name_ptr, writes);
+    }
+
+    let act = ev.header.action;
+    entry.submit(0);
+    sent(stat::OPEN);
+    if act == action::KILL {
+        // SAFETY: plain helper call; the task dies before returning to user space.
+        unsafe { bpf_send_signal(SIGKILL) };
+        maps::bump(stat::KILLED);
+    }
+    0
+}
+
+#[inline(always)]
+fn decide(
+    off: &KernelOffsets,
+    session: &session::Session,
+    ev: &mut OpenEvent,
+    dentry: u64,
+    name_ptr: u64,
+    writes: bool,
+) {
+    if let Some((rule, from_inode)) = credential_match(&ev.file, name_ptr) {
+        mark_credential(session.session_id);
+        ev.header.detector = detector::CREDENTIAL;
+        ev.header.rule = rule.rule;
+        if from_inode {
+            ev.header.flags |= flags::MATCH_INODE;
+        }
+        ev.header.action = if enforcing(rule.mode) { action::KILL } else { action::AUDIT };
+        return;
+    }
+    if writes {
+        let Some(cfg) = maps::config() else { return };
+        if cfg.write_scope != 0 && !under_write_root(off, dentry) {
+            ev.header.detector = detector::SCOPE_FILE;
+            ev.header.rule = cfg.write_rule;
+            ev.header.action = if enforcing(cfg.write_mode) { action::KILL } else { action::AUDIT };
+        }
+    }
+}
+
+/// Credential by identity first, then by the opened dentry's name: exact, exempting or
+/// matching suffix (reversed trie), then prefix.
+#[inline(always)]
+fn credential_match(identity: &DevIno, name_ptr: u64) -> Option<(RuleRef, bool)> {
+    // SAFETY: copy of a plain value.
+    if let Some(rule) = unsafe { maps::CRED_INODES.get(identity) } {
+        return Some((*rule, true));
+    }
+    let scratch = maps::SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch, ours for the duration of this program.
+    let scratch = unsafe { &mut *scratch };
+    scratch.name = [0; NAME_LEN];
+    // SAFETY: kernel string, bounded copy.
+    let len = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut scratch.name) }
+        .ok()?
+        .len();
+    if len == 0 {
+        return None;
+    }
+    // SAFETY: copy of a plain value.
+    if let Some(rule) = unsafe { maps::CRED_NAMES.get(&scratch.name) } {
+        return if rule.exempt != 0 { None } else { Some((*rule, false)) };
+    }
+    // Reverse the name into the trie key for suffix matching.
+    scratch.key.data = [0; NAME_LEN];
+    let mut i = 0;
+    while i < NAME_LEN {
+        if i < len {
+            let from = (len - 1 - i) & (NAME_LEN - 1);
+            scratch.key.data[i] = scratch.name[from];
+        }
+        i += 1;
+    }
+    scratch.key.prefix_len = (len * 8) as u32;
+    if let Some(rule) = maps::CRED_NAME_SUFFIX.get(&scratch.key) {
+        return if rule.exempt != 0 { None } else { Some((*rule, false)) };
+    }
+    scratch.key.data = scratch.name;
+    if let Some(rule) = maps::CRED_NAME_PREFIX.get(&scratch.key) {
+        return if rule.exempt != 0 { None } else { Some((*rule, false)) };
+    }
+    None
+}
+
+/// Is the opened file below one of the write roots? Walks the dentry's parents (bounded).
+#[inline(always)]
+fn under_write_root(off: &KernelOffsets, dentry: u64) -> bool {
+    let mut current = dentry;
+    let mut depth = 0;
+    while depth < MAX_DIR_DEPTH {
+        if current == 0 {
+            return false;
+        }
+        let identity = kread::dentry_identity(off, current);
+        // SAFETY: presence check only.
+        if unsafe { maps::WRITE_ROOTS.get(&identity) }.is_some() {
+            return true;
+        }
+        let parent: u64 = read_at(current, off.dentry_d_parent).unwrap_or(0);
+        if parent == current {
+            // The root of this filesystem: nothing above it here.
+            return false;
+        }
+        current = parent;
+        depth += 1;
+    }
+    false
+}

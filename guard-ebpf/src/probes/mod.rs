@@ -1,0 +1,79 @@
+//! One file per hook family.
+
+pub mod exec;
+pub mod file;
+pub mod net;
+pub mod lsm;
+pub mod proc;
+
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_ktime_get_ns};
+use guard_common::{EventHeader, KernelOffsets, action, detector, stat};
+
+use crate::{kread, maps, session::Session};
+
+/// Fill the common head of an event in place (ring buffer memory is not zeroed).
+#[inline(always)]
+pub fn fill_header(
+    header: &mut EventHeader,
+    kind: u32,
+    session: &Session,
+    off: &KernelOffsets,
+) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    header.kind = kind;
+    header.action = action::ALLOW;
+    // SAFETY: plain helper call.
+    header.ktime_ns = unsafe { bpf_ktime_get_ns() };
+    header.cgroup_id = session.cgroup_id;
+    header.session_id = session.session_id;
+    header.pid = pid_tgid as u32;
+    header.tgid = (pid_tgid >> 32) as u32;
+    header.ppid = if off.valid != 0 { kread::parent_tgid(off, kread::current_task()) } else { 0 };
+    header.detector = detector::NONE;
+    header.rule = u32::MAX;
+    header.flags = 0;
+    header.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+}
+
+/// Count an event that could not be queued (ring buffer full).
+#[inline(always)]
+pub fn dropped() {
+    maps::bump(stat::EVENTS_DROPPED);
+}
+
+#[inline(always)]
+pub fn sent(kind_stat: u32) {
+    maps::bump(stat::EVENTS_SENT);
+    maps::bump(kind_stat);
+}
+
+/// Is enforcement on for a rule of this mode (the global kill switch can force monitor)?
+#[inline(always)]
+pub fn enforcing(rule_mode: u8) -> bool {
+    match maps::config() {
+        Some(cfg) => cfg.enforce != 0 && rule_mode == guard_common::mode::ENFORCE,
+        None => false,
+    }
+}
+
+/// Mark the session as having touched a credential (the kernel reads this for escalation).
+#[inline(always)]
+pub fn mark_credential(session_id: u64) {
+    if let Some(state) = maps::SESSIONS.get_ptr_mut(&session_id) {
+        // SAFETY: a plain u32 store into map memory.
+        unsafe { (*state).credential_touched = 1 };
+    } else {
+        let state = guard_common::SessionState { credential_touched: 1, escalation: 0 };
+        let _ = maps::SESSIONS.insert(&session_id, &state, 0);
+    }
+}
+
+/// Escalation flags of a session, 0 when it has none.
+#[inline(always)]
+pub fn escalation(session_id: u64) -> u32 {
+    // SAFETY: copy of a plain u32.
+    match unsafe { maps::SESSIONS.get(&session_id) } {
+        Some(state) => state.escalation,
+        None => 0,
+    }
+}

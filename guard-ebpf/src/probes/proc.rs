@@ -1,0 +1,64 @@
+//! Process lineage: fork and exit (tp_btf, typed arguments, stable across kernel versions
+//! where the classic tracepoint formats are not).
+
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use guard_common::{ExitEvent, ForkEvent, kind, stat};
+
+use super::{dropped, fill_header, sent};
+use crate::{kread::{self, read_at}, maps, session};
+
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn guard_sched_fork(ctx: BtfTracePointContext) -> i32 {
+    let Some(session) = session::current() else { return 0 };
+    let off = maps::offsets();
+    if off.valid == 0 {
+        return 0;
+    }
+    let child: u64 = ctx.arg(1);
+    let child_pid: u32 = read_at(child, off.task_pid).unwrap_or(0);
+    let child_tgid: u32 = read_at(child, off.task_tgid).unwrap_or(0);
+    if child_pid != child_tgid {
+        // A new thread, not a new process.
+        return 0;
+    }
+    let Some(mut entry) = maps::EVENTS.reserve::<ForkEvent>(0) else {
+        dropped();
+        return 0;
+    };
+    // SAFETY: the reservation is exactly one ForkEvent; every field is written below.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, kind::FORK, &session, &off);
+    ev.child_pid = child_pid;
+    ev.child_tgid = child_tgid;
+    ev.child_start_ns = read_at(child, off.task_start_time).unwrap_or(0);
+    entry.submit(0);
+    sent(stat::FORK);
+    0
+}
+
+/// `sched_process_exit(struct task_struct *p, ...)`, in the exiting task's context.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn guard_sched_exit(_ctx: BtfTracePointContext) -> i32 {
+    let Some(session) = session::current() else { return 0 };
+    let off = maps::offsets();
+    if off.valid == 0 {
+        return 0;
+    }
+    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    if pid_tgid as u32 != (pid_tgid >> 32) as u32 {
+        // A thread other than the leader: the process lives on.
+        return 0;
+    }
+    let Some(mut entry) = maps::EVENTS.reserve::<ExitEvent>(0) else {
+        dropped();
+        return 0;
+    };
+    // SAFETY: as above.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, kind::EXIT, &session, &off);
+    ev.start_ns = read_at(kread::current_task(), off.task_start_time).unwrap_or(0);
+    entry.submit(0);
+    sent(stat::EXIT);
+    0
+}

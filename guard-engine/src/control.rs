@@ -1,0 +1,261 @@
+//! The control-socket protocol between `guard` clients and the daemon.
+//!
+//! Newline-delimited JSON over a unix socket: the client writes one [`Request`] per line, the
+//! daemon answers each with one [`Response`] line, in order. Pure types: no I/O here.
+//!
+//! Compatibility: like the audit stream, fields are only ever added. Every field of the reply
+//! types has a serde default, so an older client can read a newer daemon's reply and the other
+//! way round.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request line the daemon accepts, newline excluded.
+pub const MAX_REQUEST_LINE: usize = 64 * 1024;
+
+/// One request. Tagged by `cmd`: `{"cmd":"status"}`.
+///
+/// Later: `{"cmd":"pending"}`, `{"cmd":"approve","id":N}`, `{"cmd":"deny","id":N}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Tiers, sessions and counters of the running daemon.
+    Status,
+}
+
+impl Request {
+    /// The request as one line, without the trailing newline.
+    pub fn to_line(&self) -> String {
+        // A unit-variant enum always serialises.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from(r#"{"cmd":"status"}"#))
+    }
+
+    /// Parse one request line (a trailing `\r` or `\n` is ignored).
+    pub fn parse_line(line: &[u8]) -> Result<Self, ProtocolError> {
+        if line.len() > MAX_REQUEST_LINE {
+            return Err(ProtocolError::TooLong { len: line.len() });
+        }
+        let text = std::str::from_utf8(line).map_err(|_| ProtocolError::NotUtf8)?;
+        let text = text.trim_end_matches(['\n', '\r']);
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ProtocolError::Empty);
+        }
+        // serde also accepts `["status"]` for tagged enums; the protocol is objects only.
+        if !text.starts_with('{') {
+            return Err(ProtocolError::Malformed(String::from("expected a JSON object")));
+        }
+        serde_json::from_str(text).map_err(|err| ProtocolError::Malformed(err.to_string()))
+    }
+}
+
+/// Why a request line was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("request line too long ({len} bytes, at most {MAX_REQUEST_LINE})")]
+    TooLong { len: usize },
+    #[error("request is not UTF-8")]
+    NotUtf8,
+    #[error("empty request")]
+    Empty,
+    #[error("malformed request: {0}")]
+    Malformed(String),
+}
+
+/// One reply.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    #[serde(default)]
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub status: Option<StatusReport>,
+}
+
+impl Response {
+    pub fn status(report: StatusReport) -> Self {
+        Self { ok: true, error: None, status: Some(report) }
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Self { ok: false, error: Some(message.into()), status: None }
+    }
+
+    /// The reply as one line, without the trailing newline.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|err| {
+            // Only a non-string map key could fail here; still answer something parseable.
+            format!(r#"{{"ok":false,"error":"reply serialisation failed: {}"}}"#, escape(&err.to_string()))
+        })
+    }
+
+    pub fn parse_line(line: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(line.trim_end_matches(['\n', '\r']))
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Enforcement tier of a hook.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Syscall tracepoints and cgroup sock_addr programs: works on any kernel guard supports.
+    #[default]
+    Host,
+    /// BPF LSM: refuses before the operation happens.
+    Lsm,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Host => "host",
+            Tier::Lsm => "lsm",
+        }
+    }
+}
+
+/// What the daemon reports about itself.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusReport {
+    /// The daemon's version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    /// Where the policy came from: a file path, or `builtin`.
+    pub policy_source: String,
+    /// False when the kill switch treats every rule as monitor-only.
+    pub enforce: bool,
+    pub hooks: Vec<HookStatus>,
+    pub sessions: Vec<SessionStatus>,
+    pub counters: Counters,
+    /// Size of the kernel-to-daemon ring buffer.
+    pub ringbuf_bytes: u64,
+    pub audit_path: String,
+}
+
+/// One kernel hook (e.g. `exec`, `open`, `connect4`) and how it is enforced.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HookStatus {
+    pub hook: String,
+    pub tier: Tier,
+    pub attached: bool,
+    /// Why this tier (e.g. "BPF LSM not enabled: lsm= lacks bpf"), or why not attached.
+    pub reason: Option<String>,
+}
+
+/// One session: a cgroup directly below a root, or the root itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionStatus {
+    pub name: String,
+    pub path: String,
+    pub cgroup_id: u64,
+    /// Processes in the session's whole subtree.
+    pub processes: u32,
+}
+
+/// Event counters since the daemon started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counters {
+    /// Events the kernel sent over the ring buffer.
+    pub events: u64,
+    /// Events lost because the ring buffer was full.
+    pub dropped: u64,
+    pub exec: u64,
+    pub open: u64,
+    pub connect: u64,
+    pub sendmsg: u64,
+    pub fork: u64,
+    pub exit: u64,
+    pub denied: u64,
+    pub killed: u64,
+    pub held: u64,
+    pub audit_records: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StatusReport {
+        StatusReport {
+            version: "0.1.0".into(),
+            pid: 42,
+            uptime_secs: 3600,
+            policy_source: "/etc/guard/policy.toml".into(),
+            enforce: true,
+            hooks: vec![
+                HookStatus { hook: "exec".into(), tier: Tier::Host, attached: true, reason: Some("no BPF LSM".into()) },
+                HookStatus { hook: "connect4".into(), tier: Tier::Lsm, attached: false, reason: None },
+            ],
+            sessions: vec![SessionStatus {
+                name: "s-1".into(),
+                path: "/sys/fs/cgroup/guard/s-1".into(),
+                cgroup_id: 1234,
+                processes: 3,
+            }],
+            counters: Counters { events: 10, dropped: 1, exec: 2, ..Default::default() },
+            ringbuf_bytes: 1 << 20,
+            audit_path: "/var/log/guard/audit.jsonl".into(),
+        }
+    }
+
+    #[test]
+    fn request_wire_format() {
+        assert_eq!(Request::Status.to_line(), r#"{"cmd":"status"}"#);
+        assert_eq!(Request::parse_line(b"{\"cmd\":\"status\"}\n").unwrap(), Request::Status);
+        assert_eq!(Request::parse_line(b" { \"cmd\" : \"status\" }\r\n").unwrap(), Request::Status);
+    }
+
+    #[test]
+    fn malformed_requests_are_refused_with_a_reason() {
+        for (line, want) in [
+            (&b""[..], "empty"),
+            (b"\n", "empty"),
+            (b"not json", "malformed"),
+            (b"{}", "malformed"),
+            (b"{\"cmd\":\"reboot\"}", "malformed"),
+            (b"[\"status\"]", "malformed"),
+            (b"{\"cmd\":\"st\xffatus\"}", "UTF-8"),
+        ] {
+            let err = Request::parse_line(line).unwrap_err().to_string();
+            assert!(err.contains(want), "{line:?}: {err}");
+        }
+        // Unknown fields are ignored: a newer client may add options.
+        assert_eq!(Request::parse_line(br#"{"cmd":"status","verbose":true}"#).unwrap(), Request::Status);
+        let long = vec![b' '; MAX_REQUEST_LINE + 1];
+        assert!(matches!(Request::parse_line(&long), Err(ProtocolError::TooLong { .. })));
+    }
+
+    #[test]
+    fn response_round_trips() {
+        let reply = Response::status(sample());
+        let line = reply.to_line();
+        assert!(!line.contains('\n'));
+        assert_eq!(Response::parse_line(&line).unwrap(), reply);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["status"]["hooks"][0]["tier"], "host");
+        assert_eq!(value["status"]["hooks"][1]["tier"], "lsm");
+        assert_eq!(value["status"]["counters"]["dropped"], 1);
+
+        let err = Response::error("permission denied");
+        assert_eq!(Response::parse_line(&err.to_line()).unwrap(), err);
+        assert_eq!(err.to_line(), r#"{"ok":false,"error":"permission denied","status":null}"#);
+    }
+
+    #[test]
+    fn replies_tolerate_missing_and_unknown_fields() {
+        // An older or newer daemon: fields missing or added must not break the client.
+        let reply = Response::parse_line(r#"{"ok":true,"status":{"pid":7,"future":1},"later":[]}"#).unwrap();
+        let status = reply.status.unwrap();
+        assert_eq!(status.pid, 7);
+        assert_eq!(status.counters, Counters::default());
+    }
+}

@@ -1,0 +1,474 @@
+//! Compilation: the validated policy becomes plain data the daemon writes into BPF maps.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use guard_common::{Config, NameKey, RuleRef};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::Serialize;
+
+use super::model::{
+    CredentialPath, Detector, ExecAction, FILES_RULE_ID, Mode, NETWORK_RULE_ID, Policy,
+};
+use super::names::{NamePattern, NameShape};
+use super::network::{AllowTarget, AllowedPorts, LpmTables, NetEntry, build_lpm_tables};
+use super::paths::{GLOB_META, RootPath, join_below, normalize_absolute};
+use crate::audit::Severity;
+use crate::destructive::{ExecWatch, exec_watch_set};
+
+/// What compilation needs to know about the machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompileContext {
+    /// Home directories of the machine's users; `~/` in the policy expands to each.
+    pub homes: Vec<String>,
+}
+
+/// One row of the rule table; its index is `RuleRef.rule` / `EventHeader.rule`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleMeta {
+    pub id: String,
+    pub detector: Detector,
+    pub mode: Mode,
+    pub severity: Severity,
+    pub mitre: String,
+    pub description: String,
+    /// Destructive rules only: what enforcement does to the held exec.
+    pub action: Option<ExecAction>,
+}
+
+/// A credential path glob, expanded for one home.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledCredentialPath {
+    /// Absolute glob (`*` does not cross `/`; `**` does). Home directories are escaped.
+    pub glob: String,
+    /// `exempt == 1` for `!` paths: matching files are never credentials.
+    pub rule: RuleRef,
+    /// No glob characters: the daemon can stat the path directly.
+    pub literal: bool,
+    /// Deepest directory of the glob without glob characters: where the daemon scans.
+    pub scan_root: String,
+    /// Levels below `scan_root` the glob can reach; `None` when it contains `**`.
+    pub max_depth: Option<usize>,
+}
+
+/// A credential name for one of the kernel's name maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledName {
+    /// As written in the policy (`*.pem`, `!*.pub`).
+    pub pattern: String,
+    /// The literal part, not reversed.
+    pub literal: String,
+    /// The map key: NUL-padded literal, reversed for suffixes.
+    pub key: NameKey,
+    /// Significant bits for the LPM tries (`literal.len() * 8`).
+    pub prefix_bits: u32,
+    pub rule: RuleRef,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompiledCredentials {
+    /// Home-expanded globs the daemon resolves to inodes at load (`CRED_INODES`).
+    pub paths: Vec<CompiledCredentialPath>,
+    /// `CRED_NAMES` (hash).
+    pub exact_names: Vec<CompiledName>,
+    /// `CRED_NAME_PREFIX` (LPM trie).
+    pub prefix_names: Vec<CompiledName>,
+    /// `CRED_NAME_SUFFIX` (LPM trie over reversed names).
+    pub suffix_names: Vec<CompiledName>,
+    /// Reading another process's `/proc/<pid>/environ` matches this rule.
+    pub proc_environ: Option<RuleRef>,
+}
+
+/// A hostname from the allow list; the daemon resolves it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnresolvedHost {
+    pub host: String,
+    pub ports: AllowedPorts,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledNetwork {
+    pub rule: u32,
+    pub mode: Mode,
+    pub allow_loopback: bool,
+    /// `NET_ALLOW4`, already merged for longest-prefix lookups.
+    pub v4: Vec<NetEntry<Ipv4Net>>,
+    /// `NET_ALLOW6`, already merged for longest-prefix lookups.
+    pub v6: Vec<NetEntry<Ipv6Net>>,
+    pub hosts: Vec<UnresolvedHost>,
+    /// The literal entries before merging, kept to merge again with resolved hosts.
+    pub static_entries: Vec<(IpNet, AllowedPorts)>,
+}
+
+impl CompiledNetwork {
+    /// The LPM tables once the daemon resolved the hostnames: each address becomes a
+    /// host prefix with the host's ports, merged with the literal entries.
+    pub fn with_resolved_hosts(&self, resolved: &[(String, Vec<IpAddr>)]) -> LpmTables {
+        let ports_by_host: BTreeMap<&str, &AllowedPorts> = self
+            .hosts
+            .iter()
+            .map(|host| (host.host.as_str(), &host.ports))
+            .collect();
+        let from_hosts = resolved.iter().flat_map(|(host, addrs)| {
+            let ports = ports_by_host.get(host.as_str()).map(|ports| (*ports).clone());
+            addrs
+                .iter()
+                .filter_map(move |addr| ports.clone().map(|ports| (IpNet::from(*addr), ports)))
+        });
+        build_lpm_tables(self.static_entries.iter().cloned().chain(from_hosts), self.rule)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledFiles {
+    pub rule: u32,
+    pub mode: Mode,
+    /// Home-expanded, normalised directories.
+    pub write_roots: Vec<String>,
+    /// `$CWD` was listed: the daemon adds each session's working directory.
+    pub write_roots_session_cwd: bool,
+    pub read_allow: Option<Vec<String>>,
+    pub read_allow_session_cwd: bool,
+}
+
+/// The policy as data for the kernel maps and the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledPolicy {
+    pub mode: Mode,
+    /// Indexed by `RuleRef.rule`.
+    pub rules: Vec<RuleMeta>,
+    /// Extra cgroup roots besides `<cgroup2 mount>/guard`.
+    pub cgroup_roots: Vec<String>,
+    pub credentials: CompiledCredentials,
+    /// `None`: no network scope (`Config.net_scope = 0`).
+    pub network: Option<CompiledNetwork>,
+    /// `None`: no file scope (`Config.write_scope = 0`).
+    pub files: Option<CompiledFiles>,
+    /// `EXEC_WATCH_NAMES`: basenames whose exec is held for evaluation.
+    pub exec_watch: Vec<ExecWatch>,
+    pub hold_timeout_secs: u64,
+    /// Normalised absolute directories where recursive deletion is allowed.
+    pub scratch_roots: Vec<String>,
+    /// The policy's warnings plus compilation's (e.g. no home directories).
+    pub warnings: Vec<String>,
+}
+
+impl CompiledPolicy {
+    pub fn rule(&self, index: u32) -> Option<&RuleMeta> {
+        self.rules.get(index as usize)
+    }
+
+    /// `CONFIG[0]` for this policy. `enforce == false` is the kill switch (every rule
+    /// behaves as monitor).
+    pub fn kernel_config(&self, daemon_tgid: u32, enforce: bool) -> Config {
+        let network = self.network.as_ref();
+        let files = self.files.as_ref();
+        Config {
+            enforce: u32::from(enforce),
+            daemon_tgid,
+            allow_loopback: u32::from(network.is_none_or(|network| network.allow_loopback)),
+            net_scope: u32::from(network.is_some()),
+            write_scope: u32::from(files.is_some()),
+            net_mode: network.map_or(guard_common::mode::MONITOR, |network| network.mode.kernel_value()),
+            write_mode: files.map_or(guard_common::mode::MONITOR, |files| files.mode.kernel_value()),
+            _pad: [0; 2],
+            net_rule: network.map_or(u32::MAX, |network| network.rule),
+            write_rule: files.map_or(u32::MAX, |files| files.rule),
+            _reserved: 0,
+        }
+    }
+}
+
+impl CompiledCredentials {
+    /// What the kernel decides for a file name: the exact entry, the longest prefix entry
+    /// and the longest suffix entry are looked up; if any of them is an exemption the file
+    /// is not a credential, else the first hit (exact, prefix, suffix) names the rule.
+    pub fn match_name(&self, name: &str) -> Option<RuleRef> {
+        let exact = self.exact_names.iter().find(|entry| entry.literal == name);
+        let prefix = longest(self.prefix_names.iter().filter(|entry| name.starts_with(&entry.literal)));
+        let suffix = longest(self.suffix_names.iter().filter(|entry| name.ends_with(&entry.literal)));
+        let hits = [exact, prefix, suffix];
+        if hits.iter().flatten().any(|entry| entry.rule.exempt != 0) {
+            return None;
+        }
+        hits.into_iter().flatten().next().map(|entry| entry.rule)
+    }
+
+    /// A matcher for concrete paths the daemon found while expanding `paths`.
+    pub fn path_matcher(&self) -> Result<CredentialPathMatcher, globset::Error> {
+        let mut positive = GlobSetBuilder::new();
+        let mut positive_rules = Vec::new();
+        let mut exempt = GlobSetBuilder::new();
+        for path in &self.paths {
+            let glob = credential_glob(&path.glob)?;
+            if path.rule.exempt != 0 {
+                exempt.add(glob);
+            } else {
+                positive.add(glob);
+                positive_rules.push(path.rule);
+            }
+        }
+        let exempt_names = self
+            .exact_names
+            .iter()
+            .chain(&self.prefix_names)
+            .chain(&self.suffix_names)
+            .filter(|entry| entry.rule.exempt != 0)
+            .filter_map(|entry| NamePattern::parse(entry.pattern.trim_start_matches('!')).ok())
+            .collect();
+        Ok(CredentialPathMatcher {
+            positive: positive.build()?,
+            positive_rules,
+            exempt: exempt.build()?,
+            exempt_names,
+        })
+    }
+}
+
+fn longest<'a>(entries: impl Iterator<Item = &'a CompiledName>) -> Option<&'a CompiledName> {
+    entries.max_by_key(|entry| entry.literal.len())
+}
+
+fn credential_glob(glob: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(glob).literal_separator(true).build()
+}
+
+/// Classifies concrete paths against the credential path globs.
+#[derive(Clone, Debug)]
+pub struct CredentialPathMatcher {
+    positive: GlobSet,
+    positive_rules: Vec<RuleRef>,
+    exempt: GlobSet,
+    exempt_names: Vec<NamePattern>,
+}
+
+impl CredentialPathMatcher {
+    /// The rule protecting `path`, or `None` when no path glob matches or an exemption does
+    /// (a `!` path, or an exempt name such as `!*.pub` matching the basename).
+    pub fn classify(&self, path: &str) -> Option<RuleRef> {
+        let basename = path.rsplit('/').next().unwrap_or(path);
+        if self.exempt_names.iter().any(|name| name.matches(basename)) || self.exempt.is_match(path) {
+            return None;
+        }
+        let first = self.positive.matches(path).into_iter().min()?;
+        self.positive_rules.get(first).copied()
+    }
+}
+
+impl Policy {
+    /// Compiles the policy for a machine. Never fails: everything that could was checked by
+    /// `parse_policy`.
+    pub fn compile(&self, context: &CompileContext) -> CompiledPolicy {
+        let mut rules = Vec::new();
+        let mut warnings = self.warnings.clone();
+        let homes: Vec<String> = context.homes.iter().map(|home| normalize_absolute(home)).collect();
+        if homes.is_empty() {
+            warnings.push("no home directories given: `~/` paths and roots expand to nothing".into());
+        }
+
+        let mut credentials = CompiledCredentials::default();
+        let mut names: BTreeMap<(NameShape, String), CompiledName> = BTreeMap::new();
+        for rule in &self.credential_rules {
+            let index = push_rule(&mut rules, RuleMeta {
+                id: rule.id.clone(),
+                detector: Detector::Credential,
+                mode: rule.mode,
+                severity: rule.severity,
+                mitre: rule.mitre.clone(),
+                description: rule.description.clone(),
+                action: None,
+            });
+            let rule_ref = |exempt: bool| RuleRef {
+                rule: index,
+                mode: rule.mode.kernel_value(),
+                exempt: u8::from(exempt),
+                _pad: [0; 2],
+            };
+            for path in &rule.paths {
+                credentials
+                    .paths
+                    .extend(expand_credential_path(path, &homes, rule_ref(path.exempt)));
+            }
+            for name in &rule.names {
+                let candidate = CompiledName {
+                    pattern: name.written(),
+                    literal: name.literal.clone(),
+                    key: name.kernel_key(),
+                    prefix_bits: name.prefix_bits(),
+                    rule: rule_ref(name.exempt),
+                };
+                names
+                    .entry((name.shape, name.literal.clone()))
+                    .and_modify(|existing| {
+                        if outranks(&candidate.rule, &existing.rule) {
+                            *existing = candidate.clone();
+                        }
+                    })
+                    .or_insert(candidate);
+            }
+            if rule.proc_environ && credentials.proc_environ.is_none() {
+                credentials.proc_environ = Some(rule_ref(false));
+            }
+        }
+        for ((shape, _), entry) in names {
+            match shape {
+                NameShape::Exact => credentials.exact_names.push(entry),
+                NameShape::Prefix => credentials.prefix_names.push(entry),
+                NameShape::Suffix => credentials.suffix_names.push(entry),
+            }
+        }
+
+        let network = self.network.as_ref().map(|scope| {
+            let rule = push_rule(&mut rules, RuleMeta {
+                id: NETWORK_RULE_ID.into(),
+                detector: Detector::ScopeNetwork,
+                mode: scope.mode,
+                severity: scope.severity,
+                mitre: scope.mitre.clone(),
+                description: scope.description.clone(),
+                action: None,
+            });
+            let mut static_entries = Vec::new();
+            let mut hosts: Vec<UnresolvedHost> = Vec::new();
+            for entry in &scope.allow {
+                match &entry.target {
+                    AllowTarget::Net(net) => static_entries.push((*net, entry.ports.clone())),
+                    AllowTarget::Host(host) => match hosts.iter_mut().find(|known| &known.host == host) {
+                        Some(known) => known.ports.union_with(&entry.ports),
+                        None => hosts.push(UnresolvedHost {
+                            host: host.clone(),
+                            ports: entry.ports.clone(),
+                        }),
+                    },
+                }
+            }
+            let tables = build_lpm_tables(static_entries.iter().cloned(), rule);
+            CompiledNetwork {
+                rule,
+                mode: scope.mode,
+                allow_loopback: scope.allow_loopback,
+                v4: tables.v4,
+                v6: tables.v6,
+                hosts,
+                static_entries,
+            }
+        });
+
+        let files = self.files.as_ref().map(|scope| {
+            let rule = push_rule(&mut rules, RuleMeta {
+                id: FILES_RULE_ID.into(),
+                detector: Detector::ScopeFile,
+                mode: scope.mode,
+                severity: scope.severity,
+                mitre: scope.mitre.clone(),
+                description: scope.description.clone(),
+                action: None,
+            });
+            let (write_roots, write_roots_session_cwd) = expand_roots(&scope.write_roots, &homes);
+            let read = scope.read_allow.as_ref().map(|roots| expand_roots(roots, &homes));
+            CompiledFiles {
+                rule,
+                mode: scope.mode,
+                write_roots,
+                write_roots_session_cwd,
+                read_allow_session_cwd: read.as_ref().is_some_and(|(_, cwd)| *cwd),
+                read_allow: read.map(|(roots, _)| roots),
+            }
+        });
+
+        for rule in &self.destructive.rules {
+            push_rule(&mut rules, RuleMeta {
+                id: rule.id.clone(),
+                detector: Detector::Destructive,
+                mode: rule.mode,
+                severity: rule.severity,
+                mitre: rule.mitre.clone(),
+                description: rule.description.clone(),
+                action: Some(rule.action),
+            });
+        }
+
+        CompiledPolicy {
+            mode: self.mode,
+            rules,
+            cgroup_roots: self.cgroup_roots.clone(),
+            credentials,
+            network,
+            files,
+            exec_watch: exec_watch_set(self),
+            hold_timeout_secs: self.destructive.hold_timeout_secs,
+            scratch_roots: self.destructive.scratch_roots.clone(),
+            warnings,
+        }
+    }
+}
+
+fn push_rule(rules: &mut Vec<RuleMeta>, meta: RuleMeta) -> u32 {
+    rules.push(meta);
+    (rules.len() - 1) as u32
+}
+
+/// When two rules give the same name, one map slot remains: an exemption wins, then
+/// enforce over monitor, then the earlier rule.
+fn outranks(candidate: &RuleRef, existing: &RuleRef) -> bool {
+    (candidate.exempt, candidate.mode) > (existing.exempt, existing.mode)
+}
+
+fn expand_roots(roots: &[RootPath], homes: &[String]) -> (Vec<String>, bool) {
+    let mut expanded: Vec<String> = Vec::new();
+    for root in roots {
+        for path in root.expand(homes) {
+            if !expanded.contains(&path) {
+                expanded.push(path);
+            }
+        }
+    }
+    (expanded, roots.contains(&RootPath::SessionCwd))
+}
+
+fn expand_credential_path(path: &CredentialPath, homes: &[String], rule: RuleRef) -> Vec<CompiledCredentialPath> {
+    let bases: Vec<String> = if path.home_relative {
+        homes.to_vec()
+    } else {
+        vec![String::from("/")]
+    };
+    bases
+        .iter()
+        .map(|base| {
+            let relative = path.glob.trim_start_matches('/');
+            // The home is literal text: escape it so `[` or `*` in a home cannot act as glob.
+            let glob = join_below(&globset::escape(base), relative);
+            let components: Vec<&str> = relative.split('/').collect();
+            let literal_len = components
+                .iter()
+                .take_while(|component| !component.contains(GLOB_META))
+                .count();
+            let literal = literal_len == components.len();
+            let (scan_root, max_depth) = if literal {
+                let parent = components.len().saturating_sub(1);
+                (directory(base, &components[..parent]), Some(1))
+            } else {
+                let rest = &components[literal_len..];
+                let depth = (!rest.contains(&"**")).then_some(rest.len());
+                (directory(base, &components[..literal_len]), depth)
+            };
+            CompiledCredentialPath {
+                glob,
+                rule,
+                literal,
+                scan_root,
+                max_depth,
+            }
+        })
+        .collect()
+}
+
+/// `base` joined with some leading components of a glob (`base` itself when none).
+fn directory(base: &str, components: &[&str]) -> String {
+    if components.is_empty() {
+        base.to_string()
+    } else {
+        join_below(base, &components.join("/"))
+    }
+}

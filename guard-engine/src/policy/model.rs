@@ -1,0 +1,211 @@
+//! The validated policy. Only `parse_policy` builds one, so everything here already passed
+//! validation (patterns compile, ports fit the kernel, ids are unique).
+
+use serde::{Deserialize, Serialize};
+
+use super::destructive_rules::DestructiveRule;
+use super::names::NamePattern;
+use super::network::AllowEntry;
+use super::paths::RootPath;
+use crate::audit::Severity;
+
+/// What a matching rule does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Block (deny, kill or hold, depending on the detector).
+    Enforce,
+    /// Let it happen and record an `audit` verdict.
+    Monitor,
+}
+
+impl Mode {
+    /// `guard_common::mode::*`.
+    pub fn kernel_value(self) -> u8 {
+        match self {
+            Mode::Enforce => guard_common::mode::ENFORCE,
+            Mode::Monitor => guard_common::mode::MONITOR,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Monitor => "monitor",
+        }
+    }
+}
+
+/// What an enforced destructive rule does to the held exec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecAction {
+    /// Kill the held process (the default).
+    Kill,
+    /// Keep it stopped until approved, killing it after `hold_timeout_secs`.
+    Hold,
+}
+
+impl ExecAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecAction::Kill => "kill",
+            ExecAction::Hold => "hold",
+        }
+    }
+}
+
+/// The detector a rule belongs to (the audit record's `detector`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    Credential,
+    ScopeNetwork,
+    ScopeFile,
+    Destructive,
+}
+
+impl Detector {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detector::Credential => "credential",
+            Detector::ScopeNetwork => "scope_network",
+            Detector::ScopeFile => "scope_file",
+            Detector::Destructive => "destructive",
+        }
+    }
+
+    /// `guard_common::detector::*`.
+    pub fn kernel_value(self) -> u32 {
+        match self {
+            Detector::Credential => guard_common::detector::CREDENTIAL,
+            Detector::ScopeNetwork => guard_common::detector::SCOPE_NET,
+            Detector::ScopeFile => guard_common::detector::SCOPE_FILE,
+            Detector::Destructive => guard_common::detector::DESTRUCTIVE,
+        }
+    }
+}
+
+/// A credential path as written: absolute or below every home, possibly a glob.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct CredentialPath {
+    /// As written in the policy (`~/.ssh/id_*`).
+    pub written: String,
+    /// `~/...`: expanded once per home directory.
+    pub home_relative: bool,
+    /// The glob without the `~/` (home-relative) or the normalised absolute glob. A trailing
+    /// `/` in the policy (a whole directory) is stored as `dir/**`.
+    pub glob: String,
+    /// Written with a leading `!`: matching files are never credentials.
+    pub exempt: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CredentialRule {
+    pub id: String,
+    pub mode: Mode,
+    pub severity: Severity,
+    pub mitre: String,
+    pub description: String,
+    pub paths: Vec<CredentialPath>,
+    pub names: Vec<NamePattern>,
+    /// The rule also covers reading another process's `/proc/<pid>/environ`.
+    pub proc_environ: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NetworkScope {
+    pub mode: Mode,
+    pub severity: Severity,
+    pub mitre: String,
+    pub description: String,
+    pub allow_loopback: bool,
+    /// Empty means nothing but loopback (when `allow_loopback`).
+    pub allow: Vec<AllowEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileScope {
+    pub mode: Mode,
+    pub severity: Severity,
+    pub mitre: String,
+    pub description: String,
+    /// Writes outside these directories match the rule.
+    pub write_roots: Vec<RootPath>,
+    /// When present, reads outside these directories match the rule too.
+    pub read_allow: Option<Vec<RootPath>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DestructiveSection {
+    pub hold_timeout_secs: u64,
+    /// Normalised absolute directories below which recursive deletion is allowed.
+    pub scratch_roots: Vec<String>,
+    pub rules: Vec<DestructiveRule>,
+}
+
+/// Defaults used when a key is left out.
+pub const DEFAULT_HOLD_TIMEOUT_SECS: u64 = 120;
+pub const DEFAULT_CREDENTIAL_MITRE: &str = "T1552.001";
+pub const DEFAULT_DESTRUCTIVE_MITRE: &str = "T1485";
+pub const DEFAULT_NETWORK_MITRE: &str = "T1041";
+pub const DEFAULT_FILES_MITRE: &str = "T1565.001";
+/// Fixed ids of the two scope rules; validation refuses user rules that take them.
+pub const NETWORK_RULE_ID: &str = "scope.network";
+pub const FILES_RULE_ID: &str = "scope.files";
+
+/// A validated policy. Build it with [`super::parse_policy`] or [`super::default_policy`].
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub(crate) mode: Mode,
+    pub(crate) cgroup_roots: Vec<String>,
+    pub(crate) credential_rules: Vec<CredentialRule>,
+    pub(crate) network: Option<NetworkScope>,
+    pub(crate) files: Option<FileScope>,
+    pub(crate) destructive: DestructiveSection,
+    pub(crate) warnings: Vec<String>,
+}
+
+impl Policy {
+    /// The global default mode (used by rules that do not set one).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Extra cgroup v2 roots besides `<cgroup2 mount>/guard` (normalised absolute paths).
+    pub fn cgroup_roots(&self) -> &[String] {
+        &self.cgroup_roots
+    }
+
+    pub fn credential_rules(&self) -> &[CredentialRule] {
+        &self.credential_rules
+    }
+
+    /// `None`: the policy has no `scope.network` (destinations are not scoped).
+    pub fn network(&self) -> Option<&NetworkScope> {
+        self.network.as_ref()
+    }
+
+    /// `None`: the policy has no `scope.files` (writes are not scoped).
+    pub fn files(&self) -> Option<&FileScope> {
+        self.files.as_ref()
+    }
+
+    pub fn destructive(&self) -> &DestructiveSection {
+        &self.destructive
+    }
+
+    /// Things the operator should know that are not errors, e.g. a missing section. The
+    /// daemon logs them at load so an absent section is never silent.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Index of the first destructive rule in the compiled rule table. The table is laid out
+    /// as: credential rules, network scope rule (if any), file scope rule (if any),
+    /// destructive rules, each in file order.
+    pub fn destructive_rule_offset(&self) -> u32 {
+        let scopes = usize::from(self.network.is_some()) + usize::from(self.files.is_some());
+        (self.credential_rules.len() + scopes) as u32
+    }
+}

@@ -1,0 +1,136 @@
+//! The policy file as written: serde types with source spans, before validation.
+//!
+//! Every struct denies unknown keys so a typo (`alow:`) is an error rather than a silently
+//! missing rule.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{ExecAction, Mode, OperandSelection};
+use crate::audit::Severity;
+
+pub(crate) type SpannedList = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub mode: Option<Spanned<Mode>>,
+    pub cgroup_roots: Option<SpannedList>,
+    pub credentials: Option<Spanned<RawCredentials>>,
+    pub scope: Option<Spanned<RawScope>>,
+    pub destructive: Option<Spanned<RawDestructive>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCredentials {
+    pub rules: SpannedRules<RawCredentialRule>,
+}
+
+pub(crate) type SpannedRules<T> = Spanned<Vec<Spanned<T>>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCredentialRule {
+    pub id: Spanned<String>,
+    pub mode: Option<Spanned<Mode>>,
+    pub severity: Option<Spanned<Severity>>,
+    pub mitre: Option<Spanned<String>>,
+    pub description: Option<Spanned<String>>,
+    pub paths: Option<SpannedList>,
+    pub names: Option<SpannedList>,
+    /// Reading another process's `/proc/<pid>/environ`.
+    pub proc_environ: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScope {
+    pub network: Option<Spanned<RawNetworkScope>>,
+    pub files: Option<Spanned<RawFileScope>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetworkScope {
+    pub mode: Option<Spanned<Mode>>,
+    pub severity: Option<Spanned<Severity>>,
+    pub mitre: Option<Spanned<String>>,
+    pub description: Option<Spanned<String>>,
+    pub allow_loopback: Option<bool>,
+    /// Required: `allow: []` is the explicit "nothing but loopback".
+    pub allow: SpannedList,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFileScope {
+    pub mode: Option<Spanned<Mode>>,
+    pub severity: Option<Spanned<Severity>>,
+    pub mitre: Option<Spanned<String>>,
+    pub description: Option<Spanned<String>>,
+    pub write_roots: SpannedList,
+    pub read_allow: Option<SpannedList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDestructive {
+    pub hold_timeout_secs: Option<Spanned<u64>>,
+    pub scratch_roots: Option<SpannedList>,
+    pub rules: SpannedRules<RawDestructiveRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDestructiveRule {
+    pub id: Spanned<String>,
+    pub mode: Option<Spanned<Mode>>,
+    pub severity: Option<Spanned<Severity>>,
+    pub mitre: Option<Spanned<String>>,
+    pub description: Option<Spanned<String>>,
+    pub action: Option<Spanned<ExecAction>>,
+    #[serde(rename = "match")]
+    pub matcher: Spanned<RawMatch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMatch {
+    pub programs: SpannedList,
+    pub all: Option<Spanned<Vec<RawCondition>>>,
+    pub any: Option<Spanned<Vec<RawCondition>>>,
+}
+
+/// One condition: a single-key mapping such as `flag: [-f, --force]`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum RawCondition {
+    Flag(SpannedList),
+    Subcommand(SpannedList),
+    ArgRegex(Spanned<String>),
+    OptionValue(Spanned<RawOptionValue>),
+    Script(Spanned<RawScript>),
+    OutsideScratch(Spanned<OperandSelection>),
+    Any(Spanned<Vec<RawCondition>>),
+    All(Spanned<Vec<RawCondition>>),
+    Not(Box<RawCondition>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOptionValue {
+    pub options: SpannedList,
+    pub regex: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScript {
+    pub options: Option<SpannedList>,
+    pub positional: Option<bool>,
+    pub stdin: Option<bool>,
+    pub split: Option<Spanned<String>>,
+    pub matches: Spanned<String>,
+    pub unless: Option<Spanned<String>>,
+}

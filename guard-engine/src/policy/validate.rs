@@ -1,0 +1,466 @@
+//! From the written policy (`raw`) to the validated one (`model`), collecting every problem.
+
+use std::collections::HashMap;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::destructive_rules::{DestructiveRule, validate_conditions, validate_programs};
+use super::error::Problems;
+use super::model::{
+    CredentialPath, CredentialRule, DEFAULT_CREDENTIAL_MITRE, DEFAULT_DESTRUCTIVE_MITRE,
+    DEFAULT_FILES_MITRE, DEFAULT_HOLD_TIMEOUT_SECS, DEFAULT_NETWORK_MITRE, DestructiveSection,
+    ExecAction, FILES_RULE_ID, FileScope, Mode, NETWORK_RULE_ID, NetworkScope, Policy,
+};
+use super::names::NamePattern;
+use super::network::{AllowTarget, build_lpm_tables, largest_merged_port_count, parse_allow_entry};
+use super::paths::{GLOB_META, RootPath, normalize_absolute, normalize_relative};
+use super::raw::{
+    RawCredentialRule, RawDestructive, RawDestructiveRule, RawFileScope, RawNetworkScope,
+    RawPolicy, SpannedList,
+};
+use crate::audit::Severity;
+
+/// Longest accepted hold: a held process waits at most a day for a decision.
+const MAX_HOLD_TIMEOUT_SECS: u64 = 86_400;
+
+pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
+    let mode = raw.mode.as_ref().map_or(Mode::Enforce, |mode| mode.value);
+    let mut ids = RuleIds::default();
+    let mut warnings = Vec::new();
+
+    let cgroup_roots = raw
+        .cgroup_roots
+        .as_ref()
+        .map(|list| validate_cgroup_roots(list, problems))
+        .unwrap_or_default();
+
+    let credential_rules = match &raw.credentials {
+        Some(section) => {
+            let rules = &section.value.rules;
+            if rules.value.is_empty() {
+                warnings.push("credentials.rules is empty: no file is protected as a credential".into());
+            }
+            let mut proc_environ_seen: Option<Location> = None;
+            rules
+                .value
+                .iter()
+                .filter_map(|rule| {
+                    let validated = validate_credential_rule(rule, mode, &mut ids, problems)?;
+                    if validated.proc_environ {
+                        if proc_environ_seen.is_some() {
+                            problems.at_spanned(rule, "only one credential rule may set `proc_environ: true`");
+                        }
+                        proc_environ_seen = Some(rule.referenced);
+                    }
+                    Some(validated)
+                })
+                .collect()
+        }
+        None => {
+            warnings.push("no `credentials` section: no file is protected as a credential".into());
+            Vec::new()
+        }
+    };
+    if !credential_rules.iter().any(|rule| rule.proc_environ) {
+        warnings.push("no credential rule sets `proc_environ: true`: reading other processes' /proc/<pid>/environ is not watched".into());
+    }
+
+    let scope = raw.scope.as_ref().map(|scope| &scope.value);
+    let network = match scope.and_then(|scope| scope.network.as_ref()) {
+        Some(network) => Some(validate_network(network, mode, problems)),
+        None => {
+            warnings.push("no `scope.network`: network destinations are not scoped (nothing is blocked or recorded)".into());
+            None
+        }
+    };
+    let files = match scope.and_then(|scope| scope.files.as_ref()) {
+        Some(files) => Some(validate_files(files, mode, problems)),
+        None => {
+            warnings.push("no `scope.files`: file writes are not scoped".into());
+            None
+        }
+    };
+
+    let destructive = match &raw.destructive {
+        Some(section) => validate_destructive(section, mode, &mut ids, problems),
+        None => {
+            warnings.push("no `destructive` section: no command is held or blocked".into());
+            DestructiveSection {
+                hold_timeout_secs: DEFAULT_HOLD_TIMEOUT_SECS,
+                scratch_roots: Vec::new(),
+                rules: Vec::new(),
+            }
+        }
+    };
+    if raw.destructive.is_some() && destructive.rules.is_empty() {
+        warnings.push("destructive.rules is empty: no command is held or blocked".into());
+    }
+
+    Policy {
+        mode,
+        cgroup_roots,
+        credential_rules,
+        network,
+        files,
+        destructive,
+        warnings,
+    }
+}
+
+/// Rule ids must be unique across the whole policy; the scope rules' ids are reserved.
+#[derive(Default)]
+struct RuleIds {
+    seen: HashMap<String, Location>,
+}
+
+impl RuleIds {
+    fn claim(&mut self, id: &Spanned<String>, problems: &mut Problems) -> bool {
+        let text = id.value.as_str();
+        let well_formed = !text.is_empty()
+            && text.len() <= 64
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+            && text.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+        if !well_formed {
+            problems.at_spanned(
+                id,
+                format!("bad rule id `{text}`: use 1-64 letters, digits, `-`, `_`, `.` or `:`, starting with a letter or digit"),
+            );
+            return false;
+        }
+        if text == NETWORK_RULE_ID || text == FILES_RULE_ID {
+            problems.at_spanned(id, format!("rule id `{text}` is reserved for the scope rules"));
+            return false;
+        }
+        if let Some(first) = self.seen.get(text) {
+            problems.at_spanned(
+                id,
+                format!("duplicate rule id `{text}` (first used at line {}, column {})", first.line(), first.column()),
+            );
+            return false;
+        }
+        self.seen.insert(text.to_string(), id.referenced);
+        true
+    }
+}
+
+fn validate_mitre(mitre: Option<&Spanned<String>>, default: &str, problems: &mut Problems) -> String {
+    let Some(mitre) = mitre else {
+        return default.to_string();
+    };
+    // ATT&CK technique ids: T1234 or T1234.001.
+    let digits = |text: &str, count: usize| text.len() == count && text.bytes().all(|b| b.is_ascii_digit());
+    let well_formed = match mitre.value.strip_prefix('T') {
+        Some(rest) => match rest.split_once('.') {
+            Some((technique, sub)) => digits(technique, 4) && digits(sub, 3),
+            None => digits(rest, 4),
+        },
+        None => false,
+    };
+    if !well_formed {
+        problems.at_spanned(
+            mitre,
+            format!("bad MITRE ATT&CK technique `{}`: expected `T1234` or `T1234.001`", mitre.value),
+        );
+    }
+    mitre.value.clone()
+}
+
+fn description_or(description: Option<&Spanned<String>>, default: &str) -> String {
+    description.map_or_else(|| default.to_string(), |text| text.value.clone())
+}
+
+fn validate_cgroup_roots(list: &SpannedList, problems: &mut Problems) -> Vec<String> {
+    let mut roots: Vec<String> = Vec::new();
+    for root in &list.value {
+        if !root.value.starts_with('/') {
+            problems.at_spanned(root, format!("cgroup root `{}` must be an absolute path", root.value));
+            continue;
+        }
+        if root.value.contains(GLOB_META) {
+            problems.at_spanned(root, format!("cgroup root `{}` must be a plain directory, not a glob", root.value));
+            continue;
+        }
+        let normalized = normalize_absolute(&root.value);
+        if normalized == "/" {
+            problems.at_spanned(root, "cgroup root `/` is not allowed: it would govern every process");
+            continue;
+        }
+        if !roots.contains(&normalized) {
+            roots.push(normalized);
+        }
+    }
+    roots
+}
+
+fn validate_credential_rule(
+    rule: &Spanned<RawCredentialRule>,
+    default_mode: Mode,
+    ids: &mut RuleIds,
+    problems: &mut Problems,
+) -> Option<CredentialRule> {
+    let raw = &rule.value;
+    let id_ok = ids.claim(&raw.id, problems);
+    let mitre = validate_mitre(raw.mitre.as_ref(), DEFAULT_CREDENTIAL_MITRE, problems);
+
+    let mut paths = Vec::new();
+    if let Some(list) = &raw.paths {
+        if list.value.is_empty() {
+            problems.at_spanned(list, "`paths` is empty: remove it or list at least one path");
+        }
+        for path in &list.value {
+            match parse_credential_path(&path.value) {
+                Ok(parsed) => paths.push(parsed),
+                Err(message) => problems.at_spanned(path, message),
+            }
+        }
+    }
+    let mut names = Vec::new();
+    if let Some(list) = &raw.names {
+        if list.value.is_empty() {
+            problems.at_spanned(list, "`names` is empty: remove it or list at least one name");
+        }
+        for name in &list.value {
+            match NamePattern::parse(&name.value) {
+                Ok(parsed) => names.push(parsed),
+                Err(message) => problems.at_spanned(name, message),
+            }
+        }
+    }
+    let proc_environ = raw.proc_environ.as_ref().is_some_and(|flag| flag.value);
+    // Judged on what was written, so an entry already reported as invalid is not blamed twice.
+    let written: Vec<&Spanned<String>> = [&raw.paths, &raw.names]
+        .into_iter()
+        .flatten()
+        .flat_map(|list| list.value.iter())
+        .collect();
+    if !proc_environ && written.is_empty() {
+        problems.at_spanned(
+            &raw.id,
+            format!("credential rule `{}` protects nothing: give `paths`, `names` or `proc_environ: true`", raw.id.value),
+        );
+    } else if !proc_environ && written.iter().all(|entry| entry.value.starts_with('!')) {
+        problems.at_spanned(
+            &raw.id,
+            format!("credential rule `{}` only has exemptions (`!...`): add a path or name to protect", raw.id.value),
+        );
+    }
+
+    id_ok.then(|| CredentialRule {
+        id: raw.id.value.clone(),
+        mode: raw.mode.as_ref().map_or(default_mode, |mode| mode.value),
+        severity: raw.severity.as_ref().map_or(Severity::Critical, |severity| severity.value),
+        mitre,
+        description: description_or(raw.description.as_ref(), "credential access"),
+        paths,
+        names,
+        proc_environ,
+    })
+}
+
+/// `/abs/glob`, `~/glob`, either with a leading `!` (exemption); a trailing `/` means
+/// everything below the directory.
+fn parse_credential_path(text: &str) -> Result<CredentialPath, String> {
+    let (exempt, body) = match text.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let whole_directory = body.ends_with('/');
+    let (home_relative, mut glob) = if let Some(rest) = body.strip_prefix("~/") {
+        (true, normalize_relative(rest)?)
+    } else if body.starts_with('/') {
+        if body.split('/').any(|component| component == "..") {
+            return Err(format!("credential path `{text}`: `..` is not allowed"));
+        }
+        (false, normalize_absolute(body))
+    } else if body.starts_with('~') {
+        return Err(format!("credential path `{text}`: `~user/` is not supported; `~/` means every user's home"));
+    } else {
+        return Err(format!(
+            "credential path `{text}` must be absolute or start with `~/` (use `names` for file names anywhere)"
+        ));
+    };
+    if glob.is_empty() || glob == "/" {
+        return Err(format!("credential path `{text}` names a whole home or the root directory"));
+    }
+    if whole_directory {
+        glob.push_str("/**");
+    }
+    // Compile once here so a bad glob is reported against the policy line.
+    let probe = if home_relative { format!("/home/probe/{glob}") } else { glob.clone() };
+    globset::GlobBuilder::new(&probe)
+        .literal_separator(true)
+        .build()
+        .map_err(|error| format!("bad glob `{text}`: {}", glob_error_kind(&error)))?;
+    Ok(CredentialPath {
+        written: text.to_string(),
+        home_relative,
+        glob,
+        exempt,
+    })
+}
+
+fn glob_error_kind(error: &globset::Error) -> String {
+    error.kind().to_string()
+}
+
+fn validate_network(
+    section: &Spanned<RawNetworkScope>,
+    default_mode: Mode,
+    problems: &mut Problems,
+) -> NetworkScope {
+    let raw = &section.value;
+    let mut allow = Vec::new();
+    let mut first_location: Option<Location> = None;
+    for entry in &raw.allow.value {
+        match parse_allow_entry(&entry.value) {
+            Ok(parsed) => {
+                first_location.get_or_insert(entry.referenced);
+                allow.push(parsed);
+            }
+            Err(message) => problems.at_spanned(entry, message),
+        }
+    }
+    // Nested prefixes inherit their covering entries' ports; the result must still fit.
+    let nets = allow.iter().filter_map(|entry| match &entry.target {
+        AllowTarget::Net(net) => Some((*net, entry.ports.clone())),
+        AllowTarget::Host(_) => None,
+    });
+    let merged = largest_merged_port_count(&build_lpm_tables(nets, 0));
+    if merged > guard_common::PORTS_PER_ENTRY {
+        problems.at_spanned(
+            &raw.allow,
+            format!(
+                "after merging nested prefixes an entry would allow {merged} ports; the kernel holds at most {} per entry",
+                guard_common::PORTS_PER_ENTRY
+            ),
+        );
+    }
+    NetworkScope {
+        mode: raw.mode.as_ref().map_or(default_mode, |mode| mode.value),
+        severity: raw.severity.as_ref().map_or(Severity::High, |severity| severity.value),
+        mitre: validate_mitre(raw.mitre.as_ref(), DEFAULT_NETWORK_MITRE, problems),
+        description: description_or(raw.description.as_ref(), "network destination outside scope"),
+        allow_loopback: raw.allow_loopback.unwrap_or(true),
+        allow,
+    }
+}
+
+fn validate_roots(list: &SpannedList, key: &str, allow_session_cwd: bool, problems: &mut Problems) -> Vec<RootPath> {
+    if list.value.is_empty() {
+        problems.at_spanned(list, format!("`{key}` must list at least one directory"));
+    }
+    let mut roots = Vec::new();
+    for root in &list.value {
+        match RootPath::parse(&root.value, allow_session_cwd) {
+            Ok(parsed) if !roots.contains(&parsed) => roots.push(parsed),
+            Ok(_) => {}
+            Err(message) => problems.at_spanned(root, message),
+        }
+    }
+    roots
+}
+
+fn validate_files(section: &Spanned<RawFileScope>, default_mode: Mode, problems: &mut Problems) -> FileScope {
+    let raw = &section.value;
+    let write_roots = validate_roots(&raw.write_roots, "write_roots", true, problems);
+    if write_roots.contains(&RootPath::Absolute("/".into())) {
+        problems.at_spanned(&raw.write_roots, "write root `/` allows every write: remove `scope.files` instead");
+    }
+    let read_allow = raw
+        .read_allow
+        .as_ref()
+        .map(|list| validate_roots(list, "read_allow", true, problems));
+    FileScope {
+        mode: raw.mode.as_ref().map_or(default_mode, |mode| mode.value),
+        severity: raw.severity.as_ref().map_or(Severity::High, |severity| severity.value),
+        mitre: validate_mitre(raw.mitre.as_ref(), DEFAULT_FILES_MITRE, problems),
+        description: description_or(raw.description.as_ref(), "file access outside scope"),
+        write_roots,
+        read_allow,
+    }
+}
+
+fn validate_destructive(
+    section: &Spanned<RawDestructive>,
+    default_mode: Mode,
+    ids: &mut RuleIds,
+    problems: &mut Problems,
+) -> DestructiveSection {
+    let raw = &section.value;
+    let hold_timeout_secs = match &raw.hold_timeout_secs {
+        Some(timeout) if timeout.value == 0 || timeout.value > MAX_HOLD_TIMEOUT_SECS => {
+            problems.at_spanned(
+                timeout,
+                format!("hold_timeout_secs must be between 1 and {MAX_HOLD_TIMEOUT_SECS}"),
+            );
+            DEFAULT_HOLD_TIMEOUT_SECS
+        }
+        Some(timeout) => timeout.value,
+        None => DEFAULT_HOLD_TIMEOUT_SECS,
+    };
+    let mut scratch_roots = Vec::new();
+    if let Some(list) = &raw.scratch_roots {
+        for root in &list.value {
+            match RootPath::parse(&root.value, false) {
+                Ok(RootPath::Absolute(path)) if path == "/" => {
+                    problems.at_spanned(root, "scratch root `/` would let `rm -rf` anywhere");
+                }
+                Ok(RootPath::Absolute(path)) => {
+                    if !scratch_roots.contains(&path) {
+                        scratch_roots.push(path);
+                    }
+                }
+                Ok(_) => problems.at_spanned(
+                    root,
+                    format!("scratch root `{}` must be an absolute path", root.value),
+                ),
+                Err(message) => problems.at_spanned(root, message),
+            }
+        }
+    }
+    let rules = raw
+        .rules
+        .value
+        .iter()
+        .filter_map(|rule| validate_destructive_rule(rule, default_mode, ids, problems))
+        .collect();
+    DestructiveSection {
+        hold_timeout_secs,
+        scratch_roots,
+        rules,
+    }
+}
+
+fn validate_destructive_rule(
+    rule: &Spanned<RawDestructiveRule>,
+    default_mode: Mode,
+    ids: &mut RuleIds,
+    problems: &mut Problems,
+) -> Option<DestructiveRule> {
+    let raw = &rule.value;
+    let id_ok = ids.claim(&raw.id, problems);
+    let mitre = validate_mitre(raw.mitre.as_ref(), DEFAULT_DESTRUCTIVE_MITRE, problems);
+    let matcher = &raw.matcher.value;
+    let programs = validate_programs(&matcher.programs, problems);
+    let all = matcher
+        .all
+        .as_ref()
+        .map(|list| validate_conditions(list, "all", problems))
+        .unwrap_or_default();
+    let any = matcher
+        .any
+        .as_ref()
+        .map(|list| validate_conditions(list, "any", problems))
+        .unwrap_or_default();
+    id_ok.then(|| DestructiveRule {
+        id: raw.id.value.clone(),
+        mode: raw.mode.as_ref().map_or(default_mode, |mode| mode.value),
+        severity: raw.severity.as_ref().map_or(Severity::High, |severity| severity.value),
+        mitre,
+        description: description_or(raw.description.as_ref(), &raw.id.value),
+        action: raw.action.as_ref().map_or(ExecAction::Kill, |action| action.value),
+        programs,
+        all,
+        any,
+    })
+}

@@ -1,0 +1,342 @@
+//! From kernel events to audit records.
+//!
+//! The daemon hands over each decoded event with what it learned outside the kernel (session
+//! name, argv from /proc); this module names the verdict, the rule and the reason, and keeps the
+//! process table that fills `exe` for events that do not carry it.
+
+use std::collections::HashMap;
+
+use guard_common::{action, detector};
+
+use crate::{
+    audit::{AuditRecord, Sequencer, Severity, Verdict, format_ts},
+    event::{Body, KernelEvent, open_flag_names},
+};
+
+/// What the record says about the rule that matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub id: String,
+    pub detector: &'static str,
+    pub severity: Severity,
+    pub mitre: Option<String>,
+    pub description: String,
+}
+
+/// Ties the kernel's monotonic clock to wall-clock time, measured once at start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockBase {
+    pub realtime_ns: i128,
+    pub monotonic_ns: i128,
+}
+
+impl ClockBase {
+    pub fn wall_ns(&self, ktime_ns: u64) -> i128 {
+        self.realtime_ns + (ktime_ns as i128 - self.monotonic_ns)
+    }
+}
+
+/// What the daemon learned about an event outside the kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Enrichment {
+    pub session: Option<String>,
+    pub argv: Option<Vec<String>>,
+    pub cwd: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProcInfo {
+    exe: Option<String>,
+}
+
+/// Bound on tracked processes: a fork bomb must not grow the daemon without limit.
+pub const MAX_TRACKED_PROCESSES: usize = 65_536;
+
+pub struct Recorder {
+    rules: Vec<RuleInfo>,
+    clock: ClockBase,
+    seq: Sequencer,
+    processes: HashMap<u32, ProcInfo>,
+}
+
+fn detector_name(code: u32) -> Option<&'static str> {
+    match code {
+        detector::CREDENTIAL => Some("credential"),
+        detector::SCOPE_NET => Some("scope_network"),
+        detector::SCOPE_FILE => Some("scope_file"),
+        detector::DESTRUCTIVE => Some("destructive"),
+        _ => None,
+    }
+}
+
+fn verdict_of(code: u32) -> Verdict {
+    match code {
+        action::DENY => Verdict::Deny,
+        action::KILL => Verdict::Kill,
+        action::HOLD => Verdict::Hold,
+        action::AUDIT => Verdict::Audit,
+        _ => Verdict::Allow,
+    }
+}
+
+fn proto_name(sock_type: u32, protocol: u32) -> String {
+    match (sock_type, protocol) {
+        (_, 6) | (1, 0) => "tcp".into(),
+        (_, 17) | (2, 0) => "udp".into(),
+        (_, 1) => "icmp".into(),
+        (_, 58) => "icmpv6".into(),
+        (t, p) => format!("type{t}/proto{p}"),
+    }
+}
+
+impl Recorder {
+    pub fn new(rules: Vec<RuleInfo>, clock: ClockBase) -> Self {
+        Self { rules, clock, seq: Sequencer::default(), processes: HashMap::new() }
+    }
+
+    pub fn set_rules(&mut self, rules: Vec<RuleInfo>) {
+        self.rules = rules;
+    }
+
+    pub fn rule(&self, index: u32) -> Option<&RuleInfo> {
+        self.rules.get(index as usize)
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.seq.last()
+    }
+
+    pub fn tracked_processes(&self) -> usize {
+        self.processes.len()
+    }
+
+    /// A record about the daemon itself (start, stop, drops, errors), stamped now.
+    pub fn daemon_record(&mut self, event: &str, now_unix_ns: i128, reason: String) -> AuditRecord {
+        let mut record = AuditRecord {
+            ts: format_ts(now_unix_ns),
+            event: event.to_string(),
+            reason: Some(reason),
+            ..Default::default()
+        };
+        self.seq.stamp(&mut record);
+        record
+    }
+
+    /// Stamp a record built elsewhere (e.g. the daemon's hold decisions) into the sequence.
+    pub fn stamp(&mut self, record: &mut AuditRecord) {
+        self.seq.stamp(record);
+    }
+
+    pub fn record(&mut self, ev: &KernelEvent, extra: Enrichment) -> AuditRecord {
+        let head = &ev.head;
+        self.track(ev);
+        let verdict = verdict_of(head.action);
+        let mut record = AuditRecord {
+            ts: format_ts(self.clock.wall_ns(head.ktime_ns)),
+            session: extra.session,
+            cgroup_id: Some(head.cgroup_id),
+            pid: Some(head.tgid),
+            ppid: Some(head.ppid),
+            comm: Some(head.comm.clone()),
+            exe: self.processes.get(&head.tgid).and_then(|p| p.exe.clone()),
+            verdict: Some(verdict),
+            detector: detector_name(head.detector).map(str::to_string),
+            argv: extra.argv,
+            cwd: extra.cwd,
+            ..Default::default()
+        };
+        if head.pid != head.tgid {
+            record.tid = Some(head.pid);
+        }
+        let rule = head.rule.and_then(|index| self.rules.get(index as usize));
+        if let Some(rule) = rule {
+            record.rule = Some(rule.id.clone());
+            record.severity = Some(rule.severity);
+            record.mitre = rule.mitre.clone();
+            record.detector = Some(rule.detector.to_string());
+        } else if head.detector != detector::NONE {
+            record.severity = Some(Severity::High);
+        } else {
+            record.severity = Some(Severity::Info);
+        }
+        let rule_text = rule.map(|r| format!("{} ({})", r.id, r.description));
+        match &ev.body {
+            Body::Exec { file, filename, .. } => {
+                record.event = "exec".into();
+                record.path = Some(filename.clone());
+                record.exe = Some(filename.clone());
+                record.dev = Some(format_dev(file.dev));
+                record.ino = Some(file.ino);
+                record.reason = Some(match verdict {
+                    Verdict::Kill => format!("exec of {filename} killed before it ran: {}", rule_text.unwrap_or_default()),
+                    Verdict::Hold => format!("exec of {filename} held before it ran for judgement{}", rule_text.map(|r| format!(": {r}")).unwrap_or_default()),
+                    Verdict::Audit => format!("exec of {filename} matched {} (monitor)", rule_text.unwrap_or_default()),
+                    _ => format!("exec of {filename}"),
+                });
+            }
+            Body::Open { file, flags, ret, path, name, .. } => {
+                record.event = "open".into();
+                record.path = Some(path.clone());
+                record.flags = Some(open_flag_names(*flags));
+                record.result = Some(*ret);
+                if let Some(file) = file {
+                    record.dev = Some(format_dev(file.dev));
+                    record.ino = Some(file.ino);
+                }
+                let what = if name.is_empty() || path.ends_with(name.as_str()) {
+                    path.clone()
+                } else {
+                    format!("{path} (file {name})")
+                };
+                record.reason = Some(match verdict {
+                    Verdict::Kill => format!("open of {what} killed before the data reached user space: {}", rule_text.unwrap_or_default()),
+                    Verdict::Audit => format!("open of {what} matched {} (monitor)", rule_text.unwrap_or_default()),
+                    _ if *ret < 0 => format!("open of {path} failed with errno {}", -ret),
+                    _ => format!("open of {what}"),
+                });
+            }
+            Body::Connect { addr, port, sock_type, protocol, v4_mapped }
+            | Body::Sendmsg { addr, port, sock_type, protocol, v4_mapped } => {
+                let is_connect = matches!(ev.body, Body::Connect { .. });
+                record.event = if is_connect { "connect" } else { "sendmsg" }.into();
+                record.addr = Some(addr.to_string());
+                record.port = Some(*port);
+                record.proto = Some(proto_name(*sock_type, *protocol));
+                record.family = Some(if addr.is_ipv4() { "ipv4" } else if *v4_mapped { "ipv4-mapped-ipv6" } else { "ipv6" }.into());
+                let dest = if addr.is_ipv6() { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") };
+                record.reason = Some(match verdict {
+                    Verdict::Deny => format!("{} to {dest} refused (EPERM): outside network scope {}", record.event, rule_text.unwrap_or_default()),
+                    Verdict::Audit => format!("{} to {dest} outside network scope {} (monitor)", record.event, rule_text.unwrap_or_default()),
+                    _ => format!("{} to {dest}", record.event),
+                });
+            }
+            Body::Fork { child_pid, .. } => {
+                record.event = "fork".into();
+                record.child_pid = Some(*child_pid);
+                record.reason = Some(format!("{} forked {child_pid}", head.tgid));
+            }
+            Body::Exit { .. } => {
+                record.event = "exit".into();
+                record.reason = Some(format!("{} exited", head.tgid));
+            }
+        }
+        self.seq.stamp(&mut record);
+        record
+    }
+
+    /// Keep the per-process table that names `exe` (bounded; lineage through fork and exec).
+    fn track(&mut self, ev: &KernelEvent) {
+        match &ev.body {
+            Body::Exec { filename, .. } => {
+                self.insert(ev.head.tgid, ProcInfo { exe: Some(filename.clone()) });
+            }
+            Body::Fork { child_tgid, .. } => {
+                let inherited = self.processes.get(&ev.head.tgid).cloned().unwrap_or(ProcInfo { exe: None });
+                self.insert(*child_tgid, inherited);
+            }
+            Body::Exit { .. } => {
+                self.processes.remove(&ev.head.tgid);
+            }
+            _ => {}
+        }
+    }
+
+    fn insert(&mut self, pid: u32, info: ProcInfo) {
+        if self.processes.len() >= MAX_TRACKED_PROCESSES && !self.processes.contains_key(&pid) {
+            // Forget an arbitrary entry rather than grow: only `exe` enrichment is lost.
+            if let Some(&victim) = self.processes.keys().next() {
+                self.processes.remove(&victim);
+            }
+        }
+        self.processes.insert(pid, info);
+    }
+}
+
+/// `major:minor` of the kernel's dev_t encoding (MKDEV: major << 20 | minor).
+pub fn format_dev(dev: u64) -> String {
+    format!("{}:{}", dev >> 20, dev & 0xfffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Head, KernelEvent};
+    use guard_common::DevIno;
+
+    fn head(action: u32, detector: u32, rule: Option<u32>) -> Head {
+        Head {
+            action,
+            ktime_ns: 2_000,
+            cgroup_id: 77,
+            session_id: 70,
+            pid: 10,
+            tgid: 10,
+            ppid: 1,
+            detector,
+            rule,
+            flags: 0,
+            comm: "cat".into(),
+        }
+    }
+
+    fn rules() -> Vec<RuleInfo> {
+        vec![RuleInfo {
+            id: "cred-dotenv".into(),
+            detector: "credential",
+            severity: Severity::Critical,
+            mitre: Some("T1552.001".into()),
+            description: ".env files".into(),
+        }]
+    }
+
+    #[test]
+    fn killed_credential_open_names_rule_severity_and_mitre() {
+        let mut rec = Recorder::new(rules(), ClockBase { realtime_ns: 1_000_000_000, monotonic_ns: 1_000 });
+        let ev = KernelEvent {
+            head: head(action::KILL, detector::CREDENTIAL, Some(0)),
+            body: Body::Open {
+                file: Some(DevIno { dev: (8 << 20) | 1, ino: 5 }),
+                flags: 0,
+                dfd: -100,
+                ret: 3,
+                path: ".env".into(),
+                name: ".env".into(),
+            },
+        };
+        let r = rec.record(&ev, Enrichment { session: Some("demo".into()), ..Default::default() });
+        assert_eq!(r.verdict, Some(Verdict::Kill));
+        assert_eq!(r.rule.as_deref(), Some("cred-dotenv"));
+        assert_eq!(r.severity, Some(Severity::Critical));
+        assert_eq!(r.mitre.as_deref(), Some("T1552.001"));
+        assert_eq!(r.dev.as_deref(), Some("8:1"));
+        assert_eq!(r.session.as_deref(), Some("demo"));
+        assert_eq!(r.ts, "1970-01-01T00:00:01.000001000Z");
+        assert_eq!(r.seq, 1);
+    }
+
+    #[test]
+    fn exe_follows_exec_and_fork_lineage() {
+        let mut rec = Recorder::new(vec![], ClockBase::default());
+        let exec = KernelEvent {
+            head: head(action::ALLOW, detector::NONE, None),
+            body: Body::Exec { file: DevIno::default(), old_pid: 10, filename: "/usr/bin/bash".into() },
+        };
+        rec.record(&exec, Enrichment::default());
+        let fork = KernelEvent {
+            head: head(action::ALLOW, detector::NONE, None),
+            body: Body::Fork { child_pid: 11, child_tgid: 11, child_start_ns: 3 },
+        };
+        rec.record(&fork, Enrichment::default());
+        let mut child = head(action::ALLOW, detector::NONE, None);
+        child.tgid = 11;
+        child.pid = 11;
+        let open = KernelEvent {
+            head: child,
+            body: Body::Open { file: None, flags: 0, dfd: -100, ret: -2, path: "x".into(), name: String::new() },
+        };
+        let r = rec.record(&open, Enrichment::default());
+        assert_eq!(r.exe.as_deref(), Some("/usr/bin/bash"));
+        assert_eq!(r.seq, 3);
+        assert!(r.reason.unwrap().contains("errno 2"));
+    }
+}

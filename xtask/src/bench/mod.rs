@@ -1,0 +1,517 @@
+//! `cargo xtask bench`: guard's overhead on common syscalls, written to BENCHMARKS.md.
+//!
+//! Every workload (a `bench-worker` loop, see `worker.rs`) is measured under each of its
+//! conditions: guard absent, guard running with the worker outside any session, and inside a
+//! session (`guard launch --session ...`). Each cell is run `reps` times (interleaved) and the
+//! median is reported. Add a row by adding a `Workload` to `WORKLOADS`.
+
+mod daemon;
+mod report;
+pub mod worker;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::{note, util};
+use daemon::Daemon;
+use worker::Op;
+
+/// Under which circumstances a workload runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Condition {
+    /// No guard daemon on the machine: the baseline.
+    Absent,
+    /// guard running; the worker is in no session.
+    Outside,
+    /// guard running; the worker runs in a session via `guard launch`.
+    Inside,
+}
+
+impl Condition {
+    pub const ALL: [Condition; 3] = [Condition::Absent, Condition::Outside, Condition::Inside];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Condition::Absent => "absent",
+            Condition::Outside => "outside",
+            Condition::Inside => "inside",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Condition::Absent => "guard absent",
+            Condition::Outside => "guard running, outside any session",
+            Condition::Inside => "guard running, inside a session",
+        }
+    }
+
+    fn needs_daemon(self) -> bool {
+        self != Condition::Absent
+    }
+}
+
+/// One benchmarked operation (a row group of the table).
+#[derive(Debug)]
+pub struct Workload {
+    /// Stable identifier (raw data, progress lines).
+    pub key: &'static str,
+    /// Table label.
+    pub label: &'static str,
+    pub op: Op,
+    /// Extra `bench-worker` arguments (e.g. `--program`).
+    pub worker_args: &'static [&'static str],
+    /// Timed iterations per run (`--quick` divides by 10).
+    pub iters: u64,
+    pub conditions: &'static [Condition],
+    /// Whose "absent" median the ratio compares with; `None`: this workload's own.
+    pub baseline: Option<&'static str>,
+}
+
+pub static WORKLOADS: &[Workload] = &[
+    Workload {
+        key: "open",
+        label: "openat + close",
+        op: Op::Open,
+        worker_args: &[],
+        iters: 200_000,
+        conditions: &Condition::ALL,
+        baseline: None,
+    },
+    Workload {
+        key: "exec",
+        label: "fork + exec /bin/true + wait",
+        op: Op::Exec,
+        worker_args: &[],
+        iters: 1_000,
+        conditions: &Condition::ALL,
+        baseline: None,
+    },
+    Workload {
+        key: "connect",
+        label: "TCP connect 127.0.0.1 + close",
+        op: Op::Connect,
+        worker_args: &[],
+        iters: 20_000,
+        conditions: &Condition::ALL,
+        baseline: None,
+    },
+];
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Runs per (workload, condition); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// A tenth of the iterations and 3 repetitions (smoke test).
+    #[arg(long)]
+    pub quick: bool,
+    /// Only measure the "guard absent" baseline (no daemon, no root needed).
+    #[arg(long)]
+    pub absent_only: bool,
+    /// Do not build: use --guard-bin/GUARD_BIN, else target/release/guard, else target/debug/guard.
+    #[arg(long)]
+    pub no_build: bool,
+    /// The guard binary to benchmark [env: GUARD_BIN] (default: `cargo xtask build --release`'s).
+    #[arg(long)]
+    pub guard_bin: Option<PathBuf>,
+    /// Extra argument for `guard run` (repeatable).
+    #[arg(long = "daemon-arg", allow_hyphen_values = true)]
+    pub daemon_args: Vec<String>,
+    /// Seconds to wait for the daemon to become ready.
+    #[arg(long, default_value_t = 60)]
+    pub ready_timeout: u64,
+    /// Where to write the report (default: BENCHMARKS.md at the workspace root).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Samples (ns per op) of one (workload, condition) cell.
+#[derive(Debug)]
+pub struct Cell {
+    pub workload: &'static Workload,
+    pub condition: Condition,
+    pub iters: u64,
+    pub samples: Vec<f64>,
+}
+
+impl Cell {
+    pub fn median(&self) -> f64 {
+        median(&self.samples)
+    }
+}
+
+pub fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// A worker's timeout: generous, only a guard against hangs.
+const WORKER_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let started = Instant::now();
+    if args.reps == 0 {
+        bail!("--reps must be at least 1");
+    }
+    if !args.absent_only && !util::is_root() {
+        bail!(
+            "the guard conditions start the daemon, which needs root: run as root, or pass --absent-only"
+        );
+    }
+    let reps = if args.quick {
+        args.reps.min(3)
+    } else {
+        args.reps
+    };
+    let scale = if args.quick { 10 } else { 1 };
+    let exe =
+        std::env::current_exe().context("cannot find the xtask executable (the bench worker)")?;
+    let root = crate::workspace_root();
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| root.join("BENCHMARKS.md"));
+
+    let guard_bin = resolve_guard(args)?;
+    if let Some(bin) = &guard_bin
+        && daemon::status_ok(bin)
+    {
+        bail!(
+            "a guard daemon is already running (`{} status` succeeded): stop it first, the baseline needs a machine without guard",
+            bin.display()
+        );
+    }
+    util::catch_signals();
+
+    let mut cells: Vec<Cell> = Vec::new();
+    for w in WORKLOADS {
+        for &condition in w.conditions {
+            if condition.needs_daemon() && args.absent_only {
+                continue;
+            }
+            cells.push(Cell {
+                workload: w,
+                condition,
+                iters: (w.iters / scale).max(1),
+                samples: Vec::new(),
+            });
+        }
+    }
+
+    // Guard absent.
+    note!("== guard absent ({reps} repetitions)");
+    for _ in 0..reps {
+        for cell in cells
+            .iter_mut()
+            .filter(|c| c.condition == Condition::Absent)
+        {
+            let sample = run_worker(&exe, cell.workload, cell.iters, None)?;
+            check_outside(&sample, cell)?;
+            progress(cell, sample.ns_per_op);
+            cell.samples.push(sample.ns_per_op);
+        }
+    }
+
+    // Guard running.
+    let mut daemon_info = None;
+    if !args.absent_only {
+        let bin = guard_bin.clone().context("internal: no guard binary")?;
+        let mut daemon = Daemon::start(&bin, &args.daemon_args)?;
+        let via = daemon.wait_ready(Duration::from_secs(args.ready_timeout))?;
+        note!(
+            "== guard running (pid {}, ready via {via}; {reps} repetitions)",
+            daemon.pid()
+        );
+        let mut seq = 0usize;
+        for _ in 0..reps {
+            for cell in cells.iter_mut().filter(|c| c.condition.needs_daemon()) {
+                daemon.check_alive()?;
+                let sample = match cell.condition {
+                    Condition::Inside => {
+                        let session = format!("bench-{}-{seq}", std::process::id());
+                        seq += 1;
+                        daemon.sessions.push(session.clone());
+                        let sample =
+                            run_worker(&exe, cell.workload, cell.iters, Some((&bin, &session)))?;
+                        if !sample.cgroup.contains(&format!("/guard/{session}")) {
+                            bail!(
+                                "the worker launched in session {session} ran in cgroup {:?}, not under guard/{session}",
+                                sample.cgroup
+                            );
+                        }
+                        sample
+                    }
+                    _ => {
+                        let sample = run_worker(&exe, cell.workload, cell.iters, None)?;
+                        check_outside(&sample, cell)?;
+                        sample
+                    }
+                };
+                progress(cell, sample.ns_per_op);
+                cell.samples.push(sample.ns_per_op);
+            }
+        }
+        daemon.stop()?;
+        daemon.remove_sessions()?;
+        daemon_info = Some(format!(
+            "{}{}",
+            bin.display(),
+            daemon_args_note(&args.daemon_args)
+        ));
+    }
+
+    let machine = report::Machine::detect(&root);
+    let text = report::render(&report::Report {
+        machine: &machine,
+        cells: &cells,
+        reps,
+        guard: daemon_info.as_deref(),
+        absent_only: args.absent_only,
+        duration: started.elapsed(),
+    });
+    write_atomically(&output, &text)?;
+    note!(
+        "wrote {} ({:.0} s)",
+        output.display(),
+        started.elapsed().as_secs_f64()
+    );
+    print!("{}", report::table(&cells));
+    Ok(())
+}
+
+fn daemon_args_note(args: &[String]) -> String {
+    if args.is_empty() {
+        String::new()
+    } else {
+        format!(" (extra `guard run` arguments: {})", args.join(" "))
+    }
+}
+
+fn progress(cell: &Cell, ns: f64) {
+    note!(
+        "{:<8} {:<8} {:>12.1} ns/op ({} iterations)",
+        cell.condition.key(),
+        cell.workload.key,
+        ns,
+        cell.iters
+    );
+}
+
+fn check_outside(sample: &Sample, cell: &Cell) -> Result<()> {
+    if sample.cgroup.contains("/guard/") {
+        bail!(
+            "the {} worker for {:?} ran inside a guard cgroup ({}): is xtask itself running in a session?",
+            cell.workload.key,
+            cell.condition.label(),
+            sample.cgroup
+        );
+    }
+    Ok(())
+}
+
+/// The guard binary, if one is needed or available.
+fn resolve_guard(args: &BenchArgs) -> Result<Option<PathBuf>> {
+    let explicit = args.guard_bin.clone().or_else(|| {
+        std::env::var_os("GUARD_BIN")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    if let Some(bin) = &explicit {
+        if !util::is_executable(bin) {
+            bail!(
+                "guard binary {} (--guard-bin/GUARD_BIN) is not an executable file",
+                bin.display()
+            );
+        }
+        return Ok(Some(bin.clone()));
+    }
+    if !args.no_build && !args.absent_only {
+        return crate::flow::build(true).map(Some).context(
+            "cannot build guard for the benchmark (use --absent-only to measure only the baseline)",
+        );
+    }
+    let target = util::target_dir()?;
+    let found = ["release", "debug"]
+        .iter()
+        .map(|p| target.join(p).join("guard"))
+        .find(|p| util::is_executable(p));
+    match found {
+        Some(bin) => {
+            if bin
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|p| p == "debug")
+            {
+                note!("warning: benchmarking the debug build {}", bin.display());
+            }
+            Ok(Some(bin))
+        }
+        None if args.absent_only => Ok(None),
+        None => bail!(
+            "no guard binary in {}/{{release,debug}}: build it (`cargo xtask build --release`) or pass --guard-bin",
+            target.display()
+        ),
+    }
+}
+
+/// One worker result.
+pub struct Sample {
+    pub ns_per_op: f64,
+    pub cgroup: String,
+}
+
+/// Runs one `bench-worker` loop, directly or in a session (`guard launch --session S -- ...`).
+fn run_worker(
+    exe: &Path,
+    w: &Workload,
+    iters: u64,
+    session: Option<(&Path, &str)>,
+) -> Result<Sample> {
+    if let Some(sig) = util::pending_signal() {
+        bail!("interrupted by signal {sig}");
+    }
+    let mut cmd = match session {
+        Some((guard, name)) => {
+            let mut cmd = Command::new(guard);
+            cmd.args(["launch", "--session", name, "--"]).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(["bench-worker", w.op.name(), "--iters", &iters.to_string()])
+        .args(w.worker_args);
+    let shown = util::display(&cmd);
+
+    let dir = std::env::temp_dir();
+    let tag = format!("guard-bench-{}-{}", std::process::id(), w.key);
+    let out_path = dir.join(format!("{tag}.out"));
+    let err_path = dir.join(format!("{tag}.err"));
+    let out_file = std::fs::File::create(&out_path)
+        .with_context(|| format!("cannot create {}", out_path.display()))?;
+    let err_file = std::fs::File::create(&err_path)
+        .with_context(|| format!("cannot create {}", err_path.display()))?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out_file)
+        .stderr(err_file)
+        .spawn()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    let status = match util::wait_timeout(&mut child, WORKER_TIMEOUT)? {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "`{shown}` did not finish within {} s",
+                WORKER_TIMEOUT.as_secs()
+            );
+        }
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = util::tail_of(&err_path, 2000);
+    let _ = std::fs::remove_file(&out_path);
+    let _ = std::fs::remove_file(&err_path);
+    if !status.success() {
+        bail!("`{shown}` failed ({status}): {stderr}");
+    }
+    parse_sample(&stdout, w.op, iters)
+        .with_context(|| format!("`{shown}` printed no valid result; stderr: {stderr}"))
+}
+
+/// The last JSON line of a worker's stdout that carries a result for `op`.
+pub fn parse_sample(stdout: &str, op: Op, iters: u64) -> Result<Sample> {
+    let value = stdout
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line.trim()).ok())
+        .find(|v| v.get("ns_per_op").is_some())
+        .context("no JSON result line")?;
+    if value.get("op").and_then(|v| v.as_str()) != Some(op.name()) {
+        bail!("result is for another operation: {value}");
+    }
+    if value.get("iters").and_then(|v| v.as_u64()) != Some(iters) {
+        bail!("result has another iteration count: {value}");
+    }
+    let ns_per_op = value
+        .get("ns_per_op")
+        .and_then(|v| v.as_f64())
+        .filter(|ns| ns.is_finite() && *ns > 0.0)
+        .with_context(|| format!("bad ns_per_op in {value}"))?;
+    let cgroup = value
+        .get("cgroup")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    Ok(Sample { ns_per_op, cgroup })
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("md.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn parses_worker_output() {
+        let out = "launching...\n{\"op\":\"open\",\"iters\":10,\"ns_per_op\":812.5,\"cgroup\":\"/guard/bench-1-0\"}\n";
+        let s = parse_sample(out, Op::Open, 10).unwrap();
+        assert_eq!(s.ns_per_op, 812.5);
+        assert_eq!(s.cgroup, "/guard/bench-1-0");
+        assert!(parse_sample(out, Op::Exec, 10).is_err());
+        assert!(parse_sample(out, Op::Open, 11).is_err());
+        assert!(
+            parse_sample(
+                "{\"op\":\"open\",\"iters\":10,\"ns_per_op\":0}",
+                Op::Open,
+                10
+            )
+            .is_err()
+        );
+        assert!(parse_sample("garbage", Op::Open, 10).is_err());
+    }
+
+    #[test]
+    fn workload_keys_unique_and_baselines_exist() {
+        for (i, w) in WORKLOADS.iter().enumerate() {
+            assert!(
+                WORKLOADS[..i].iter().all(|o| o.key != w.key),
+                "duplicate key {}",
+                w.key
+            );
+            if let Some(base) = w.baseline {
+                let b = WORKLOADS
+                    .iter()
+                    .find(|o| o.key == base)
+                    .expect("baseline workload exists");
+                assert!(
+                    b.conditions.contains(&Condition::Absent),
+                    "baseline {base} is measured absent"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `cargo xtask bench-worker <op> --iters N`: one timed loop, reported as a JSON line
+//! `{"op":..,"iters":..,"ns_per_op":..,"cgroup":..}` on stdout.
+
+use std::{
+    ffi::CString,
+    io::Write as _,
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    os::unix::ffi::OsStrExt,
+    path::PathBuf,
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Op {
+    /// openat(O_RDONLY) + close of a small temporary file.
+    Open,
+    /// fork + execv("/bin/true") + waitpid.
+    Exec,
+    /// TCP connect to a 127.0.0.1 listener + close.
+    Connect,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Open => "open",
+            Op::Exec => "exec",
+            Op::Connect => "connect",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[arg(value_enum)]
+    pub op: Op,
+    /// Timed iterations.
+    #[arg(long)]
+    pub iters: u64,
+    /// Untimed iterations first (default: iters/10, at least 1).
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// Program for `exec`.
+    #[arg(long, default_value = "/bin/true")]
+    pub program: PathBuf,
+}
+
+pub fn main(args: &WorkerArgs) -> Result<()> {
+    if args.iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    let warmup = args.warmup.unwrap_or((args.iters / 10).max(1));
+    let ns_per_op = match args.op {
+        Op::Open => bench_open(warmup, args.iters)?,
+        Op::Exec => bench_exec(&args.program, warmup, args.iters)?,
+        Op::Connect => bench_connect(warmup, args.iters)?,
+    };
+    let line = serde_json::json!({
+        "op": args.op.name(),
+        "iters": args.iters,
+        "ns_per_op": ns_per_op,
+        "cgroup": crate::cgroup::own_cgroup(),
+    });
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}").context("cannot write the result")?;
+    Ok(())
+}
+
+/// Runs `op` `warmup` times, then times `iters` runs; returns ns per run.
+fn timed(warmup: u64, iters: u64, mut op: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..warmup {
+        op()?;
+    }
+    let start = Instant::now();
+    for _ in 0..iters {
+        op()?;
+    }
+    Ok(start.elapsed().as_nanos() as f64 / iters as f64)
+}
+
+fn bench_open(warmup: u64, iters: u64) -> Result<f64> {
+    let path = std::env::temp_dir().join(format!("guard-bench-open-{}", std::process::id()));
+    std::fs::write(&path, b"guard bench\n")
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let result = (|| {
+        let c_path = CString::new(path.as_os_str().as_bytes()).context("temp path contains NUL")?;
+        timed(warmup, iters, || {
+            // SAFETY: c_path is a valid NUL-terminated string; the fd is closed right away.
+            let fd = unsafe {
+                libc::openat(
+                    libc::AT_FDCWD,
+                    c_path.as_ptr(),
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error()).context("openat failed");
+            }
+            // SAFETY: fd was just opened by us.
+            unsafe { libc::close(fd) };
+            Ok(())
+        })
+    })();
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+fn bench_exec(program: &std::path::Path, warmup: u64, iters: u64) -> Result<f64> {
+    let prog = CString::new(program.as_os_str().as_bytes()).context("program path contains NUL")?;
+    let argv = [prog.as_ptr(), std::ptr::null()];
+    timed(warmup, iters, || {
+        // SAFETY: single-threaded process; the child only calls execv and _exit, which are
+        // async-signal-safe, on memory prepared before the fork.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error()).context("fork failed");
+        }
+        if pid == 0 {
+            unsafe {
+                libc::execv(prog.as_ptr(), argv.as_ptr());
+                libc::_exit(127);
+            }
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: pid is our child; status is a valid out pointer.
+            let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if rc == pid {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err).context("waitpid failed");
+            }
+        }
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            bail!(
+                "{} did not exit 0 (wait status {status:#x})",
+                program.display()
+            );
+        }
+        Ok(())
+    })
+}
+
+fn bench_connect(warmup: u64, iters: u64) -> Result<f64> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot listen on 127.0.0.1")?;
+    let addr: SocketAddr = listener.local_addr().context("listener has no address")?;
+    // Accept and drop connections so the backlog never fills; dies with the process.
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    timed(warmup, iters, || {
+        let stream =
+            TcpStream::connect(addr).with_context(|| format!("connect to {addr} failed"))?;
+        drop(stream);
+        Ok(())
+    })
+}

@@ -1,0 +1,140 @@
+//! `build`, `run` and `test`.
+
+use std::{
+    os::unix::process::CommandExt,
+    path::PathBuf,
+    process::{Command, ExitCode},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    note, setup,
+    util::{self, Outcome, cargo},
+};
+
+/// Integration tests (they load BPF programs: run them one at a time).
+const INTEGRATION_PACKAGE: &str = "guard-tests";
+/// Built only for bpfel with nightly, by guard-daemon's build script.
+const EBPF_PACKAGE: &str = "guard-ebpf";
+
+pub fn profile_dir(release: bool) -> &'static str {
+    if release { "release" } else { "debug" }
+}
+
+/// `--locked` in CI: the committed Cargo.lock must be complete and current.
+fn locked_args() -> &'static [&'static str] {
+    if util::in_ci() { &["--locked"] } else { &[] }
+}
+
+/// Setup, then `cargo build -p guard-daemon`; returns the path of the built `guard`.
+pub fn build(release: bool) -> Result<PathBuf> {
+    setup::setup(false)?;
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(crate::workspace_root())
+        .args(["build", "-p", "guard-daemon"])
+        .args(locked_args());
+    if release {
+        cmd.arg("--release");
+    }
+    util::run(&mut cmd)?;
+    let bin = util::target_dir()?.join(profile_dir(release)).join("guard");
+    if !util::is_executable(&bin) {
+        bail!("the build succeeded but {} is missing", bin.display());
+    }
+    note!("built {}", bin.display());
+    Ok(bin)
+}
+
+/// Setup + build, then replace xtask with `guard run ARGS` (built-in default policy).
+pub fn run(release: bool, args: &[String]) -> Result<ExitCode> {
+    if !util::is_root() {
+        bail!(
+            "`guard run` loads BPF programs and manages cgroups: run this as root (e.g. `sudo -E cargo xtask run`)"
+        );
+    }
+    let bin = build(release)?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("run").args(args);
+    note!("$ {}", util::display(&cmd));
+    let err = cmd.exec();
+    Err(err).with_context(|| format!("cannot exec {}", bin.display()))
+}
+
+/// THE test command: setup + build, unit tests of every crate, then the integration tests.
+pub fn test(release: bool, timeout_secs: u64) -> Result<ExitCode> {
+    let started = Instant::now();
+    util::catch_signals();
+    let guard_bin = build(release)?;
+    if !util::is_root() {
+        note!(
+            "warning: not root: the integration tests ({INTEGRATION_PACKAGE}) need root to load BPF programs"
+        );
+    }
+    let deadline = (timeout_secs > 0).then(|| Instant::now() + Duration::from_secs(timeout_secs));
+
+    let stages: [(&str, Vec<&str>, bool); 2] = [
+        (
+            "unit tests (all crates)",
+            vec![
+                "--workspace",
+                "--exclude",
+                EBPF_PACKAGE,
+                "--exclude",
+                INTEGRATION_PACKAGE,
+            ],
+            false,
+        ),
+        (
+            "integration tests (guard-tests, one at a time)",
+            vec!["-p", INTEGRATION_PACKAGE],
+            true,
+        ),
+    ];
+    let mut results = Vec::new();
+    for (name, selection, serial) in stages {
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(crate::workspace_root())
+            .args(["test", "--no-fail-fast"])
+            .args(locked_args())
+            .args(&selection)
+            .env("GUARD_BIN", &guard_bin);
+        if release {
+            cmd.arg("--release");
+        }
+        if serial {
+            cmd.env("RUST_TEST_THREADS", "1");
+        }
+        note!("== {name}");
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let outcome = if remaining == Some(Duration::ZERO) {
+            Outcome::TimedOut
+        } else {
+            util::run_supervised(&mut cmd, remaining)?
+        };
+        let (ok, text) = match outcome {
+            Outcome::Exited(status) if status.success() => (true, "passed".to_string()),
+            Outcome::Exited(status) => (false, format!("FAILED ({status})")),
+            Outcome::TimedOut => (
+                false,
+                format!("TIMED OUT (limit {timeout_secs} s for all tests; see --timeout)"),
+            ),
+            Outcome::Interrupted(sig) => {
+                note!("interrupted by signal {sig}");
+                return Ok(ExitCode::from(130));
+            }
+        };
+        results.push((name, ok, text));
+    }
+
+    note!("== summary ({:.0} s)", started.elapsed().as_secs_f64());
+    for (name, _, text) in &results {
+        note!("{name}: {text}");
+    }
+    if results.iter().all(|(_, ok, _)| *ok) {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,399 @@
+//! `cargo xtask setup`: idempotent toolchain prerequisites for building the eBPF object.
+//!
+//! 1. `rust-src` for the nightly toolchain (aya-build runs `cargo +nightly build -Z build-std=core`).
+//! 2. bpf-linker 0.13.0 built against the nightly toolchain's own libLLVM (no system LLVM):
+//!    a prefix directory D whose `lib/` holds `libLLVM.so` and `libLLVM.so.<ver>` symlinks to
+//!    the sysroot's library, then `LLVM_PREFIX=D cargo install bpf-linker --features llvm-<major>`.
+//!
+//! Each step is skipped when already satisfied. Mounting tracefs/bpffs is the daemon's job.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    note,
+    util::{self, cargo, output},
+};
+
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+const NIGHTLY: &str = "nightly";
+
+/// Ensures every prerequisite; with `dry_run` only reports what it would do.
+pub fn setup(dry_run: bool) -> Result<()> {
+    if util::find_in_path("rustup").is_none() {
+        bail!(
+            "rustup is not on PATH: install it from https://rustup.rs (guard needs a nightly toolchain for its eBPF programs)"
+        );
+    }
+    ensure_rust_src(dry_run)?;
+    ensure_bpf_linker(dry_run)?;
+    Ok(())
+}
+
+fn ensure_rust_src(dry_run: bool) -> Result<()> {
+    let listed = Command::new("rustup")
+        .args(["component", "list", "--toolchain", NIGHTLY, "--installed"])
+        .output()
+        .context("cannot run `rustup component list`")?;
+    if !listed.status.success() {
+        // Typically: the nightly toolchain is not installed at all.
+        let mut cmd = Command::new("rustup");
+        cmd.args([
+            "toolchain",
+            "install",
+            NIGHTLY,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]);
+        return act(
+            dry_run,
+            "nightly toolchain missing: installing it with rust-src",
+            &mut cmd,
+        );
+    }
+    if has_component(&String::from_utf8_lossy(&listed.stdout), "rust-src") {
+        note!("skip: rust-src is installed for {NIGHTLY}");
+        return Ok(());
+    }
+    let mut cmd = Command::new("rustup");
+    cmd.args(["component", "add", "rust-src", "--toolchain", NIGHTLY]);
+    act(dry_run, "rust-src missing for nightly: adding it", &mut cmd)
+}
+
+/// Whether `rustup component list --installed` output lists `name` (lines look like
+/// `rust-src` or `rustc-x86_64-unknown-linux-gnu`).
+pub fn has_component(listing: &str, name: &str) -> bool {
+    listing.lines().map(str::trim).any(|line| {
+        // Target-specific components carry the triple: `rust-std-x86_64-unknown-linux-gnu`.
+        line == name
+            || line
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|triple| triple.contains("-unknown-"))
+    })
+}
+
+fn ensure_bpf_linker(dry_run: bool) -> Result<()> {
+    let (bin_dir, explicit_root) = linker_bin_dir()?;
+    let found = locate_bpf_linker(&bin_dir, explicit_root);
+    let sysroot = PathBuf::from(
+        output(Command::new("rustup").args(["run", NIGHTLY, "rustc", "--print", "sysroot"]))?
+            .trim(),
+    );
+    let lib_dir = sysroot.join("lib");
+    let names = list_dir(&lib_dir)?;
+    let llvm = LlvmLib::from_listing(&names).with_context(|| {
+        format!(
+            "looking for the nightly toolchain's libLLVM in {}",
+            lib_dir.display()
+        )
+    })?;
+
+    let mut force = false;
+    if let Some(path) = &found {
+        match linker_version(path) {
+            Ok(version) if version == BPF_LINKER_VERSION => {
+                note!("skip: {} reports bpf-linker {version}", path.display());
+                match std::fs::read(path) {
+                    Ok(bytes) if !contains(&bytes, llvm.file_name.as_bytes()) => note!(
+                        "note: {} does not reference {} (built against another LLVM?); \
+                         remove it and rerun setup if eBPF linking fails",
+                        path.display(),
+                        llvm.file_name
+                    ),
+                    _ => {}
+                }
+                if let Some(dir) = path.parent() {
+                    util::prepend_path(dir)?;
+                }
+                return Ok(());
+            }
+            Ok(version) => note!(
+                "{} reports bpf-linker {version}; want {BPF_LINKER_VERSION}",
+                path.display()
+            ),
+            Err(err) => note!("{} is unusable ({err:#}); reinstalling", path.display()),
+        }
+        force = true;
+    }
+
+    let prefix = cache_root()?.join(format!("llvm-{}", llvm.file_name));
+    let target = lib_dir.join(&llvm.file_name);
+    if dry_run {
+        note!(
+            "would link {}/lib/{{libLLVM.so,{}}} -> {}",
+            prefix.display(),
+            llvm.file_name,
+            target.display()
+        );
+    } else {
+        link_llvm(&prefix, &llvm.file_name, &target)?;
+    }
+    let mut cmd = install_command(&prefix, llvm.major, force);
+    act(
+        dry_run,
+        &format!(
+            "installing bpf-linker {BPF_LINKER_VERSION} against {}",
+            llvm.file_name
+        ),
+        &mut cmd,
+    )?;
+    if dry_run {
+        return Ok(());
+    }
+    let installed = bin_dir.join("bpf-linker");
+    let version =
+        linker_version(&installed).context("the freshly installed bpf-linker does not run")?;
+    if version != BPF_LINKER_VERSION {
+        bail!("installed bpf-linker reports {version}, expected {BPF_LINKER_VERSION}");
+    }
+    note!("installed {} ({version})", installed.display());
+    util::prepend_path(&bin_dir)
+}
+
+/// The directory `cargo install` puts binaries in, and whether it was set explicitly
+/// (CARGO_INSTALL_ROOT), in which case only that directory counts as "installed".
+fn linker_bin_dir() -> Result<(PathBuf, bool)> {
+    if let Some(root) = std::env::var_os("CARGO_INSTALL_ROOT").filter(|r| !r.is_empty()) {
+        return Ok((PathBuf::from(root).join("bin"), true));
+    }
+    let cargo_home = match std::env::var_os("CARGO_HOME").filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home),
+        None => home_dir()?.join(".cargo"),
+    };
+    Ok((cargo_home.join("bin"), false))
+}
+
+fn locate_bpf_linker(bin_dir: &Path, explicit_root: bool) -> Option<PathBuf> {
+    let in_root = bin_dir.join("bpf-linker");
+    if explicit_root {
+        return util::is_executable(&in_root).then_some(in_root);
+    }
+    util::find_in_path("bpf-linker").or_else(|| util::is_executable(&in_root).then_some(in_root))
+}
+
+/// `bpf-linker --version` prints `bpf-linker 0.13.0`.
+fn linker_version(path: &Path) -> Result<String> {
+    let out = output(Command::new(path).arg("--version"))?;
+    parse_linker_version(&out)
+        .with_context(|| format!("unexpected `bpf-linker --version` output: {out:?}"))
+}
+
+pub fn parse_linker_version(out: &str) -> Option<String> {
+    let mut words = out.split_whitespace();
+    (words.next()? == "bpf-linker").then(|| words.next().map(str::to_string))?
+}
+
+pub fn install_command(prefix: &Path, llvm_major: u32, force: bool) -> Command {
+    let mut cmd = Command::new(cargo());
+    cmd.env("LLVM_PREFIX", prefix)
+        .args([
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--version",
+            BPF_LINKER_VERSION,
+        ])
+        .args(["--no-default-features", "--features"])
+        .arg(format!("llvm-{llvm_major}"));
+    if force {
+        cmd.arg("--force");
+    }
+    cmd
+}
+
+/// The nightly toolchain's libLLVM, as found in its sysroot's lib directory.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LlvmLib {
+    /// e.g. `libLLVM.so.22.1-rust-1.97.0-nightly`
+    pub file_name: String,
+    /// e.g. 22, for bpf-linker's `llvm-22` feature
+    pub major: u32,
+}
+
+impl LlvmLib {
+    /// Picks the single `libLLVM.so.<major>...` entry of a sysroot lib listing.
+    pub fn from_listing(names: &[String]) -> Result<Self> {
+        let mut found: Vec<Self> = names
+            .iter()
+            .filter_map(|name| {
+                let rest = name.strip_prefix("libLLVM.so.")?;
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let major = digits.parse().ok()?;
+                Some(Self {
+                    file_name: name.clone(),
+                    major,
+                })
+            })
+            .collect();
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => bail!(
+                "no libLLVM.so.<version> file (entries: {}); is the nightly toolchain complete?",
+                names.join(", ")
+            ),
+            _ => bail!(
+                "several libLLVM.so.<version> files, cannot choose: {}",
+                found
+                    .iter()
+                    .map(|l| l.file_name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Makes `prefix/lib/{libLLVM.so, file_name}` symlinks to `target` (replacing stale ones).
+fn link_llvm(prefix: &Path, file_name: &str, target: &Path) -> Result<()> {
+    let lib = prefix.join("lib");
+    std::fs::create_dir_all(&lib).with_context(|| format!("cannot create {}", lib.display()))?;
+    for name in ["libLLVM.so", file_name] {
+        let link = lib.join(name);
+        match std::fs::read_link(&link) {
+            Ok(existing) if existing == target => continue,
+            Ok(_) => std::fs::remove_file(&link)
+                .with_context(|| format!("cannot replace {}", link.display()))?,
+            Err(_) if link.symlink_metadata().is_ok() => {
+                std::fs::remove_file(&link)
+                    .with_context(|| format!("cannot replace {}", link.display()))?;
+            }
+            Err(_) => {}
+        }
+        std::os::unix::fs::symlink(target, &link)
+            .with_context(|| format!("cannot link {} -> {}", link.display(), target.display()))?;
+        note!("linked {} -> {}", link.display(), target.display());
+    }
+    Ok(())
+}
+
+/// `$XDG_CACHE_HOME/guard` or `$HOME/.cache/guard`.
+fn cache_root() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => home_dir()?.join(".cache"),
+    };
+    Ok(base.join("guard"))
+}
+
+fn home_dir() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .context("HOME is not set (needed for ~/.cargo and ~/.cache)")
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn act(dry_run: bool, what: &str, cmd: &mut Command) -> Result<()> {
+    if dry_run {
+        note!("would run ({what}): {}", util::display(cmd));
+        Ok(())
+    } else {
+        note!("{what}");
+        util::run(cmd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn llvm_lib_from_real_listing() {
+        let lib = LlvmLib::from_listing(&names(&[
+            "libLLVM-22-rust-1.97.0-nightly.so",
+            "libLLVM.so.22.1-rust-1.97.0-nightly",
+            "librustc_driver-b5a965480ee51f9a.so",
+            "rustlib",
+        ]))
+        .unwrap();
+        assert_eq!(
+            lib,
+            LlvmLib {
+                file_name: "libLLVM.so.22.1-rust-1.97.0-nightly".into(),
+                major: 22
+            }
+        );
+    }
+
+    #[test]
+    fn llvm_lib_other_versions() {
+        let lib = LlvmLib::from_listing(&names(&["libLLVM.so.19.1-rust-1.84.0-nightly"])).unwrap();
+        assert_eq!(lib.major, 19);
+        let lib = LlvmLib::from_listing(&names(&["libLLVM.so.23"])).unwrap();
+        assert_eq!((lib.file_name.as_str(), lib.major), ("libLLVM.so.23", 23));
+    }
+
+    #[test]
+    fn llvm_lib_missing_or_ambiguous() {
+        assert!(
+            LlvmLib::from_listing(&names(&["libLLVM-22-rust-1.97.0-nightly.so", "libLLVM.so"]))
+                .is_err()
+        );
+        assert!(
+            LlvmLib::from_listing(&names(&["libLLVM.so.22.1-a", "libLLVM.so.21.1-b"])).is_err()
+        );
+        assert!(LlvmLib::from_listing(&names(&["libLLVM.so.x"])).is_err());
+    }
+
+    #[test]
+    fn linker_version_parsing() {
+        assert_eq!(
+            parse_linker_version("bpf-linker 0.13.0\n").as_deref(),
+            Some("0.13.0")
+        );
+        assert_eq!(
+            parse_linker_version("bpf-linker 0.9.15").as_deref(),
+            Some("0.9.15")
+        );
+        assert_eq!(parse_linker_version("something 0.13.0"), None);
+        assert_eq!(parse_linker_version(""), None);
+    }
+
+    #[test]
+    fn component_listing() {
+        let listing =
+            "cargo-x86_64-unknown-linux-gnu\nrust-src\nrust-std-x86_64-unknown-linux-gnu\n";
+        assert!(has_component(listing, "rust-src"));
+        assert!(has_component(listing, "rust-std"));
+        assert!(!has_component(
+            "rust-std-x86_64-unknown-linux-gnu\n",
+            "rust-src"
+        ));
+        assert!(!has_component("rust-src-extra\n", "rust-src"));
+    }
+
+    #[test]
+    fn install_command_shape() {
+        let cmd = install_command(Path::new("/cache/llvm-x"), 22, false);
+        let shown = util::display(&cmd);
+        assert!(shown.starts_with("LLVM_PREFIX=/cache/llvm-x "), "{shown}");
+        assert!(shown.ends_with("install bpf-linker --locked --version 0.13.0 --no-default-features --features llvm-22"), "{shown}");
+        assert!(
+            util::display(&install_command(Path::new("/p"), 21, true)).ends_with("llvm-21 --force")
+        );
+    }
+}

@@ -7,6 +7,8 @@
 
 /// Bytes of a path carried in an event (longer paths are truncated, flagged by `PATH_TRUNCATED`).
 pub const PATH_LEN: usize = 256;
+/// Bytes of a new image's argv carried in an exec event (NUL-separated, as in /proc/PID/cmdline).
+pub const ARGS_LEN: usize = 256;
 /// Bytes of a final path component used for credential-name matching in the kernel.
 pub const NAME_LEN: usize = 64;
 /// `TASK_COMM_LEN` in the kernel.
@@ -100,6 +102,8 @@ pub mod flags {
     pub const MATCH_INODE: u32 = 1 << 2;
     /// IPv6 address that is IPv4-mapped (`::ffff:a.b.c.d`), matched as IPv4.
     pub const V4_MAPPED: u32 = 1 << 3;
+    /// argv did not fit in `ARGS_LEN` bytes.
+    pub const ARGS_TRUNCATED: u32 = 1 << 4;
 }
 
 /// Rule modes as the kernel sees them.
@@ -302,9 +306,12 @@ pub struct ExecEvent {
     pub file: DevIno,
     /// pid before exec (differs when a non-leader thread exec'd).
     pub old_pid: u32,
-    pub _pad: u32,
+    /// Bytes of `args` filled.
+    pub args_len: u32,
     /// `bprm->filename`, a kernel copy.
     pub filename: [u8; PATH_LEN],
+    /// The new image's argv, read before its first instruction (so it cannot have changed).
+    pub args: [u8; ARGS_LEN],
 }
 
 #[repr(C)]
@@ -390,7 +397,7 @@ mod layout_checks {
     const _: () = assert!(size_of::<EventHeader>() == 72);
     const _: () = assert!(offset_of!(EventHeader, session_id) == 24);
     const _: () = assert!(offset_of!(EventHeader, comm) == 56);
-    const _: () = assert!(size_of::<ExecEvent>() == 72 + 16 + 8 + PATH_LEN);
+    const _: () = assert!(size_of::<ExecEvent>() == 72 + 16 + 8 + PATH_LEN + ARGS_LEN);
     const _: () = assert!(size_of::<OpenEvent>() == 72 + 16 + 24 + PATH_LEN + NAME_LEN);
     const _: () = assert!(size_of::<NetEvent>() == 72 + 16 + 16);
     const _: () = assert!(size_of::<ForkEvent>() == 72 + 16);

@@ -309,16 +309,30 @@ mod tests {
         Arc::new(Fake { calls: AtomicUsize::new(0) })
     }
 
-    /// A fresh directory for one test's socket (no tempfile dependency).
-    fn temp_dir(tag: &str) -> PathBuf {
+    /// A fresh directory for one test's socket, removed on drop (no tempfile dependency).
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for TempDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    fn temp_dir(tag: &str) -> TempDir {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "guard-control-{}-{}-{tag}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::SeqCst)
         ));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        TempDir(dir)
     }
 
     async fn start(server: ControlServer, handler: Arc<Fake>) -> tokio::task::JoinHandle<()> {
@@ -363,7 +377,6 @@ mod tests {
         task.abort();
         let _ = task.await;
         assert!(!path.exists());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
@@ -396,7 +409,6 @@ mod tests {
         BufReader::new(reader).read_to_string(&mut text).await.unwrap();
         assert!(Response::parse_line(&text).unwrap().ok);
         task.abort();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
@@ -424,7 +436,6 @@ mod tests {
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].pid, Some(std::process::id() as i32));
         task.abort();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -441,7 +452,7 @@ mod tests {
     #[tokio::test]
     async fn stale_sockets_are_replaced_live_ones_and_other_files_are_not() {
         let dir = temp_dir("stale");
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&*dir).unwrap();
         let path = dir.join("control.sock");
         // A socket nobody listens on (its listener is gone).
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
@@ -464,7 +475,6 @@ mod tests {
         let err = ControlServer::bind(&ControlConfig::new(&file)).unwrap_err();
         assert!(matches!(err, ControlError::NotASocket(_)), "{err}");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -478,12 +488,11 @@ mod tests {
     #[test]
     fn client_times_out_on_a_silent_peer() {
         let dir = temp_dir("silent");
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&*dir).unwrap();
         let path = dir.join("control.sock");
         let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let err = request_with_timeout(&path, &Request::Status, Duration::from_millis(200)).unwrap_err();
         assert!(err.to_string().contains("did not answer"), "{err:#}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
@@ -497,6 +506,5 @@ mod tests {
         assert_eq!(meta.gid(), 0);
         drop(server);
         assert!(!path.exists());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

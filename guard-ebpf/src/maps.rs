@@ -110,11 +110,7 @@ pub static EXEC_WATCH_NAMES: HashMap<[u8; NAME_LEN], ExecWatch> =
 pub struct Scratch {
     pub name: [u8; NAME_LEN],
     pub key: aya_ebpf::maps::lpm_trie::Key<[u8; NAME_LEN]>,
-    pub args: [u8; ARGS_SCAN],
 }
-
-/// Bytes of a new image's argv scanned for an inline-script option.
-pub const ARGS_SCAN: usize = 128;
 
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

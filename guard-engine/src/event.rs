@@ -39,7 +39,7 @@ pub struct Head {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
-    Exec { file: DevIno, old_pid: u32, filename: String },
+    Exec { file: DevIno, old_pid: u32, filename: String, argv: Vec<String>, argv_truncated: bool },
     Open { file: Option<DevIno>, flags: u64, dfd: i64, ret: i64, path: String, name: String },
     Connect { addr: IpAddr, port: u16, sock_type: u32, protocol: u32, v4_mapped: bool },
     Sendmsg { addr: IpAddr, port: u16, sock_type: u32, protocol: u32, v4_mapped: bool },
@@ -103,7 +103,19 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let body = match header.kind {
         kind::EXEC => {
             let ev: ExecEvent = sized(bytes, header.kind)?;
-            Body::Exec { file: ev.file, old_pid: ev.old_pid, filename: text(&ev.filename) }
+            let len = (ev.args_len as usize).min(ev.args.len());
+            let argv = ev.args[..len]
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Body::Exec {
+                file: ev.file,
+                old_pid: ev.old_pid,
+                filename: text(&ev.filename),
+                argv,
+                argv_truncated: header.flags & flags::ARGS_TRUNCATED != 0,
+            }
         }
         kind::OPEN => {
             let ev: OpenEvent = sized(bytes, header.kind)?;

@@ -161,8 +161,11 @@ impl Recorder {
         }
         let rule_text = rule.map(|r| format!("{} ({})", r.id, r.description));
         match &ev.body {
-            Body::Exec { file, filename, .. } => {
+            Body::Exec { file, filename, argv, .. } => {
                 record.event = "exec".into();
+                if record.argv.is_none() && !argv.is_empty() {
+                    record.argv = Some(argv.clone());
+                }
                 record.path = Some(filename.clone());
                 record.exe = Some(filename.clone());
                 record.dev = Some(format_dev(file.dev));
@@ -319,7 +322,13 @@ mod tests {
         let mut rec = Recorder::new(vec![], ClockBase::default());
         let exec = KernelEvent {
             head: head(action::ALLOW, detector::NONE, None),
-            body: Body::Exec { file: DevIno::default(), old_pid: 10, filename: "/usr/bin/bash".into() },
+            body: Body::Exec {
+                file: DevIno::default(),
+                old_pid: 10,
+                filename: "/usr/bin/bash".into(),
+                argv: vec!["bash".into()],
+                argv_truncated: false,
+            },
         };
         rec.record(&exec, Enrichment::default());
         let fork = KernelEvent {

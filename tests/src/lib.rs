@@ -1,1 +1,283 @@
+//! Harness for guard's integration tests: a real daemon on the real kernel, in cgroups of the
+//! test's own making.
+//!
+//! Every daemon gets a unique session root (`<cgroup2>/guard-test-<pid>-<n>`), audit file and
+//! control socket, so tests never touch a production daemon's sessions, and everything is
+//! removed on drop. Tests that need root are `#[ignore = "needs root ..."]` (so `cargo test`
+//! lists them as ignored) and, when run anyway without root, print why and return.
 
+use std::{
+    fs,
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Returns false (after printing why) when the test cannot run here.
+pub fn can_run(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED {test}: needs root (loads BPF programs, creates cgroups)");
+        return false;
+    }
+    true
+}
+
+/// The `guard` binary under test: $GUARD_BIN, else the workspace's debug build.
+pub fn guard_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("GUARD_BIN") {
+        return PathBuf::from(path);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = manifest.join("../target/debug/guard");
+    assert!(
+        path.exists(),
+        "guard binary not found at {}: build it (cargo xtask build) or set GUARD_BIN",
+        path.display()
+    );
+    path
+}
+
+/// The cgroup2 mount point, from /proc/self/mountinfo.
+pub fn cgroup2_mount() -> PathBuf {
+    let text = fs::read_to_string("/proc/self/mountinfo").expect("reading /proc/self/mountinfo");
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        if right.split_whitespace().next() == Some("cgroup2") {
+            if let Some(mount) = left.split_whitespace().nth(4) {
+                return PathBuf::from(mount);
+            }
+        }
+    }
+    panic!("no cgroup2 mount in /proc/self/mountinfo");
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("guard-test-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("creating temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `guard run` with its own root, audit file and socket.
+pub struct Guard {
+    child: Option<Child>,
+    pub root: PathBuf,
+    pub audit: PathBuf,
+    pub socket: PathBuf,
+    pub dir: TempDir,
+    stderr_path: PathBuf,
+}
+
+impl Guard {
+    /// Start with the built-in default policy.
+    pub fn start() -> Self {
+        Self::start_with(None, &[])
+    }
+
+    /// Start with a policy text (written to a file) and extra `guard run` arguments.
+    pub fn start_with(policy: Option<&str>, extra: &[&str]) -> Self {
+        let dir = TempDir::new("daemon");
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let root = cgroup2_mount().join(format!("guard-test-{}-{n}", std::process::id()));
+        let audit = dir.path().join("audit.jsonl");
+        let socket = dir.path().join("control.sock");
+        let stderr_path = dir.path().join("daemon.stderr");
+        let mut cmd = Command::new(guard_bin());
+        cmd.arg("run")
+            .arg("--root")
+            .arg(&root)
+            .arg("--audit")
+            .arg(&audit)
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr_path).expect("daemon stderr file"));
+        if let Some(text) = policy {
+            let path = dir.path().join("policy.yaml");
+            fs::write(&path, text).expect("writing policy");
+            cmd.arg("--policy").arg(&path);
+        }
+        let child = cmd.spawn().expect("spawning guard run");
+        let mut guard = Guard { child: Some(child), root, audit, socket, dir, stderr_path };
+        guard.wait_ready();
+        guard
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.records().iter().any(|r| r["event"] == "start") {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("guard run exited early ({status}): {}", self.stderr());
+                }
+            }
+            assert!(Instant::now() < deadline, "guard run did not start in 60 s: {}", self.stderr());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Every record written so far (malformed lines fail the test: the stream must be clean).
+    pub fn records(&self) -> Vec<Value> {
+        let Ok(text) = fs::read_to_string(&self.audit) else { return Vec::new() };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|err| panic!("malformed audit line {l:?}: {err}")))
+            .collect()
+    }
+
+    /// Wait until a record matches (the daemon writes asynchronously), or fail with the stream.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(found) = self.records().into_iter().find(|r| pred(r)) {
+                return found;
+            }
+            if Instant::now() > deadline {
+                panic!("no audit record for {what}; stream:\n{}", self.dump());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Let the daemon drain the ring buffer: wait for a marker exec from a session.
+    pub fn settle(&self, session: &str) {
+        let marker = format!("settle-{}", COUNTER.fetch_add(1, Ordering::SeqCst));
+        let out = self.launch(session, &["/bin/sh", "-c", &format!("exec /bin/true {marker}")]);
+        assert!(out.status.success(), "settle marker failed: {out:?}");
+        self.wait_for("settle marker", |r| {
+            r["event"] == "exec" && r["argv"].as_array().is_some_and(|a| a.iter().any(|v| v == marker.as_str()))
+        });
+    }
+
+    pub fn dump(&self) -> String {
+        let text = fs::read_to_string(&self.audit).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(60)..];
+        format!("{}\n--- daemon stderr ---\n{}", tail.join("\n"), self.stderr())
+    }
+
+    /// `guard launch --root ROOT --session NAME -- ARGS...`, waited for.
+    pub fn launch(&self, session: &str, args: &[&str]) -> Output {
+        self.launch_cmd(session, args).output().expect("running guard launch")
+    }
+
+    pub fn launch_cmd(&self, session: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(guard_bin());
+        cmd.arg("launch").arg("--root").arg(&self.root).arg("--session").arg(session).arg("--").args(args);
+        cmd
+    }
+
+    /// `guard status --socket ... --json`.
+    pub fn status(&self) -> Value {
+        let out = Command::new(guard_bin())
+            .args(["status", "--json", "--socket"])
+            .arg(&self.socket)
+            .output()
+            .expect("running guard status");
+        assert!(out.status.success(), "guard status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("guard status --json output")
+    }
+
+    /// Records of one session.
+    pub fn session_records(&self, session: &str) -> Vec<Value> {
+        self.records().into_iter().filter(|r| r["session"] == session).collect()
+    }
+
+    /// Stop the daemon with SIGTERM and wait; returns the records.
+    pub fn stop(&mut self) -> Vec<Value> {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: plain kill(2) on our child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        remove_cgroup_tree(&self.root);
+        self.records()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Kill whatever is left in a cgroup subtree and remove it, deepest first.
+pub fn remove_cgroup_tree(path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    if let Ok(entries) = fs::read_dir(path) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&entry.path());
+            }
+        }
+    }
+    for _ in 0..50 {
+        if let Ok(procs) = fs::read_to_string(path.join("cgroup.procs")) {
+            for pid in procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                // SAFETY: plain kill(2); the pid is in our own test cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        if fs::remove_dir(path).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("warning: could not remove test cgroup {}", path.display());
+}
+
+/// Write a file, creating parents.
+pub fn write_file(path: &Path, text: &str) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("creating parent dir");
+    }
+    let mut f = fs::File::create(path).expect("creating file");
+    f.write_all(text.as_bytes()).expect("writing file");
+}
+
+/// Does a record's argv contain this argument?
+pub fn argv_has(record: &Value, arg: &str) -> bool {
+    record["argv"].as_array().is_some_and(|a| a.iter().any(|v| v == arg))
+}

@@ -34,7 +34,10 @@ pub struct RunArgs {
     /// Audit stream: a file (appended to) or `-` for stdout.
     #[arg(long, value_name = "FILE|-", default_value = super::DEFAULT_AUDIT_PATH)]
     pub audit: PathBuf,
-    /// Extra cgroup roots to govern (beside `<cgroup2>/guard`); repeatable.
+    /// The session root: every cgroup directly below it is a session (default `<cgroup2>/guard`).
+    #[arg(long, value_name = "PATH")]
+    pub root: Option<PathBuf>,
+    /// Extra cgroup roots to govern (beside the session root); repeatable.
     #[arg(long = "cgroup", value_name = "PATH")]
     pub cgroups: Vec<PathBuf>,
     /// Control socket for `guard status` and friends.
@@ -151,9 +154,11 @@ impl Daemon {
             }
         };
         let (argv, cwd) = match &event.body {
-            // Best effort: the process may have exited or exec'd again by now (held execs are
-            // read while stopped, race-free).
-            Body::Exec { .. } => (read_proc_list(event.head.tgid, "cmdline"), read_cwd(event.head.tgid)),
+            // The kernel's argv copy is complete unless truncated; then /proc has the rest if
+            // the process still runs (held execs are read while stopped, race-free). cwd is
+            // best effort.
+            Body::Exec { argv_truncated: true, .. } => (read_proc_list(event.head.tgid, "cmdline"), read_cwd(event.head.tgid)),
+            Body::Exec { .. } => (None, read_cwd(event.head.tgid)),
             _ => (None, None),
         };
         Enrichment { session, argv, cwd }
@@ -211,8 +216,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         log::warn!("{err:#}");
     }
     let cgroup2 = Cgroup2::discover(&RealSys).context("finding the cgroup2 mount")?;
-    let default_root = cgroup2.default_root();
-    cgroup2.ensure_root(&RealSys, &default_root).context("creating the default session root")?;
+    let default_root = match &args.root {
+        Some(root) => cgroup2.resolve_root(root).with_context(|| format!("--root {}", root.display()))?,
+        None => cgroup2.default_root(),
+    };
+    cgroup2.ensure_root(&RealSys, &default_root).context("creating the session root")?;
     let mut roots = vec![default_root];
     for extra in &args.cgroups {
         let root = cgroup2.resolve_root(extra).with_context(|| format!("--cgroup {}", extra.display()))?;

@@ -120,22 +120,25 @@ fn run(args: &TailArgs, filter: &Filter, out: &mut dyn Write, warn: &mut dyn FnM
         Err(err) => return Err(err).with_context(|| format!("opening {}", args.file.display())),
     };
 
-    // The backlog: the last N matching records of what is there now.
+    // The backlog: the last N matching records of what is there now, streamed.
     let keep = match args.lines {
         Count::All => usize::MAX,
         Count::Last(n) => n,
     };
     let mut backlog: VecDeque<(String, AuditRecord)> = VecDeque::new();
-    let lines = follower.poll().with_context(|| format!("reading {}", args.file.display()))?;
-    for (line, record) in select(&follower, lines, filter, warn) {
-        if keep == 0 {
-            break;
-        }
-        if backlog.len() == keep {
-            backlog.pop_front();
-        }
-        backlog.push_back((line, record));
-    }
+    let path = follower.path.clone();
+    follower
+        .poll(&mut |number, line| {
+            if let Some(record) = select(&path, number, line, filter, warn)
+                && keep > 0
+            {
+                if backlog.len() == keep {
+                    backlog.pop_front();
+                }
+                backlog.push_back((line.to_string(), record));
+            }
+        })
+        .with_context(|| format!("reading {}", args.file.display()))?;
     for (line, record) in &backlog {
         emit(out, args.json, line, record)?;
     }
@@ -157,11 +160,23 @@ fn follow(
     stop: &mut dyn FnMut(usize) -> bool,
 ) -> anyhow::Result<()> {
     let mut printed = 0;
+    let path = follower.path.clone();
     loop {
-        let lines = follower.poll().with_context(|| format!("reading {}", follower.path.display()))?;
-        for (line, record) in select(follower, lines, filter, warn) {
-            emit(out, json, &line, &record)?;
-            printed += 1;
+        let mut failed = None;
+        follower
+            .poll(&mut |number, line| {
+                if failed.is_none()
+                    && let Some(record) = select(&path, number, line, filter, warn)
+                {
+                    match emit(out, json, line, &record) {
+                        Ok(()) => printed += 1,
+                        Err(err) => failed = Some(err),
+                    }
+                }
+            })
+            .with_context(|| format!("reading {}", path.display()))?;
+        if let Some(err) = failed {
+            return Err(err.into());
         }
         out.flush()?;
         if stop(printed) {
@@ -171,25 +186,18 @@ fn follow(
     }
 }
 
-/// Parses lines, warns about malformed ones, keeps those that match.
-fn select(
-    follower: &Follower,
-    lines: Vec<(u64, String)>,
-    filter: &Filter,
-    warn: &mut dyn FnMut(String),
-) -> Vec<(String, AuditRecord)> {
-    let mut out = Vec::new();
-    for (number, line) in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match AuditRecord::from_json_line(&line) {
-            Ok(record) if filter.matches(&record) => out.push((line, record)),
-            Ok(_) => {}
-            Err(err) => warn(format!("{}:{number}: skipping malformed record: {err}", follower.path.display())),
+/// Parses one line; warns about a malformed one; returns the record if it matches.
+fn select(path: &Path, number: u64, line: &str, filter: &Filter, warn: &mut dyn FnMut(String)) -> Option<AuditRecord> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    match AuditRecord::from_json_line(line) {
+        Ok(record) => filter.matches(&record).then_some(record),
+        Err(err) => {
+            warn(format!("{}:{number}: skipping malformed record: {err}", path.display()));
+            None
         }
     }
-    out
 }
 
 fn emit(out: &mut dyn Write, json: bool, line: &str, record: &AuditRecord) -> io::Result<()> {
@@ -204,11 +212,21 @@ struct Follower {
     ident: (u64, u64),
     /// Bytes consumed from `file`.
     pos: u64,
+    /// The first and the last bytes consumed (at most `EDGE_CHECK` each), to notice a rewrite
+    /// in place: audit records differ at their start (`ts`, `seq`) more than at their end.
+    head: Vec<u8>,
+    tail: Vec<u8>,
     /// An unfinished last line, kept until its newline arrives.
     partial: Vec<u8>,
     /// Number of the last complete line of the current file.
     line_no: u64,
 }
+
+/// Bytes re-read at the start of the file and before `pos` on each poll to detect
+/// truncate-and-rewrite.
+const EDGE_CHECK: usize = 128;
+/// Read size; the file is streamed, never loaded whole.
+const CHUNK: usize = 64 * 1024;
 
 impl Follower {
     fn open(path: &Path) -> io::Result<Self> {
@@ -219,14 +237,25 @@ impl Follower {
             file,
             ident: (meta.dev(), meta.ino()),
             pos: 0,
+            head: Vec::new(),
+            tail: Vec::new(),
             partial: Vec::new(),
             line_no: 0,
         })
     }
 
-    /// New complete lines, numbered from 1 in each file.
-    fn poll(&mut self) -> io::Result<Vec<(u64, String)>> {
-        let mut lines = self.read_available()?;
+    /// Passes each new complete line to `sink`, numbered from 1 in each file.
+    fn poll(&mut self, sink: &mut dyn FnMut(u64, &str)) -> io::Result<()> {
+        if self.rewritten()? {
+            // Truncated in place (copytruncate), maybe already refilled: start over.
+            self.file.seek(SeekFrom::Start(0))?;
+            self.pos = 0;
+            self.head.clear();
+            self.tail.clear();
+            self.partial.clear();
+            self.line_no = 0;
+        }
+        self.read_available(sink)?;
         match std::fs::metadata(&self.path) {
             // Mid-rotation: the old name is gone, the new file not there yet.
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -236,45 +265,71 @@ impl Follower {
                 // complete now that nobody writes there any more.
                 if !self.partial.is_empty() {
                     self.line_no += 1;
-                    let text = String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned();
-                    lines.push((self.line_no, text));
+                    let raw = std::mem::take(&mut self.partial);
+                    sink(self.line_no, &String::from_utf8_lossy(&raw));
                 }
                 match Self::open(&self.path) {
                     Ok(reopened) => *self = reopened,
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(lines),
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
                     Err(err) => return Err(err),
                 }
-                lines.extend(self.read_available()?);
-            }
-            Ok(meta) if meta.len() < self.pos => {
-                // Truncated in place (copytruncate): start over.
-                self.file.seek(SeekFrom::Start(0))?;
-                self.pos = 0;
-                self.partial.clear();
-                self.line_no = 0;
-                lines.extend(self.read_available()?);
+                self.read_available(sink)?;
             }
             Ok(_) => {}
         }
-        Ok(lines)
+        Ok(())
     }
 
-    fn read_available(&mut self) -> io::Result<Vec<(u64, String)>> {
-        let mut buf = Vec::new();
-        let read = (&self.file).read_to_end(&mut buf)?;
-        self.pos += read as u64;
-        let mut lines = Vec::new();
-        let mut start = 0;
-        for (i, _) in buf.iter().enumerate().filter(|(_, b)| **b == b'\n') {
-            self.partial.extend_from_slice(&buf[start..i]);
-            start = i + 1;
-            self.line_no += 1;
-            let raw = std::mem::take(&mut self.partial);
-            let text = String::from_utf8_lossy(&raw);
-            lines.push((self.line_no, text.trim_end_matches('\r').to_string()));
+    /// True when the bytes before `pos` are no longer what was read: the file shrank, or was
+    /// truncated and written again (a size check alone misses a refill to the same size).
+    fn rewritten(&self) -> io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        if self.pos == 0 {
+            return Ok(false);
         }
-        self.partial.extend_from_slice(&buf[start..]);
-        Ok(lines)
+        if self.file.metadata()?.len() < self.pos {
+            return Ok(true);
+        }
+        let same = |expected: &[u8], offset: u64| -> io::Result<bool> {
+            let mut now = vec![0; expected.len()];
+            match self.file.read_exact_at(&mut now, offset) {
+                Ok(()) => Ok(now == expected),
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+                Err(err) => Err(err),
+            }
+        };
+        Ok(!same(&self.head, 0)? || !same(&self.tail, self.pos - self.tail.len() as u64)?)
+    }
+
+    fn read_available(&mut self, sink: &mut dyn FnMut(u64, &str)) -> io::Result<()> {
+        let mut buf = vec![0; CHUNK];
+        loop {
+            let read = match (&self.file).read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(read) => read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            let chunk = &buf[..read];
+            self.pos += read as u64;
+            if self.head.len() < EDGE_CHECK {
+                let take = (EDGE_CHECK - self.head.len()).min(chunk.len());
+                self.head.extend_from_slice(&chunk[..take]);
+            }
+            self.tail.extend_from_slice(chunk);
+            if self.tail.len() > EDGE_CHECK {
+                self.tail.drain(..self.tail.len() - EDGE_CHECK);
+            }
+            let mut start = 0;
+            for end in chunk.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i) {
+                self.partial.extend_from_slice(&chunk[start..end]);
+                start = end + 1;
+                self.line_no += 1;
+                let raw = std::mem::take(&mut self.partial);
+                sink(self.line_no, String::from_utf8_lossy(&raw).trim_end_matches('\r'));
+            }
+            self.partial.extend_from_slice(&chunk[start..]);
+        }
     }
 }
 
@@ -408,7 +463,17 @@ mod tests {
         }
     }
 
-    fn temp_file(tag: &str) -> PathBuf {
+    /// A fresh directory removed on drop (no tempfile dependency).
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// `<fresh dir>/audit.jsonl` (not created); keep the guard alive for the test.
+    fn temp_file(tag: &str) -> (TempDir, PathBuf) {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "guard-tail-{}-{}-{tag}",
@@ -417,7 +482,14 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        dir.join("audit.jsonl")
+        let file = dir.join("audit.jsonl");
+        (TempDir(dir), file)
+    }
+
+    fn poll(follower: &mut Follower) -> Vec<(u64, String)> {
+        let mut lines = Vec::new();
+        follower.poll(&mut |n, line| lines.push((n, line.to_string()))).unwrap();
+        lines
     }
 
     fn append(path: &Path, text: &str) {
@@ -478,7 +550,7 @@ mod tests {
 
     #[test]
     fn backlog_filters_warns_and_keeps_the_last_n() {
-        let path = temp_file("backlog");
+        let (_dir, path) = temp_file("backlog");
         let text = [DAEMON_START, DENY_CONNECT, "{not json", "", KILL_EXEC, ALLOW_OPEN].join("\n") + "\n";
         std::fs::write(&path, text).unwrap();
         let run_with = |argv: &[&str]| {
@@ -512,33 +584,62 @@ mod tests {
 
     #[test]
     fn follower_handles_partial_lines_truncation_and_rotation() {
-        let path = temp_file("rotate");
+        let (_dir, path) = temp_file("rotate");
+        let truncate = |path: &Path| {
+            std::fs::OpenOptions::new().write(true).truncate(true).open(path).unwrap();
+        };
         append(&path, "a\nb");
         let mut follower = Follower::open(&path).unwrap();
-        assert_eq!(follower.poll().unwrap(), vec![(1, "a".into())]);
+        assert_eq!(poll(&mut follower), vec![(1, "a".into())]);
         append(&path, "c\r\n");
-        assert_eq!(follower.poll().unwrap(), vec![(2, "bc".into())]);
-        assert!(follower.poll().unwrap().is_empty());
+        assert_eq!(poll(&mut follower), vec![(2, "bc".into())]);
+        assert!(poll(&mut follower).is_empty());
 
-        // Truncated in place and rewritten shorter.
-        std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+        // Truncated in place and rewritten shorter, to the same size, and longer.
+        truncate(&path);
         append(&path, "d\n");
-        assert_eq!(follower.poll().unwrap(), vec![(1, "d".into())]);
+        assert_eq!(poll(&mut follower), vec![(1, "d".into())]);
+        truncate(&path);
+        append(&path, "x\n");
+        assert_eq!(poll(&mut follower), vec![(1, "x".into())]);
+        let record = |seq: u32| format!("{{\"seq\":{seq},{}}}\n", "\"pad\":0,".repeat(40));
+        truncate(&path);
+        append(&path, &record(1));
+        assert_eq!(poll(&mut follower).len(), 1);
+        truncate(&path);
+        append(&path, &record(2));
+        assert_eq!(poll(&mut follower), vec![(1, record(2).trim_end().to_string())]);
+        truncate(&path);
+        append(&path, "y\nz\n");
+        assert_eq!(poll(&mut follower), vec![(1, "y".into()), (2, "z".into())]);
 
         // Rotated: the last lines of the old file come first, then the new file from line 1.
         append(&path, "e\nf");
         std::fs::rename(&path, path.with_extension("1")).unwrap();
-        assert_eq!(follower.poll().unwrap(), vec![(2, "e".into())]);
+        assert_eq!(poll(&mut follower), vec![(3, "e".into())]);
         append(&path, "g\n");
-        assert_eq!(follower.poll().unwrap(), vec![(3, "f".into()), (1, "g".into())]);
+        assert_eq!(poll(&mut follower), vec![(4, "f".into()), (1, "g".into())]);
+    }
+
+    #[test]
+    fn follower_streams_lines_longer_than_a_chunk() {
+        let (_dir, path) = temp_file("chunks");
+        let long = "x".repeat(CHUNK * 2 + 17);
+        append(&path, &format!("{long}\nshort\n"));
+        let mut follower = Follower::open(&path).unwrap();
+        let lines = poll(&mut follower);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].1.len(), long.len());
+        assert_eq!(lines[1], (2, "short".into()));
+        assert!(poll(&mut follower).is_empty(), "no false rewrite after a multi-chunk read");
     }
 
     #[test]
     fn follow_sees_lines_written_by_another_thread() {
-        let path = temp_file("follow");
+        let (_dir, path) = temp_file("follow");
         append(&path, &format!("{DAEMON_START}\n"));
         let mut follower = Follower::open(&path).unwrap();
-        follower.poll().unwrap();
+        poll(&mut follower);
         let writer_path = path.clone();
         let writer = std::thread::spawn(move || {
             for (i, line) in [DENY_CONNECT, "garbage", ALLOW_OPEN, KILL_EXEC].iter().enumerate() {

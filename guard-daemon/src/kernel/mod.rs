@@ -52,6 +52,9 @@ pub struct Kernel {
 impl Kernel {
     /// Load the object with the kernel's structure offsets baked in. Nothing is attached yet.
     pub fn load(offsets: &KernelOffsets) -> anyhow::Result<Self> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(anyhow!("this guard binary was built without its eBPF object (AYA_BUILD_SKIP); rebuild with `cargo xtask build`"));
+        }
         let ebpf = EbpfLoader::new()
             .override_global(OFFSETS_GLOBAL, offsets, true)
             .load(EBPF_OBJECT)

@@ -14,13 +14,14 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use guard_common::{
-    ExecEvent, ExecWatch, NAME_LEN, action, detector, escalation, kind, stat, watch,
+    ARGS_LEN, ExecEvent, ExecWatch, NAME_LEN, action, detector, escalation, flags, kind, stat,
+    watch,
 };
 
 use super::{dropped, enforcing, escalation, fill_header, sent};
 use crate::{
     kread::{self, read_at},
-    maps::{self, ARGS_SCAN},
+    maps,
     session,
 };
 
@@ -51,7 +52,7 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
     fill_header(&mut ev.header, kind::EXEC, &session, &off);
     ev.file = identity;
     ev.old_pid = old_pid;
-    ev._pad = 0;
+    ev.args_len = read_args(&off, &mut ev.args, &mut ev.header.flags);
     let filename: u64 = read_at(bprm, off.bprm_filename).unwrap_or(0);
     // SAFETY: bprm->filename is a kernel string; the helper bounds the copy.
     if unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut ev.filename) }.is_err()
@@ -59,7 +60,7 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         ev.filename[0] = 0;
     }
 
-    let verdict = judge(&off, &session, file, &identity);
+    let verdict = judge(&off, &session, file, &identity, &ev.args);
     if let Some((act, rule)) = verdict {
         ev.header.action = act;
         ev.header.detector = detector::DESTRUCTIVE;
@@ -90,6 +91,7 @@ fn judge(
     session: &session::Session,
     file: u64,
     identity: &guard_common::DevIno,
+    args: &[u8; ARGS_LEN],
 ) -> Option<(u32, u32)> {
     let esc = escalation(session.session_id);
     if esc & escalation::FREEZE != 0 {
@@ -101,7 +103,7 @@ fn judge(
             if enforcing(watch.mode) { Some((action::KILL, watch.rule)) } else { Some((action::AUDIT, watch.rule)) }
         }
         watch::HOLD => Some((action::HOLD, watch.rule)),
-        watch::HOLD_IF_SCRIPT if has_inline_script(off) => Some((action::HOLD, watch.rule)),
+        watch::HOLD_IF_SCRIPT if has_inline_script(args) => Some((action::HOLD, watch.rule)),
         _ => None,
     }
 }
@@ -129,37 +131,43 @@ fn lookup_watch(
     unsafe { maps::EXEC_WATCH_NAMES.get(&scratch.name) }.copied()
 }
 
-/// Does the new image's argv carry an option with `c` or `e` in it (`-c`, `-e`, `-lc`, `-ec`)?
-/// Read from the new mm's argument pages: no user code has run yet, so they cannot change.
+/// Copy the new image's argv (`mm->arg_start..arg_end`): no user code has run yet, so the
+/// pages hold exactly what execve passed. Returns the bytes copied.
 #[inline(always)]
-fn has_inline_script(off: &guard_common::KernelOffsets) -> bool {
+fn read_args(off: &guard_common::KernelOffsets, args: &mut [u8; ARGS_LEN], event_flags: &mut u32) -> u32 {
+    args[0] = 0;
     let task = kread::current_task();
     let mm: u64 = read_at(task, off.task_mm).unwrap_or(0);
     let arg_start: u64 = read_at(mm, off.mm_arg_start).unwrap_or(0);
     let arg_end: u64 = read_at(mm, off.mm_arg_end).unwrap_or(0);
     if arg_start == 0 || arg_end <= arg_start {
-        return false;
+        return 0;
     }
-    let Some(scratch) = maps::SCRATCH.get_ptr_mut(0) else { return false };
-    // SAFETY: per-CPU scratch.
-    let scratch = unsafe { &mut *scratch };
-    scratch.args = [0; ARGS_SCAN];
-    let len = (arg_end - arg_start) as usize;
-    let len = if len > ARGS_SCAN { ARGS_SCAN } else { len };
-    if len == 0 {
-        return false;
+    let mut len = (arg_end - arg_start) as usize;
+    if len > ARGS_LEN {
+        len = ARGS_LEN;
+        *event_flags |= flags::ARGS_TRUNCATED;
     }
-    // SAFETY: reads user memory of the new image; failure leaves zeros.
-    if unsafe { bpf_probe_read_user_buf(arg_start as *const u8, &mut scratch.args[..len]) }.is_err()
-    {
-        return false;
+    // Keep the bound visible to the verifier.
+    let len = len & (2 * ARGS_LEN - 1);
+    if len == 0 || len > ARGS_LEN {
+        return 0;
     }
-    // One pass: after a NUL, an argument starting with '-' is an option; flag c/e letters in it.
+    // SAFETY: reads user memory of the new image into the event; failure reports nothing.
+    match unsafe { bpf_probe_read_user_buf(arg_start as *const u8, &mut args[..len]) } {
+        Ok(()) => len as u32,
+        Err(_) => 0,
+    }
+}
+
+/// Does argv carry an option with `c` or `e` in it (`-c`, `-e`, `-lc`, `-ec`) after argv[0]?
+#[inline(always)]
+fn has_inline_script(args: &[u8; ARGS_LEN]) -> bool {
     let mut at_arg_start = false;
     let mut in_option = false;
     let mut i = 0;
-    while i < ARGS_SCAN {
-        let b = scratch.args[i];
+    while i < ARGS_LEN {
+        let b = args[i];
         if b == 0 {
             at_arg_start = true;
             in_option = false;

@@ -17,6 +17,7 @@ pub struct Daemon {
     bin: PathBuf,
     dir: PathBuf,
     audit: PathBuf,
+    socket: PathBuf,
     log: PathBuf,
     /// Session names used by the bench; their cgroups are removed after the daemon stopped.
     pub sessions: Vec<String>,
@@ -37,10 +38,14 @@ impl fmt::Display for ReadyVia {
     }
 }
 
-/// `guard status` exits 0 (within 5 s): a daemon is up.
-pub fn status_ok(bin: &Path) -> bool {
-    let Ok(mut child) = Command::new(bin)
-        .arg("status")
+/// `guard status [--socket S]` exits 0 (within 5 s): a daemon is up.
+pub fn status_ok(bin: &Path, socket: Option<&Path>) -> bool {
+    let mut cmd = Command::new(bin);
+    cmd.arg("status");
+    if let Some(socket) = socket {
+        cmd.arg("--socket").arg(socket);
+    }
+    let Ok(mut child) = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -59,20 +64,27 @@ pub fn status_ok(bin: &Path) -> bool {
 }
 
 impl Daemon {
-    /// Starts `guard run --audit <tmp file> [extra]`, output to a log file.
+    /// Starts `guard run --audit <tmp file> --socket <tmp socket> [extra]`, output to a log
+    /// file. The private socket keeps `guard status` talking to this daemon only.
     pub fn start(bin: &Path, extra: &[String]) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("guard-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let audit = dir.join("audit.jsonl");
         let log = dir.join("daemon.log");
+        let socket = dir.join("control.sock");
         let log_file = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let log_err = log_file
             .try_clone()
             .context("cannot duplicate the log file handle")?;
         let mut cmd = Command::new(bin);
-        cmd.arg("run").arg("--audit").arg(&audit).args(extra);
+        cmd.arg("run")
+            .arg("--audit")
+            .arg(&audit)
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra);
         let shown = util::display(&cmd);
         note!("$ {shown}");
         let child = cmd
@@ -86,6 +98,7 @@ impl Daemon {
             bin: bin.to_path_buf(),
             dir,
             audit,
+            socket,
             log,
             sessions: Vec::new(),
         })
@@ -124,7 +137,7 @@ impl Daemon {
             if audit_has_start(&self.audit) {
                 return Ok(ReadyVia::AuditStart);
             }
-            if status_ok(&self.bin) {
+            if status_ok(&self.bin, Some(&self.socket)) {
                 return Ok(ReadyVia::Status);
             }
             if Instant::now() >= deadline {
@@ -203,6 +216,33 @@ impl Drop for Daemon {
     }
 }
 
+/// Running `guard run` processes (pid, command line), found in /proc.
+pub fn running_daemons() -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let argv: Vec<String> = raw
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            is_guard_daemon(&argv).then(|| (pid, argv.join(" ")))
+        })
+        .collect()
+}
+
+pub fn is_guard_daemon(argv: &[String]) -> bool {
+    argv.len() >= 2
+        && Path::new(&argv[0])
+            .file_name()
+            .is_some_and(|n| n == "guard")
+        && argv[1] == "run"
+}
+
 fn audit_has_start(path: &Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|text| {
         text.lines().any(|line| {
@@ -215,6 +255,21 @@ fn audit_has_start(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn daemon_command_lines() {
+        let v = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert!(is_guard_daemon(&v(&[
+            "/tmp/t/debug/guard",
+            "run",
+            "--audit",
+            "-"
+        ])));
+        assert!(is_guard_daemon(&v(&["guard", "run"])));
+        assert!(!is_guard_daemon(&v(&["guard", "launch", "--", "run"])));
+        assert!(!is_guard_daemon(&v(&["/usr/bin/guard-tests", "run"])));
+        assert!(!is_guard_daemon(&v(&["guard"])));
+    }
 
     #[test]
     fn audit_start_detection() {

@@ -185,8 +185,19 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         .unwrap_or_else(|| root.join("BENCHMARKS.md"));
 
     let guard_bin = resolve_guard(args)?;
+    let others = daemon::running_daemons();
+    if !others.is_empty() {
+        bail!(
+            "another guard daemon is running ({}): stop it first, the baseline needs a machine without guard",
+            others
+                .iter()
+                .map(|(pid, cmd)| format!("pid {pid}: {cmd}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
     if let Some(bin) = &guard_bin
-        && daemon::status_ok(bin)
+        && daemon::status_ok(bin, None)
     {
         bail!(
             "a guard daemon is already running (`{} status` succeeded): stop it first, the baseline needs a machine without guard",
@@ -234,15 +245,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             "== guard running (pid {}, ready via {via}; {reps} repetitions)",
             daemon.pid()
         );
-        let mut seq = 0usize;
+        // One session for the whole run (`guard launch` joins an existing session).
+        let session = format!("bench-{}", std::process::id());
+        daemon.sessions.push(session.clone());
         for _ in 0..reps {
             for cell in cells.iter_mut().filter(|c| c.condition.needs_daemon()) {
                 daemon.check_alive()?;
                 let sample = match cell.condition {
                     Condition::Inside => {
-                        let session = format!("bench-{}-{seq}", std::process::id());
-                        seq += 1;
-                        daemon.sessions.push(session.clone());
                         let sample =
                             run_worker(&exe, cell.workload, cell.iters, Some((&bin, &session)))?;
                         if !sample.cgroup.contains(&format!("/guard/{session}")) {

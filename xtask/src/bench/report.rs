@@ -234,7 +234,7 @@ pub fn render(r: &Report<'_>) -> String {
                 "the daemon runs; the worker is in no session, like every process guard does not govern"
             }
             Condition::Inside => {
-                "the worker runs in a fresh session (`guard launch --session bench-<pid>-<n> -- <worker>`), like an agent"
+                "the worker runs in a session (`guard launch --session bench-<pid> -- <worker>`; one session for the whole run), like an agent"
             }
         };
         let _ = writeln!(
@@ -294,7 +294,8 @@ fn op_description(op: super::worker::Op) -> &'static str {
         Op::Open => "`openat(O_RDONLY)` of a small file in the temp directory, then `close`",
         Op::Exec => "`fork`, `execv(\"/bin/true\")` in the child, `waitpid` in the parent",
         Op::Connect => {
-            "TCP `connect` to a listener on 127.0.0.1 (accepting in another thread), then `close`"
+            "TCP `connect` to a listener on 127.0.0.1 (accepting in another thread), then `close` \
+             with `SO_LINGER` 0 (RST: no TIME_WAIT piles up over the run)"
         }
     }
 }

@@ -1,0 +1,161 @@
+//! guard's policy: a YAML file, validated into [`Policy`], compiled into [`CompiledPolicy`]
+//! (plain data for the BPF maps).
+//!
+//! # Schema
+//!
+//! ```yaml
+//! mode: enforce                 # default for rules without `mode` (enforce | monitor); default enforce
+//! cgroup_roots: [/sys/fs/cgroup/ci-agents]   # extra roots beside <cgroup2 mount>/guard
+//! credentials:
+//!   rules:
+//!     - id: ssh-keys            # unique across the policy
+//!       mode: enforce           # optional, else the global mode
+//!       severity: critical      # info | low | medium | high | critical; default critical
+//!       mitre: T1552.001        # default T1552.001
+//!       description: SSH private keys
+//!       paths: ["~/.ssh/id_*", "!~/.ssh/*.pub", /etc/ssl/private/]   # abs or ~/ (every home), globs; `dir/` = everything below; `!` exempts
+//!       names: [".env", ".env.*", "*.pem", "!*.pub"]                 # exact, prefix*, *suffix; `!` exempts
+//!     - id: proc-environ
+//!       proc_environ: true      # reading another process's /proc/<pid>/environ
+//! scope:
+//!   network:
+//!     mode: enforce
+//!     severity: high            # default high
+//!     mitre: T1041              # default T1041
+//!     allow_loopback: true      # default true
+//!     allow: [10.0.0.0/8, "192.168.1.0/24:22,443", "[2001:db8::/32]:443", "github.com:443", pypi.org]
+//!   files:
+//!     mode: monitor
+//!     severity: high            # default high
+//!     mitre: T1565.001          # default T1565.001
+//!     write_roots: [$CWD, /tmp, "~/.cache"]
+//!     read_allow: [$CWD, /usr]  # optional
+//! destructive:
+//!   hold_timeout_secs: 120      # default 120, 1..=86400
+//!   scratch_roots: [/tmp, /var/tmp]
+//!   rules:
+//!     - id: rm-recursive-force
+//!       severity: critical      # default high
+//!       mitre: T1485            # default T1485 (T1490 for backups, volumes, snapshots)
+//!       description: rm -rf outside scratch roots
+//!       action: kill            # kill (default) | hold (wait for approval)
+//!       match:
+//!         programs: [rm]
+//!         all:
+//!           - flag: [-r, -R, --recursive]
+//!           - flag: [-f, --force]
+//!           - outside_scratch: all
+//! ```
+//!
+//! The match language is described in [`destructive_rules`].
+//!
+//! # Semantics
+//!
+//! * **Nothing missing is ever "allow everything" in silence.** Missing sections are legal but
+//!   each one adds a [`Policy::warnings`] line that the daemon logs at load:
+//!   - no `credentials` (or `rules: []`): no file is protected as a credential;
+//!   - no `scope.network`: destinations are not scoped at all (`Config.net_scope = 0`);
+//!   - no `scope.files`: writes are not scoped (`Config.write_scope = 0`);
+//!   - no `destructive` (or `rules: []`): no command is held.
+//! * Inside a section that is present, the lists that define it are required:
+//!   `scope.network.allow`, `scope.files.write_roots`, `credentials.rules`,
+//!   `destructive.rules`, a destructive rule's `programs`. `allow: []` is the explicit
+//!   "deny everything except loopback" (loopback stays allowed unless
+//!   `allow_loopback: false`). `write_roots: []`, `read_allow: []`, `paths: []`, `names: []`,
+//!   `all: []`, `any: []` are errors (empty required lists).
+//! * A credential rule must protect something: a non-exempt path or name, or
+//!   `proc_environ: true` (only one rule may set it). An empty file is an error.
+//! * Exemptions win: a name matching an exempt name pattern (`!*.pub`) or a path matching an
+//!   exempt path (`!~/.ssh/*.pub`) is never a credential, whatever other rule matches. Two
+//!   rules giving the same name share one kernel slot: the exemption, else the enforced rule,
+//!   else the earlier rule keeps it. The kernel consults the exact name, the longest prefix
+//!   and the longest suffix entry ([`CompiledCredentials::match_name`] models it).
+//! * Network: an address/port is allowed when any allow entry covers the address and admits
+//!   the port (entries without ports admit every port). Hostnames are resolved by the daemon
+//!   ([`CompiledNetwork::hosts`], [`CompiledNetwork::with_resolved_hosts`]). IPv4-mapped IPv6
+//!   entries go to the IPv4 table. CIDRs with host bits set are errors, as are more than
+//!   `PORTS_PER_ENTRY` ports on one entry (after nested-prefix merging).
+//! * Files: `$CWD` stands for each session's working directory at registration (the daemon
+//!   adds it); `~/dir` expands to every home given to [`Policy::compile`].
+//! * Destructive rules match the basename of the executable **or** of `argv[0]`; shells with
+//!   `-c`, `busybox`, and wrappers (`env`, `sudo`, `nohup`, `timeout`, `xargs`, ...) are looked
+//!   through (see [`crate::destructive`]). Paths are resolved lexically against the
+//!   process's working directory; what cannot be resolved statically (`$VAR`, `~`) counts as
+//!   outside the scratch roots. `rm -r` without `-f` is not matched by the default rule.
+//! * The rule table ([`CompiledPolicy::rules`], index = `RuleRef.rule`) lists credential rules,
+//!   then `scope.network`, then `scope.files`, then destructive rules, each in file order.
+//! * Errors: every problem is reported as `FILE:LINE:COLUMN: problem`. YAML syntax errors,
+//!   unknown keys, wrong types and unknown enum values stop parsing at the first one; all
+//!   other problems (bad CIDR, port, regex, glob, name pattern, path, duplicate id, empty
+//!   list...) are collected and reported together.
+
+pub mod compile;
+pub mod destructive_rules;
+mod error;
+pub mod model;
+pub mod names;
+pub mod network;
+pub mod paths;
+mod raw;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use crate::audit::Severity;
+pub use compile::{
+    CompileContext, CompiledCredentialPath, CompiledCredentials, CompiledFiles, CompiledName,
+    CompiledNetwork, CompiledPolicy, CredentialPathMatcher, RuleMeta, UnresolvedHost,
+};
+pub use destructive_rules::{Condition, DestructiveRule, OperandSelection, ScriptCondition};
+pub use error::{PolicyError, Problem};
+pub use model::{
+    CredentialPath, CredentialRule, DestructiveSection, Detector, ExecAction, FileScope, Mode,
+    NetworkScope, Policy,
+};
+pub use names::{NamePattern, NameShape};
+pub use network::{
+    AllowEntry, AllowTarget, AllowedPorts, LpmPrefix, LpmTables, NetEntry, TooManyPorts,
+    build_lpm_tables, lpm_port_allowed,
+};
+pub use paths::RootPath;
+
+/// The policy used when the operator gives none.
+pub const DEFAULT_POLICY_YAML: &str = include_str!("../default-policy.yaml");
+
+/// Parses and validates a policy. `source_name` (usually the file path) prefixes every
+/// problem in the error.
+pub fn parse_policy(source_name: &str, text: &str) -> Result<Policy, PolicyError> {
+    let options = serde_saphyr::options! {
+        // Our error carries the location; the snippet rendering would duplicate it.
+        with_snippet: false,
+    };
+    let raw: Option<raw::RawPolicy> = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|error| error::from_yaml_error(source_name, &error))?;
+    let mut problems = error::Problems::default();
+    let Some(raw) = raw else {
+        return Err(PolicyError {
+            source_name: source_name.to_string(),
+            problems: vec![Problem {
+                line: 1,
+                column: 1,
+                message: "the policy is empty; an empty policy would protect nothing".into(),
+            }],
+        });
+    };
+    let policy = validate::validate(raw, &mut problems);
+    if problems.is_empty() {
+        Ok(policy)
+    } else {
+        Err(problems.into_error(source_name))
+    }
+}
+
+/// The built-in default policy ([`DEFAULT_POLICY_YAML`]).
+pub fn default_policy() -> Policy {
+    match parse_policy("<default policy>", DEFAULT_POLICY_YAML) {
+        Ok(policy) => policy,
+        // The embedded text is a constant checked by the tests; failing here is a build bug.
+        Err(error) => panic!("the embedded default policy is invalid:\n{error}"),
+    }
+}

@@ -7,7 +7,9 @@ mod cgroup;
 mod cli;
 mod control;
 mod kernel;
+mod hold;
 mod policy_load;
+mod scan;
 mod sys;
 
 use clap::Parser;

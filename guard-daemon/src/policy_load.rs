@@ -1,31 +1,165 @@
-//! From a policy (file or built-in) to kernel maps and rule metadata.
+//! From a policy (file or built-in) to what the kernel maps hold.
+//!
+//! Everything that can fail (reading, parsing, compiling, scanning, resolving) happens here,
+//! before any map is touched, so a bad policy never leaves the kernel half-configured.
 
-use std::path::Path;
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, ToSocketAddrs as _},
+    path::Path,
+};
 
-use guard_common::Config;
-use guard_engine::records::RuleInfo;
+use anyhow::{Context as _, anyhow};
+use guard_common::{Config, DevIno, ExecWatch, NameKey, PortSet, RuleRef, watch};
+use guard_engine::{
+    destructive::{DestructiveEvaluator, WatchKind},
+    policy::{CompileContext, CompiledPolicy, Policy, default_policy, parse_policy},
+    records::RuleInfo,
+};
 
-use crate::kernel::Kernel;
+use crate::scan::{self, identity};
+
+/// Where watched binaries are looked up by name, so a symlink or hardlink to them (another
+/// name, same inode) is held too.
+const BIN_DIRS: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/// Plain data for the kernel maps.
+#[derive(Debug, Default)]
+pub struct PreparedMaps {
+    pub cred_inodes: Vec<(DevIno, RuleRef)>,
+    pub cred_names: Vec<(NameKey, RuleRef)>,
+    pub cred_prefixes: Vec<(u32, NameKey, RuleRef)>,
+    pub cred_suffixes: Vec<(u32, NameKey, RuleRef)>,
+    pub write_roots: Vec<(DevIno, String)>,
+    pub net4: Vec<(u32, [u8; 4], PortSet)>,
+    pub net6: Vec<(u32, [u8; 16], PortSet)>,
+    pub exec_names: Vec<(NameKey, ExecWatch)>,
+    pub exec_inodes: Vec<(DevIno, ExecWatch)>,
+}
 
 pub struct LoadedPolicy {
     /// A file path, or `builtin`.
     pub source: String,
-    rules: Vec<RuleInfo>,
+    pub policy: Policy,
+    pub compiled: CompiledPolicy,
+    pub evaluator: DestructiveEvaluator,
+    pub maps: PreparedMaps,
+    /// Things an operator should know (unresolvable hosts, truncated scans, policy warnings).
+    pub notes: Vec<String>,
+}
+
+/// Read and validate a policy file without touching the machine (for `guard policy check`).
+pub fn parse_file(path: &Path) -> anyhow::Result<Policy> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading policy {}", path.display()))?;
+    parse_policy(&path.display().to_string(), &text).map_err(|err| anyhow!("{err}"))
 }
 
 pub fn load(path: Option<&Path>) -> anyhow::Result<LoadedPolicy> {
-    let source = path.map(|p| p.display().to_string()).unwrap_or_else(|| "builtin".to_string());
-    Ok(LoadedPolicy { source, rules: Vec::new() })
+    let (source, policy) = match path {
+        Some(path) => (path.display().to_string(), parse_file(path)?),
+        None => ("builtin".to_string(), default_policy()),
+    };
+    let compiled = policy.compile(&CompileContext { homes: scan::home_dirs() });
+    let evaluator = policy.destructive_evaluator();
+    let mut notes = compiled.warnings.clone();
+    let maps = prepare(&compiled, &mut notes)?;
+    Ok(LoadedPolicy { source, policy, compiled, evaluator, maps, notes })
+}
+
+fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result<PreparedMaps> {
+    let mut maps = PreparedMaps::default();
+    let creds = &compiled.credentials;
+    let matcher = creds.path_matcher().context("building the credential path matcher")?;
+    let scanned = scan::scan_credentials(creds, &matcher);
+    if scanned.truncated {
+        notes.push(format!("credential scan stopped after {} entries; narrow the policy's globs", scan::MAX_VISITED));
+    }
+    maps.cred_inodes = scanned.files.iter().map(|(id, (rule, _))| (*id, *rule)).collect();
+    maps.cred_names = creds.exact_names.iter().map(|n| (n.key, n.rule)).collect();
+    maps.cred_prefixes = creds.prefix_names.iter().map(|n| (n.prefix_bits, n.key, n.rule)).collect();
+    maps.cred_suffixes = creds.suffix_names.iter().map(|n| (n.prefix_bits, n.key, n.rule)).collect();
+    if let Some(rule) = creds.proc_environ {
+        // `environ` of another process: the kernel matches the name; see the open probe.
+        let key = guard_engine::policy::names::name_key(*b"environ");
+        maps.cred_names.push((key, rule));
+    }
+
+    if let Some(files) = &compiled.files {
+        for root in &files.write_roots {
+            match std::fs::metadata(root) {
+                Ok(meta) if meta.is_dir() => maps.write_roots.push((identity(&meta), root.clone())),
+                Ok(_) => notes.push(format!("write root {root} is not a directory; ignored")),
+                Err(err) => notes.push(format!("write root {root}: {err}; ignored until reload")),
+            }
+        }
+    }
+
+    if let Some(network) = &compiled.network {
+        let resolved: Vec<(String, Vec<IpAddr>)> = network
+            .hosts
+            .iter()
+            .map(|host| {
+                let addrs = match (host.host.as_str(), 0).to_socket_addrs() {
+                    Ok(found) => found.map(|sa| sa.ip()).collect(),
+                    Err(err) => {
+                        notes.push(format!("allow-list host {} does not resolve ({err}); nothing allowed for it", host.host));
+                        Vec::new()
+                    }
+                };
+                (host.host.clone(), addrs)
+            })
+            .collect();
+        let tables = network.with_resolved_hosts(&resolved);
+        for entry in &tables.v4 {
+            let ports = entry.port_set().map_err(|err| anyhow!("network allow entry {}: {err}", entry.net))?;
+            maps.net4.push((u32::from(entry.net.prefix_len()), entry.net.network().octets(), ports));
+        }
+        for entry in &tables.v6 {
+            let ports = entry.port_set().map_err(|err| anyhow!("network allow entry {}: {err}", entry.net))?;
+            maps.net6.push((u32::from(entry.net.prefix_len()), entry.net.network().octets(), ports));
+        }
+    }
+
+    let mut inodes: BTreeMap<DevIno, ExecWatch> = BTreeMap::new();
+    for w in &compiled.exec_watch {
+        let kind = match w.kind {
+            WatchKind::Always => watch::HOLD,
+            WatchKind::ScriptFlag => watch::HOLD_IF_SCRIPT,
+        };
+        let value = ExecWatch { kind, mode: guard_common::mode::ENFORCE, _pad: [0; 2], rule: u32::MAX };
+        maps.exec_names.push((w.key(), value));
+        for dir in BIN_DIRS {
+            if let Ok(meta) = std::fs::metadata(Path::new(dir).join(&w.name)) {
+                if meta.is_file() {
+                    // An "always" hold wins over a script-flag hold on a shared inode.
+                    let slot = inodes.entry(identity(&meta)).or_insert(value);
+                    if kind == watch::HOLD {
+                        *slot = value;
+                    }
+                }
+            }
+        }
+    }
+    maps.exec_inodes = inodes.into_iter().collect();
+    Ok(maps)
 }
 
 impl LoadedPolicy {
-    pub fn apply_config(&self, _config: &mut Config) {}
-
-    pub fn write_maps(&self, _kernel: &mut Kernel) -> anyhow::Result<()> {
-        Ok(())
+    pub fn kernel_config(&self, daemon_tgid: u32) -> Config {
+        self.compiled.kernel_config(daemon_tgid, true)
     }
 
     pub fn rule_infos(&self) -> Vec<RuleInfo> {
-        self.rules.clone()
+        self.compiled
+            .rules
+            .iter()
+            .map(|r| RuleInfo {
+                id: r.id.clone(),
+                detector: r.detector.as_str(),
+                severity: r.severity,
+                mitre: (!r.mitre.is_empty()).then(|| r.mitre.clone()),
+                description: r.description.clone(),
+            })
+            .collect()
     }
 }

@@ -8,3 +8,5 @@ pub mod audit;
 pub mod control;
 pub mod event;
 pub mod records;
+pub mod policy;
+pub mod destructive;

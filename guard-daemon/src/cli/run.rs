@@ -1,7 +1,7 @@
 //! `guard run`: the daemon, in the foreground.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -10,8 +10,11 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::Args;
 use guard_common::{Config, stat};
+use guard_common::action;
 use guard_engine::{
-    audit::AuditRecord,
+    audit::{AuditRecord, Severity, Verdict},
+    destructive::{DestructiveEvaluator, ExecContext},
+    policy::Mode,
     control::{Counters, HookStatus, StatusReport},
     event::{Body, KernelEvent, decode},
     records::{ClockBase, Enrichment, Recorder},
@@ -22,6 +25,7 @@ use crate::{
     audit_sink::AuditSink,
     cgroup::{self, Cgroup2, SessionIndex},
     control::{ControlConfig, ControlHandler, ControlServer},
+    hold::{self, Held},
     kernel::{Kernel, btf, tier},
     sys::RealSys,
 };
@@ -112,6 +116,9 @@ fn read_cwd(pid: u32) -> Option<String> {
 
 struct Daemon {
     kernel: Kernel,
+    evaluator: DestructiveEvaluator,
+    /// False when the global kill switch makes every rule monitor-only.
+    enforce: bool,
     recorder: Recorder,
     sink: AuditSink,
     sessions: SessionIndex,
@@ -141,8 +148,81 @@ impl Daemon {
             }
         };
         let extra = self.enrich(&event);
-        let record = self.recorder.record(&event, extra);
+        let mut record = self.recorder.record(&event, extra);
+        if event.head.action == action::HOLD {
+            if let Body::Exec { filename, argv, .. } = &event.body {
+                self.judge_held(event.head.tgid, filename, argv, &mut record);
+            }
+        }
         self.emit(&record);
+    }
+
+    /// Decide a held exec: read what it is about to run, apply the destructive rules, then
+    /// release or kill it. The record carries the final verdict.
+    fn judge_held(&mut self, pid: u32, filename: &str, kernel_argv: &[String], record: &mut AuditRecord) {
+        let started = Instant::now();
+        let held = match Held::open(pid) {
+            Ok(held) => held,
+            Err(err) => {
+                record.verdict = Some(Verdict::Allow);
+                record.reason = Some(format!("held exec of {filename} vanished before judgement: {err}"));
+                return;
+            }
+        };
+        held.wait_stopped(hold::STOP_WAIT);
+        let view = match held.view() {
+            Ok(view) => view,
+            Err(err) => {
+                // Cannot see what it would run: fail closed.
+                let _ = held.kill();
+                record.verdict = Some(Verdict::Kill);
+                record.reason = Some(format!("held exec of {filename} could not be inspected ({err}); killed"));
+                return;
+            }
+        };
+        let argv = if view.argv.is_empty() { kernel_argv.to_vec() } else { view.argv.clone() };
+        let context = ExecContext {
+            exe: filename.to_string(),
+            argv: argv.clone(),
+            cwd: view.cwd.clone().unwrap_or_default(),
+            env: view.env.clone(),
+        };
+        let matched = self.evaluator.evaluate(&context);
+        let waited = started.elapsed().as_micros();
+        record.argv = Some(argv);
+        record.cwd = view.cwd.clone();
+        let Some(m) = matched else {
+            let outcome = held.release();
+            record.verdict = Some(Verdict::Allow);
+            record.detector = None;
+            record.rule = None;
+            record.severity = Some(Severity::Info);
+            record.reason = Some(match outcome {
+                Ok(()) => format!("exec of {filename} held {waited} µs for judgement: no destructive rule matched"),
+                Err(err) => format!("exec of {filename} judged harmless but could not be released: {err}"),
+            });
+            return;
+        };
+        record.detector = Some("destructive".to_string());
+        record.rule = Some(m.rule_id.clone());
+        record.severity = Some(m.severity);
+        record.mitre = Some(m.mitre.clone());
+        // Until approvals exist, a `hold` rule under enforcement is a kill.
+        if m.mode == Mode::Enforce && self.enforce {
+            let outcome = held.kill();
+            record.verdict = Some(Verdict::Kill);
+            record.reason = Some(match outcome {
+                Ok(()) => format!("{}: `{}` killed before it ran (held {waited} µs)", m.reason, m.command),
+                Err(err) => format!("{}: `{}` could not be killed: {err}", m.reason, m.command),
+            });
+        } else {
+            let outcome = held.release();
+            record.verdict = Some(Verdict::Audit);
+            record.reason = Some(match outcome {
+                Ok(()) => format!("{}: `{}` allowed to run (monitor)", m.reason, m.command),
+                Err(err) => format!("{}: `{}` (monitor) could not be released: {err}", m.reason, m.command),
+            });
+        }
     }
 
     fn enrich(&mut self, event: &KernelEvent) -> Enrichment {
@@ -230,6 +310,12 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let policy = crate::policy_load::load(args.policy.as_deref())?;
+    for root in &policy.compiled.cgroup_roots {
+        let root = cgroup2.resolve_root(Path::new(root)).with_context(|| format!("policy cgroup root {root}"))?;
+        if !roots.contains(&root) {
+            roots.push(root);
+        }
+    }
 
     let offsets = btf::kernel_offsets(btf::VMLINUX_BTF).context("reading kernel structure offsets")?;
     let mut kernel = Kernel::load(&offsets)?;
@@ -244,16 +330,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     sessions.rescan(&RealSys).context("scanning session cgroups")?;
     let root_ids: Vec<u64> = sessions.root_ids().iter().map(|(_, id)| *id).collect();
 
-    let mut config = Config {
-        enforce: 1,
-        daemon_tgid: std::process::id(),
-        allow_loopback: 1,
-        ..Default::default()
-    };
-    policy.apply_config(&mut config);
+    let config: Config = policy.kernel_config(std::process::id());
     kernel.set_config(&config)?;
     kernel.set_roots(&root_ids)?;
-    policy.write_maps(&mut kernel)?;
+    kernel.write_policy(&policy.maps)?;
     for root in &roots {
         kernel.attach_cgroup(root)?;
     }
@@ -282,6 +362,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut daemon = Daemon {
         kernel,
+        evaluator: policy.evaluator.clone(),
+        enforce: config.enforce != 0,
         recorder: Recorder::new(policy.rule_infos(), clock_base()),
         sink,
         sessions,

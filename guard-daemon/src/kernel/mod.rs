@@ -11,10 +11,15 @@ use std::{fs::File, os::fd::AsFd, path::Path};
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{
+        Array, HashMap, MapData, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
 };
-use guard_common::{Config, KernelOffsets, OFFSETS_GLOBAL, maps, programs, stat};
+use guard_common::{Config, DevIno, KernelOffsets, OFFSETS_GLOBAL, maps, programs, stat};
+
+use crate::policy_load::PreparedMaps;
 use guard_engine::control::{HookStatus, Tier};
 
 /// The eBPF object built by guard-daemon/build.rs (aya-build).
@@ -42,6 +47,18 @@ const SOCK_ADDR_PROGRAMS: &[(&str, &str)] = &[
     (programs::SENDMSG4, "sendmsg4"),
     (programs::SENDMSG6, "sendmsg6"),
 ];
+
+/// A load error with the verifier's log cut to its last lines: the full log can run to
+/// thousands of lines, and its end says what was refused.
+fn load_error(what: &str, err: aya::programs::ProgramError) -> anyhow::Error {
+    let text = err.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    const KEEP: usize = 25;
+    if lines.len() <= KEEP + 1 {
+        return anyhow!("{what}: {text}");
+    }
+    anyhow!("{what}: {}\n  ... ({} verifier lines omitted) ...\n{}", lines[0], lines.len() - KEEP - 1, lines[lines.len() - KEEP..].join("\n"))
+}
 
 pub struct Kernel {
     ebpf: Ebpf,
@@ -108,7 +125,7 @@ impl Kernel {
                 .program_mut(prog_name)
                 .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
                 .try_into()?;
-            prog.load(tracepoint, &btf).with_context(|| format!("loading {prog_name}"))?;
+            prog.load(tracepoint, &btf).map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
             prog.attach().with_context(|| format!("attaching {prog_name} to tp_btf/{tracepoint}"))?;
         }
         self.host_hook(
@@ -123,7 +140,7 @@ impl Kernel {
                 .program_mut(prog_name)
                 .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
                 .try_into()?;
-            prog.load().with_context(|| format!("loading {prog_name}"))?;
+            prog.load().map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
             match prog.attach("syscalls", tracepoint) {
                 Ok(_) => {}
                 // `open`/`creat` do not exist on every architecture.
@@ -138,7 +155,7 @@ impl Kernel {
             .program_mut(programs::EXIT_OPEN)
             .ok_or_else(|| anyhow!("program {} missing from the eBPF object", programs::EXIT_OPEN))?
             .try_into()?;
-        exit.load().context("loading the open exit program")?;
+        exit.load().map_err(|err| load_error("loading the open exit program", err))?;
         for &tracepoint in OPEN_EXITS {
             match exit.attach("syscalls", tracepoint) {
                 Ok(_) => {}
@@ -165,7 +182,7 @@ impl Kernel {
                 .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
                 .try_into()?;
             if !self.sock_addr_loaded {
-                prog.load().with_context(|| format!("loading {prog_name}"))?;
+                prog.load().map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
             }
             // AllowMultiple is refused through aya 0.14's link path on these kernels; Single
             // also keeps a session from attaching its own program below ours.
@@ -206,6 +223,53 @@ impl Kernel {
             // An entry evicted meanwhile is fine: it is gone either way.
             let _ = cache.remove(&key);
         }
+        Ok(())
+    }
+
+    /// Write the compiled policy's entries. Each map is cleared first, so a reload never keeps
+    /// entries the new policy dropped.
+    pub fn write_policy(&mut self, prepared: &PreparedMaps) -> anyhow::Result<()> {
+        fn refill<K: aya::Pod, V: aya::Pod>(
+            kernel: &mut Kernel,
+            name: &str,
+            entries: &[(K, V)],
+        ) -> anyhow::Result<()> {
+            let mut map: HashMap<_, K, V> = HashMap::try_from(kernel.map(name)?)?;
+            let old: Vec<K> = map.keys().filter_map(Result::ok).collect();
+            for key in old {
+                let _ = map.remove(&key);
+            }
+            for (key, value) in entries {
+                map.insert(key, value, 0).with_context(|| format!("writing {name} ({} entries)", entries.len()))?;
+            }
+            Ok(())
+        }
+        fn refill_lpm<K: aya::Pod, V: aya::Pod>(
+            kernel: &mut Kernel,
+            name: &str,
+            entries: &[(u32, K, V)],
+        ) -> anyhow::Result<()> {
+            let mut map: LpmTrie<_, K, V> = LpmTrie::try_from(kernel.map(name)?)?;
+            let old: Vec<Key<K>> = map.keys().filter_map(Result::ok).collect();
+            for key in old {
+                let _ = map.remove(&key);
+            }
+            for (bits, data, value) in entries {
+                map.insert(&Key::new(*bits, *data), value, 0)
+                    .with_context(|| format!("writing {name} ({} entries)", entries.len()))?;
+            }
+            Ok(())
+        }
+        refill(self, maps::CRED_INODES, &prepared.cred_inodes)?;
+        refill(self, maps::CRED_NAMES, &prepared.cred_names)?;
+        refill_lpm(self, maps::CRED_NAME_PREFIX, &prepared.cred_prefixes)?;
+        refill_lpm(self, maps::CRED_NAME_SUFFIX, &prepared.cred_suffixes)?;
+        let roots: Vec<(DevIno, u32)> = prepared.write_roots.iter().map(|(id, _)| (*id, 1)).collect();
+        refill(self, maps::WRITE_ROOTS, &roots)?;
+        refill_lpm(self, maps::NET_ALLOW4, &prepared.net4)?;
+        refill_lpm(self, maps::NET_ALLOW6, &prepared.net6)?;
+        refill(self, maps::EXEC_WATCH_NAMES, &prepared.exec_names)?;
+        refill(self, maps::EXEC_WATCH_INODES, &prepared.exec_inodes)?;
         Ok(())
     }
 

@@ -42,9 +42,14 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
     let identity = kread::file_identity(&off, file);
 
     let Some(mut entry) = maps::EVENTS.reserve::<ExecEvent>(0) else {
-        // Without an event the daemon cannot judge a hold, so a watched exec that cannot be
-        // reported is decided by the inode/name maps alone below.
         dropped();
+        // The daemon will never hear of this exec. A watched one cannot be judged: kill it
+        // rather than let it run unjudged or leave it stopped forever.
+        if lookup_watch(&off, file, &identity).is_some() && enforcing(guard_common::mode::ENFORCE) {
+            // SAFETY: plain helper call; signals the current (exec'ing) process.
+            unsafe { bpf_send_signal(SIGKILL) };
+            maps::bump(stat::KILLED);
+        }
         return 0;
     };
     // SAFETY: the reservation is exactly one ExecEvent; every field is written below.
@@ -65,22 +70,24 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         ev.header.action = act;
         ev.header.detector = detector::DESTRUCTIVE;
         ev.header.rule = rule;
-        match act {
-            action::KILL => {
-                // SAFETY: plain helper call; signals the current (exec'ing) process.
-                unsafe { bpf_send_signal(SIGKILL) };
-                maps::bump(stat::KILLED);
-            }
-            action::HOLD => {
-                // SAFETY: as above.
-                unsafe { bpf_send_signal(SIGSTOP) };
-                maps::bump(stat::HELD);
-            }
-            _ => {}
-        }
     }
+    let act = ev.header.action;
+    // Submit before signalling so the daemon learns of a hold no later than it takes effect.
     entry.submit(0);
     sent(stat::EXEC);
+    match act {
+        action::KILL => {
+            // SAFETY: plain helper call; signals the current (exec'ing) process.
+            unsafe { bpf_send_signal(SIGKILL) };
+            maps::bump(stat::KILLED);
+        }
+        action::HOLD => {
+            // SAFETY: as above.
+            unsafe { bpf_send_signal(SIGSTOP) };
+            maps::bump(stat::HELD);
+        }
+        _ => {}
+    }
     0
 }
 

@@ -159,7 +159,12 @@ fn decide(
     name_ptr: u64,
     writes: bool,
 ) {
-    if let Some((rule, from_inode)) = credential_match(&ev.file, name_ptr) {
+    if let Some((rule, from_inode)) = credential_match(off, &ev.file, dentry, name_ptr) {
+        if !from_inode {
+            // Remember the file's identity: a hardlink to it under another name is the same
+            // credential from now on.
+            let _ = maps::CRED_INODES.insert(&ev.file, &rule, 0);
+        }
         mark_credential(session.session_id);
         ev.header.detector = detector::CREDENTIAL;
         ev.header.rule = rule.rule;
@@ -182,7 +187,12 @@ fn decide(
 /// Credential by identity first, then by the opened dentry's name: exact, exempting or
 /// matching suffix (reversed trie), then prefix.
 #[inline(always)]
-fn credential_match(identity: &DevIno, name_ptr: u64) -> Option<(RuleRef, bool)> {
+fn credential_match(
+    off: &KernelOffsets,
+    identity: &DevIno,
+    dentry: u64,
+    name_ptr: u64,
+) -> Option<(RuleRef, bool)> {
     // SAFETY: copy of a plain value.
     if let Some(rule) = unsafe { maps::CRED_INODES.get(identity) } {
         return Some((*rule, true));
@@ -198,11 +208,30 @@ fn credential_match(identity: &DevIno, name_ptr: u64) -> Option<(RuleRef, bool)>
     if len == 0 {
         return None;
     }
-    // SAFETY: copy of a plain value.
-    if let Some(rule) = unsafe { maps::CRED_NAMES.get(&scratch.name) } {
-        return if rule.exempt != 0 { None } else { Some((*rule, false)) };
+    // Exact, longest prefix and longest suffix (reversed) are all looked up: any exemption
+    // (`!*.pub`) wins; otherwise the first hit names the rule. Same order as the engine's
+    // `CompiledCredentials::match_name`, which the tests hold the two sides to.
+    let mut found = false;
+    let mut chosen = RuleRef { rule: 0, mode: 0, exempt: 0, _pad: [0; 2] };
+    // SAFETY: the reference is read at once, before any other map call.
+    if let Some(hit) = unsafe { maps::CRED_NAMES.get(&scratch.name) } {
+        if hit.exempt != 0 {
+            return None;
+        }
+        chosen = *hit;
+        found = true;
     }
-    // Reverse the name into the trie key for suffix matching.
+    scratch.key.data = scratch.name;
+    scratch.key.prefix_len = (len * 8) as u32;
+    if let Some(hit) = maps::CRED_NAME_PREFIX.get(&scratch.key) {
+        if hit.exempt != 0 {
+            return None;
+        }
+        if !found {
+            chosen = *hit;
+            found = true;
+        }
+    }
     scratch.key.data = [0; NAME_LEN];
     let mut i = 0;
     while i < NAME_LEN {
@@ -212,15 +241,54 @@ fn credential_match(identity: &DevIno, name_ptr: u64) -> Option<(RuleRef, bool)>
         }
         i += 1;
     }
-    scratch.key.prefix_len = (len * 8) as u32;
-    if let Some(rule) = maps::CRED_NAME_SUFFIX.get(&scratch.key) {
-        return if rule.exempt != 0 { None } else { Some((*rule, false)) };
+    if let Some(hit) = maps::CRED_NAME_SUFFIX.get(&scratch.key) {
+        if hit.exempt != 0 {
+            return None;
+        }
+        if !found {
+            chosen = *hit;
+            found = true;
+        }
     }
-    scratch.key.data = scratch.name;
-    if let Some(rule) = maps::CRED_NAME_PREFIX.get(&scratch.key) {
-        return if rule.exempt != 0 { None } else { Some((*rule, false)) };
+    if !found {
+        return None;
     }
-    None
+    if scratch.name[..8] == *b"environ\0" && own_proc_dir(off, dentry) {
+        // A process reading its own environment learns nothing new.
+        return None;
+    }
+    Some((chosen, false))
+}
+
+/// Is this dentry's parent the `/proc/<pid>` (or `task/<tid>`) directory of the current task?
+/// (`/proc/self` is a symlink the open already followed to the numeric directory.)
+#[inline(always)]
+fn own_proc_dir(off: &KernelOffsets, dentry: u64) -> bool {
+    let parent: u64 = read_at(dentry, off.dentry_d_parent).unwrap_or(0);
+    let name_ptr = kread::dentry_name_ptr(off, parent);
+    let mut digits = [0u8; 12];
+    // SAFETY: kernel string, bounded copy.
+    if unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut digits) }.is_err() {
+        return false;
+    }
+    let mut value: u64 = 0;
+    let mut i = 0;
+    while i < 11 {
+        let b = digits[i];
+        if b == 0 {
+            break;
+        }
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        value = value * 10 + (b - b'0') as u64;
+        i += 1;
+    }
+    if i == 0 {
+        return false;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    value == pid_tgid >> 32 || value == pid_tgid & 0xffff_ffff
 }
 
 /// Is the opened file below one of the write roots? Walks the dentry's parents (bounded).

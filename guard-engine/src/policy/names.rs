@@ -8,7 +8,7 @@ use serde::Serialize;
 /// keep one byte for a terminating NUL.
 pub const MAX_NAME_PATTERN_BYTES: usize = NAME_LEN - 1;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NameShape {
     /// `.env`: the whole name.

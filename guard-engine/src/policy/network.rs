@@ -126,6 +126,11 @@ pub fn parse_allow_entry(text: &str) -> Result<AllowEntry, String> {
         };
         let target = match parse_net(host) {
             Some(net) => AllowTarget::Net(net),
+            None if host.contains('/') => {
+                return Err(format!(
+                    "`{trimmed}`: bad CIDR `{host}` (expected ADDRESS/PREFIX, e.g. 10.0.0.0/8)"
+                ));
+            }
             None => AllowTarget::Host(parse_hostname(trimmed, host)?),
         };
         (target, ports)

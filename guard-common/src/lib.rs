@@ -36,6 +36,7 @@ pub mod maps {
     pub const NET_ALLOW6: &str = "NET_ALLOW6";
     pub const EXEC_WATCH_INODES: &str = "EXEC_WATCH_INODES";
     pub const EXEC_WATCH_NAMES: &str = "EXEC_WATCH_NAMES";
+    pub const EXEC_WATCH_PATHS: &str = "EXEC_WATCH_PATHS";
     pub const HELD: &str = "HELD";
 }
 
@@ -246,6 +247,30 @@ pub mod escalation {
     pub const FREEZE: u32 = 1 << 2;
 }
 
+/// Key data of `EXEC_WATCH_PATHS`: "/" + a program name, reversed, NUL padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathSuffixKey {
+    pub bytes: [u8; PATH_LEN],
+}
+
+impl PathSuffixKey {
+    /// The key and its significant bits for a program name.
+    pub fn for_program(name: &[u8]) -> (u32, Self) {
+        let mut bytes = [0u8; PATH_LEN];
+        let mut len = 0;
+        for (slot, &b) in bytes.iter_mut().zip(name.iter().rev()) {
+            *slot = b;
+            len += 1;
+        }
+        if len < PATH_LEN {
+            bytes[len] = b'/';
+            len += 1;
+        }
+        ((len * 8) as u32, PathSuffixKey { bytes })
+    }
+}
+
 /// LPM key for names (prefix and reversed-suffix tries) and for addresses.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -377,6 +402,7 @@ mod pod {
     unsafe impl aya::Pod for ExecWatch {}
     unsafe impl aya::Pod for SessionState {}
     unsafe impl aya::Pod for NameKey {}
+    unsafe impl aya::Pod for PathSuffixKey {}
     unsafe impl aya::Pod for PortSet {}
     unsafe impl aya::Pod for OpenArgs {}
     unsafe impl aya::Pod for EventHeader {}

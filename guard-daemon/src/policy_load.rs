@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow};
-use guard_common::{Config, DevIno, ExecWatch, NameKey, PortSet, RuleRef, watch};
+use guard_common::{Config, DevIno, ExecWatch, NameKey, PathSuffixKey, PortSet, RuleRef, watch};
 use guard_engine::{
     destructive::{DestructiveEvaluator, WatchKind},
     policy::{CompileContext, CompiledPolicy, Policy, default_policy, parse_policy},
@@ -34,6 +34,7 @@ pub struct PreparedMaps {
     pub net4: Vec<(u32, [u8; 4], PortSet)>,
     pub net6: Vec<(u32, [u8; 16], PortSet)>,
     pub exec_names: Vec<(NameKey, ExecWatch)>,
+    pub exec_paths: Vec<(u32, PathSuffixKey, ExecWatch)>,
     pub exec_inodes: Vec<(DevIno, ExecWatch)>,
 }
 
@@ -64,6 +65,22 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<LoadedPolicy> {
     let mut notes = compiled.warnings.clone();
     let maps = prepare(&compiled, &mut notes)?;
     Ok(LoadedPolicy { source, policy, compiled, evaluator, maps, notes })
+}
+
+/// The same policy, resolved against the machine again (credential files that appeared,
+/// hosts whose addresses changed).
+pub fn rescan(current: &LoadedPolicy) -> anyhow::Result<LoadedPolicy> {
+    let compiled = current.policy.compile(&CompileContext { homes: scan::home_dirs() });
+    let mut notes = compiled.warnings.clone();
+    let maps = prepare(&compiled, &mut notes)?;
+    Ok(LoadedPolicy {
+        source: current.source.clone(),
+        policy: current.policy.clone(),
+        compiled,
+        evaluator: current.evaluator.clone(),
+        maps,
+        notes,
+    })
 }
 
 fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result<PreparedMaps> {
@@ -128,6 +145,8 @@ fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result
         };
         let value = ExecWatch { kind, mode: guard_common::mode::ENFORCE, _pad: [0; 2], rule: u32::MAX };
         maps.exec_names.push((w.key(), value));
+        let (bits, key) = PathSuffixKey::for_program(w.name.as_bytes());
+        maps.exec_paths.push((bits, key, value));
         for dir in BIN_DIRS {
             if let Ok(meta) = std::fs::metadata(Path::new(dir).join(&w.name)) {
                 if meta.is_file() {

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use guard_common::{
-    Config, DevIno, ExecWatch, KernelOffsets, NAME_LEN, OpenArgs, PortSet, RuleRef, SessionState,
+    Config, DevIno, ExecWatch, KernelOffsets, NAME_LEN, OpenArgs, PATH_LEN, PortSet, RuleRef, SessionState,
     stat,
 };
 
@@ -104,12 +104,17 @@ pub static EXEC_WATCH_INODES: HashMap<DevIno, ExecWatch> = HashMap::with_max_ent
 #[map]
 pub static EXEC_WATCH_NAMES: HashMap<[u8; NAME_LEN], ExecWatch> =
     HashMap::with_max_entries(1024, 0);
+/// Exec watch by the end of the exec'd path (`/<name>`, reversed), for `#!` scripts whose
+/// bprm->file is already the interpreter.
+#[map]
+pub static EXEC_WATCH_PATHS: LpmTrie<[u8; PATH_LEN], ExecWatch> = LpmTrie::with_max_entries(1024, 0);
 
 /// Scratch space too large for the 512-byte BPF stack.
 #[repr(C)]
 pub struct Scratch {
     pub name: [u8; NAME_LEN],
     pub key: aya_ebpf::maps::lpm_trie::Key<[u8; NAME_LEN]>,
+    pub path_key: aya_ebpf::maps::lpm_trie::Key<[u8; PATH_LEN]>,
 }
 
 #[map]

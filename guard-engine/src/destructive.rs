@@ -99,9 +99,7 @@ impl DestructiveEvaluator {
 
     /// The most serious match: enforced before monitored, then by severity, then first found.
     pub fn evaluate(&self, exec: &ExecContext) -> Option<DestructiveMatch> {
-        self.evaluate_all(exec)
-            .into_iter()
-            .min_by_key(|found| (found.mode == Mode::Monitor, Reverse(found.severity)))
+        self.evaluate_all(exec).into_iter().min_by_key(|found| (found.mode == Mode::Monitor, Reverse(found.severity)))
     }
 
     /// Every match, in the order found.
@@ -123,11 +121,7 @@ impl DestructiveEvaluator {
             operands_from_stdin: false,
             via: Vec::new(),
         };
-        let mut walk = Walk {
-            evaluator: self,
-            found: Vec::new(),
-            budget: MAX_COMMANDS,
-        };
+        let mut walk = Walk { evaluator: self, found: Vec::new(), budget: MAX_COMMANDS };
         walk.visit(invocation, 0);
         walk.found
     }
@@ -146,11 +140,7 @@ enum WorkingDir {
 
 impl WorkingDir {
     fn from_path(path: &str) -> Self {
-        if path.starts_with('/') {
-            WorkingDir::Known(normalize_absolute(path))
-        } else {
-            WorkingDir::Unknown
-        }
+        if path.starts_with('/') { WorkingDir::Known(normalize_absolute(path)) } else { WorkingDir::Unknown }
     }
 
     /// `cd target` from here.
@@ -210,9 +200,8 @@ impl Invocation {
     }
 
     fn command_text(&self) -> String {
-        let words: Vec<&str> = std::iter::once(self.program.as_str())
-            .chain(self.args.iter().map(String::as_str))
-            .collect();
+        let words: Vec<&str> =
+            std::iter::once(self.program.as_str()).chain(self.args.iter().map(String::as_str)).collect();
         let text = shlex::try_join(words.iter().copied()).unwrap_or_else(|_| words.join(" "));
         truncate_chars(&text, MAX_COMMAND_TEXT)
     }
@@ -286,6 +275,9 @@ impl Walk<'_> {
     }
 
     fn visit_script(&mut self, script: &str, outer: &Invocation, via: String, depth: usize) {
+        if depth > MAX_NESTING || self.budget == 0 {
+            return;
+        }
         let parsed = shell::parse(script);
         let mut cwd = outer.cwd.clone();
         let mut previous_output: Option<String> = None;
@@ -325,11 +317,7 @@ impl Walk<'_> {
 fn output_text(program: &str, args: &[String], stdin: Option<&str>) -> Option<String> {
     match program {
         "echo" | "printf" => Some(
-            args.iter()
-                .filter(|arg| !(arg.starts_with('-') && arg.len() == 2))
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" "),
+            args.iter().filter(|arg| !(arg.starts_with('-') && arg.len() == 2)).cloned().collect::<Vec<_>>().join(" "),
         ),
         "cat" if args.is_empty() => stdin.map(str::to_string),
         _ => None,
@@ -352,10 +340,9 @@ fn rule_holds(rule: &DestructiveRule, invocation: &Invocation, scratch: &[String
 fn check(condition: &Condition, invocation: &Invocation, scratch: &[String]) -> Option<Option<String>> {
     let view = ArgView::new(&invocation.args);
     match condition {
-        Condition::Flag(flags) => flags
-            .iter()
-            .any(|flag| view.option_words().iter().any(|word| word_has_flag(word, flag)))
-            .then_some(None),
+        Condition::Flag(flags) => {
+            flags.iter().any(|flag| view.option_words().iter().any(|word| word_has_flag(word, flag))).then_some(None)
+        }
         Condition::Subcommand(words) => view
             .option_words()
             .windows(words.len())
@@ -373,9 +360,7 @@ fn check(condition: &Condition, invocation: &Invocation, scratch: &[String]) -> 
             .map(|value| Some(format!("`{}`", truncate_chars(value, 120)))),
         Condition::Script(script) => check_script(script, invocation, &view),
         Condition::OutsideScratch(selection) => check_outside_scratch(*selection, invocation, &view, scratch),
-        Condition::Any(conditions) => conditions
-            .iter()
-            .find_map(|inner| check(inner, invocation, scratch)),
+        Condition::Any(conditions) => conditions.iter().find_map(|inner| check(inner, invocation, scratch)),
         Condition::All(conditions) => {
             let mut first_detail = None;
             for inner in conditions {
@@ -392,11 +377,7 @@ fn check(condition: &Condition, invocation: &Invocation, scratch: &[String]) -> 
 }
 
 fn check_script(script: &ScriptCondition, invocation: &Invocation, view: &ArgView) -> Option<Option<String>> {
-    let mut texts: Vec<String> = view
-        .option_values(&script.options)
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let mut texts: Vec<String> = view.option_values(&script.options).into_iter().map(str::to_string).collect();
     if script.positional {
         let joined = view.positional().collect::<Vec<_>>().join(" ");
         if !joined.is_empty() {
@@ -453,9 +434,7 @@ fn check_outside_scratch(
             }
         }
     }
-    invocation
-        .operands_from_stdin
-        .then(|| Some("operands read from standard input".to_string()))
+    invocation.operands_from_stdin.then(|| Some("operands read from standard input".to_string()))
 }
 
 /// `find [-H|-L|-P|-O3|-D opts] START... EXPRESSION`: the start points.
@@ -471,7 +450,9 @@ fn leading_operands(args: &[String]) -> Vec<&str> {
     }
     args.iter()
         .skip(index)
-        .take_while(|arg| !(arg.starts_with('-') || arg.starts_with('(') || arg.starts_with('!') || arg.as_str() == ")"))
+        .take_while(|arg| {
+            !(arg.starts_with('-') || arg.starts_with('(') || arg.starts_with('!') || arg.as_str() == ")")
+        })
         .map(String::as_str)
         .collect()
 }
@@ -495,9 +476,7 @@ impl<'a> ArgView<'a> {
 
     /// Non-option words before `--`, and every word after it.
     fn positional(&self) -> impl Iterator<Item = &'a str> + use<'a> {
-        let before = self.args[..self.options_end]
-            .iter()
-            .filter(|arg| !arg.starts_with('-') || arg.as_str() == "-");
+        let before = self.args[..self.options_end].iter().filter(|arg| !arg.starts_with('-') || arg.as_str() == "-");
         let after = self.args.iter().skip(self.options_end + 1);
         before.chain(after).map(String::as_str)
     }
@@ -538,9 +517,7 @@ fn word_has_flag(word: &str, flag: &str) -> bool {
         return true;
     }
     if !is_short_flag(flag) {
-        return word
-            .strip_prefix(flag)
-            .is_some_and(|rest| rest.starts_with('='));
+        return word.strip_prefix(flag).is_some_and(|rest| rest.starts_with('='));
     }
     let letter = &flag[1..];
     match word.strip_prefix('-') {
@@ -610,7 +587,33 @@ fn unwrap_wrapper(name: &str, invocation: &Invocation) -> Vec<Invocation> {
     match name {
         "env" => unwrap_env(invocation),
         "sudo" => {
-            let (start, cwd) = skip_options(args, &["-u", "-g", "-h", "-p", "-C", "-r", "-t", "-U", "-T", "--user", "--group", "--host", "--prompt", "--close-from", "--role", "--type", "--other-user", "--command-timeout"], &["-D", "--chdir"], 0, true, cwd);
+            let (start, cwd) = skip_options(
+                args,
+                &[
+                    "-u",
+                    "-g",
+                    "-h",
+                    "-p",
+                    "-C",
+                    "-r",
+                    "-t",
+                    "-U",
+                    "-T",
+                    "--user",
+                    "--group",
+                    "--host",
+                    "--prompt",
+                    "--close-from",
+                    "--role",
+                    "--type",
+                    "--other-user",
+                    "--command-timeout",
+                ],
+                &["-D", "--chdir"],
+                0,
+                true,
+                cwd,
+            );
             single(start, cwd, false)
         }
         "doas" => {
@@ -634,7 +637,8 @@ fn unwrap_wrapper(name: &str, invocation: &Invocation) -> Vec<Invocation> {
             single(start, cwd, false)
         }
         "stdbuf" => {
-            let (start, cwd) = skip_options(args, &["-i", "-o", "-e", "--input", "--output", "--error"], &[], 0, false, cwd);
+            let (start, cwd) =
+                skip_options(args, &["-i", "-o", "-e", "--input", "--output", "--error"], &[], 0, false, cwd);
             single(start, cwd, false)
         }
         "time" => {
@@ -644,7 +648,25 @@ fn unwrap_wrapper(name: &str, invocation: &Invocation) -> Vec<Invocation> {
         "xargs" => {
             let (start, cwd) = skip_options(
                 args,
-                &["-I", "-L", "-n", "-P", "-s", "-d", "-E", "-a", "--arg-file", "--delimiter", "--eof", "--max-lines", "--max-args", "--max-procs", "--max-chars", "--process-slot-var", "--replace"],
+                &[
+                    "-I",
+                    "-L",
+                    "-n",
+                    "-P",
+                    "-s",
+                    "-d",
+                    "-E",
+                    "-a",
+                    "--arg-file",
+                    "--delimiter",
+                    "--eof",
+                    "--max-lines",
+                    "--max-args",
+                    "--max-procs",
+                    "--max-chars",
+                    "--process-slot-var",
+                    "--replace",
+                ],
                 &[],
                 0,
                 false,
@@ -788,10 +810,8 @@ fn unwrap_find_exec(invocation: &Invocation) -> Vec<Invocation> {
     let mut index = 0;
     while index < args.len() {
         if matches!(args[index].as_str(), "-exec" | "-execdir" | "-ok" | "-okdir") {
-            let body: Vec<&String> = args[index + 1..]
-                .iter()
-                .take_while(|arg| arg.as_str() != ";" && arg.as_str() != "+")
-                .collect();
+            let body: Vec<&String> =
+                args[index + 1..].iter().take_while(|arg| arg.as_str() != ";" && arg.as_str() != "+").collect();
             index += body.len() + 2;
             let Some((program, rest)) = body.split_first() else {
                 continue;
@@ -820,11 +840,11 @@ pub enum WatchKind {
 }
 
 impl WatchKind {
-    /// Value for `EXEC_WATCH_NAMES`: 1 = always, 2 = only with a script flag.
+    /// `guard_common::watch::*` for the exec watch maps.
     pub fn kernel_value(self) -> u8 {
         match self {
-            WatchKind::Always => 1,
-            WatchKind::ScriptFlag => 2,
+            WatchKind::Always => guard_common::watch::HOLD,
+            WatchKind::ScriptFlag => guard_common::watch::HOLD_IF_SCRIPT,
         }
     }
 }
@@ -850,9 +870,9 @@ fn interpreter_script_flags(name: &str) -> Option<&'static [&'static str]> {
     let is_python = name == "python"
         || name == "pypy"
         || name == "pypy3"
-        || name.strip_prefix("python").is_some_and(|version| {
-            !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        });
+        || name
+            .strip_prefix("python")
+            .is_some_and(|version| !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
     if is_python {
         return Some(&["-c"]);
     }
@@ -891,11 +911,7 @@ pub fn exec_watch_set(policy: &Policy) -> Vec<ExecWatch> {
                 kind: WatchKind::ScriptFlag,
                 script_flags: flags.iter().map(|flag| flag.to_string()).collect(),
             },
-            None => ExecWatch {
-                name: name.to_string(),
-                kind: WatchKind::Always,
-                script_flags: Vec::new(),
-            },
+            None => ExecWatch { name: name.to_string(), kind: WatchKind::Always, script_flags: Vec::new() },
         })
         .collect()
 }
@@ -919,6 +935,11 @@ mod shell {
         /// Bodies of `$(...)` and backquotes, to evaluate as scripts of their own.
         pub substitutions: Vec<String>,
     }
+
+    /// Quotes inside substitutions inside quotes... deeper than this are not looked into (the
+    /// rest of the script is taken as one opaque word), so hostile input cannot exhaust the
+    /// stack.
+    const MAX_LEXER_DEPTH: usize = 32;
 
     #[derive(Debug, Default)]
     struct Segment {
@@ -948,10 +969,7 @@ mod shell {
                 }
             })
             .collect();
-        ParsedScript {
-            commands,
-            substitutions,
-        }
+        ParsedScript { commands, substitutions }
     }
 
     /// Splits at unquoted separators; collects heredoc bodies and substitutions.
@@ -989,7 +1007,7 @@ mod shell {
                     index = end + 1;
                 }
                 '"' => {
-                    let end = double_quote_end(&chars, index + 1, &mut substitutions);
+                    let end = double_quote_end(&chars, index + 1, &mut substitutions, 0);
                     current.text.extend(&chars[index..(end + 1).min(chars.len())]);
                     index = end + 1;
                 }
@@ -1000,7 +1018,7 @@ mod shell {
                     index = end + 1;
                 }
                 '$' if next == Some('(') => {
-                    let end = matching_paren(&chars, index + 2);
+                    let end = matching_paren(&chars, index + 2, 0);
                     let body: String = chars[index + 2..end.min(chars.len())].iter().collect();
                     // `$((...))` is arithmetic, not a command.
                     if !body.starts_with('(') {
@@ -1048,7 +1066,12 @@ mod shell {
                         index += if next == Some('&') { 2 } else { 1 };
                     }
                 }
-                '<' if next == Some('<') && chars.get(index + 2) != Some(&'<') => {
+                '<' if next == Some('<') && chars.get(index + 2) == Some(&'<') => {
+                    // A here-string: kept as text, its word becomes stdin later.
+                    current.text.push_str("<<<");
+                    index += 3;
+                }
+                '<' if next == Some('<') => {
                     let (heredoc, after) = heredoc_operator(&chars, index + 2, segments.len());
                     pending.extend(heredoc);
                     index = after;
@@ -1068,7 +1091,10 @@ mod shell {
     }
 
     /// Index of the closing `"` (or the end), collecting substitutions inside.
-    fn double_quote_end(chars: &[char], from: usize, substitutions: &mut Vec<String>) -> usize {
+    fn double_quote_end(chars: &[char], from: usize, substitutions: &mut Vec<String>, nesting: usize) -> usize {
+        if nesting > MAX_LEXER_DEPTH {
+            return chars.len();
+        }
         let mut index = from;
         while index < chars.len() {
             match chars[index] {
@@ -1080,7 +1106,7 @@ mod shell {
                     index = end + 1;
                 }
                 '$' if chars.get(index + 1) == Some(&'(') => {
-                    let end = matching_paren(chars, index + 2);
+                    let end = matching_paren(chars, index + 2, nesting + 1);
                     let body: String = chars[index + 2..end.min(chars.len())].iter().collect();
                     if !body.starts_with('(') {
                         substitutions.push(body);
@@ -1106,14 +1132,17 @@ mod shell {
     }
 
     /// Index of the `)` closing a `$(` whose body starts at `from` (quote-aware).
-    fn matching_paren(chars: &[char], from: usize) -> usize {
+    fn matching_paren(chars: &[char], from: usize, nesting: usize) -> usize {
+        if nesting > MAX_LEXER_DEPTH {
+            return chars.len();
+        }
         let mut depth = 1;
         let mut index = from;
         while index < chars.len() {
             match chars[index] {
                 '\\' => index += 1,
                 '\'' => index = find_char(chars, index + 1, '\'').unwrap_or(chars.len()),
-                '"' => index = double_quote_end(chars, index + 1, &mut Vec::new()),
+                '"' => index = double_quote_end(chars, index + 1, &mut Vec::new(), nesting + 1),
                 '(' => depth += 1,
                 ')' => {
                     depth -= 1;
@@ -1160,11 +1189,7 @@ mod shell {
                 }
             }
         }
-        let pending = (!delimiter.is_empty()).then_some(PendingHeredoc {
-            delimiter,
-            strip_tabs,
-            segment,
-        });
+        let pending = (!delimiter.is_empty()).then_some(PendingHeredoc { delimiter, strip_tabs, segment });
         (pending, index)
     }
 
@@ -1228,9 +1253,8 @@ mod shell {
         let mut start = 0;
         while let Some(word) = words.get(start) {
             match word.as_str() {
-                "if" | "then" | "else" | "elif" | "fi" | "do" | "done" | "while" | "until" | "!"
-                | "{" | "}" | "time" | "exec" | "command" | "builtin" | "coproc" | "noglob"
-                | "nocorrect" | "esac" => start += 1,
+                "if" | "then" | "else" | "elif" | "fi" | "do" | "done" | "while" | "until" | "!" | "{" | "}"
+                | "time" | "exec" | "command" | "builtin" | "coproc" | "noglob" | "nocorrect" | "esac" => start += 1,
                 "for" | "case" | "select" | "function" | "in" => return Vec::new(),
                 _ if super::is_assignment(word) => start += 1,
                 _ => break,

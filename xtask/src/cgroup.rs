@@ -11,10 +11,8 @@ use anyhow::{Context, Result, bail};
 /// The cgroup2 mount point, from /proc/self/mountinfo (never hard-coded: it is
 /// /sys/fs/cgroup on most hosts, /sys/fs/cgroup/unified on hybrid ones).
 pub fn cgroup2_mount() -> Result<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .context("cannot read /proc/self/mountinfo")?;
-    parse_cgroup2_mount(&info)
-        .context("no cgroup2 file system is mounted (see /proc/self/mountinfo)")
+    let info = std::fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
+    parse_cgroup2_mount(&info).context("no cgroup2 file system is mounted (see /proc/self/mountinfo)")
 }
 
 pub fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
@@ -24,9 +22,7 @@ pub fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
         if tail.split_whitespace().next()? != "cgroup2" {
             return None;
         }
-        head.split_whitespace()
-            .nth(4)
-            .map(|p| PathBuf::from(unescape(p)))
+        head.split_whitespace().nth(4).map(|p| PathBuf::from(unescape(p)))
     })
 }
 
@@ -36,15 +32,8 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            out.push(
-                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0'),
-            );
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            out.push((bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0'));
             i += 4;
         } else {
             out.push(bytes[i]);
@@ -69,8 +58,7 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
         // Best effort: cgroup.kill exists since Linux 5.14.
         let _ = std::fs::write(dir.join("cgroup.kill"), "1");
     }
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -100,10 +88,7 @@ fn populated(dir: &Path) -> bool {
 pub fn own_cgroup() -> String {
     std::fs::read_to_string("/proc/self/cgroup")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
-        })
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
         .unwrap_or_default()
 }
 
@@ -119,24 +104,15 @@ mod tests {
 41 40 0:38 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
 42 40 0:39 / /sys/fs/cgroup/systemd rw shared:11 - cgroup cgroup rw,xattr,name=systemd
 ";
-        assert_eq!(
-            parse_cgroup2_mount(info),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
+        assert_eq!(parse_cgroup2_mount(info), Some(PathBuf::from("/sys/fs/cgroup/unified")));
     }
 
     #[test]
     fn finds_unified_mount_without_optional_fields_and_escapes() {
         let info = "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            parse_cgroup2_mount(info),
-            Some(PathBuf::from("/sys/fs/cgroup"))
-        );
+        assert_eq!(parse_cgroup2_mount(info), Some(PathBuf::from("/sys/fs/cgroup")));
         let info = "30 1 0:26 / /mnt/my\\040cg rw - cgroup2 none rw\n";
         assert_eq!(parse_cgroup2_mount(info), Some(PathBuf::from("/mnt/my cg")));
-        assert_eq!(
-            parse_cgroup2_mount("30 1 0:26 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"),
-            None
-        );
+        assert_eq!(parse_cgroup2_mount("30 1 0:26 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"), None);
     }
 }

@@ -32,9 +32,7 @@ fn locked_args() -> &'static [&'static str] {
 pub fn build(release: bool) -> Result<PathBuf> {
     setup::setup(false)?;
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(crate::workspace_root())
-        .args(["build", "-p", "guard-daemon"])
-        .args(locked_args());
+    cmd.current_dir(crate::workspace_root()).args(["build", "-p", "guard-daemon"]).args(locked_args());
     if release {
         cmd.arg("--release");
     }
@@ -50,9 +48,7 @@ pub fn build(release: bool) -> Result<PathBuf> {
 /// Setup + build, then replace xtask with `guard run ARGS` (built-in default policy).
 pub fn run(release: bool, args: &[String]) -> Result<ExitCode> {
     if !util::is_root() {
-        bail!(
-            "`guard run` loads BPF programs and manages cgroups: run this as root (e.g. `sudo -E cargo xtask run`)"
-        );
+        bail!("`guard run` loads BPF programs and manages cgroups: run this as root (e.g. `sudo -E cargo xtask run`)");
     }
     let bin = build(release)?;
     let mut cmd = Command::new(&bin);
@@ -62,49 +58,60 @@ pub fn run(release: bool, args: &[String]) -> Result<ExitCode> {
     Err(err).with_context(|| format!("cannot exec {}", bin.display()))
 }
 
+struct Stage {
+    name: &'static str,
+    /// Package selection for `cargo test`.
+    selection: &'static [&'static str],
+    /// RUST_TEST_THREADS=1.
+    serial: bool,
+    /// Pass `--include-ignored` to the test binaries.
+    include_ignored: bool,
+}
+
 /// THE test command: setup + build, unit tests of every crate, then the integration tests.
 pub fn test(release: bool, timeout_secs: u64) -> Result<ExitCode> {
     let started = Instant::now();
     util::catch_signals();
     let guard_bin = build(release)?;
     if !util::is_root() {
-        note!(
-            "warning: not root: the integration tests ({INTEGRATION_PACKAGE}) need root to load BPF programs"
-        );
+        note!("warning: not root: the integration tests ({INTEGRATION_PACKAGE}) need root to load BPF programs");
     }
     let deadline = (timeout_secs > 0).then(|| Instant::now() + Duration::from_secs(timeout_secs));
 
-    let stages: [(&str, Vec<&str>, bool); 2] = [
-        (
-            "unit tests (all crates)",
-            vec![
-                "--workspace",
-                "--exclude",
-                EBPF_PACKAGE,
-                "--exclude",
-                INTEGRATION_PACKAGE,
-            ],
-            false,
-        ),
-        (
-            "integration tests (guard-tests, one at a time)",
-            vec!["-p", INTEGRATION_PACKAGE],
-            true,
-        ),
+    let root = util::is_root();
+    let stages = [
+        Stage {
+            name: "unit tests (all crates)",
+            selection: &["--workspace", "--exclude", EBPF_PACKAGE, "--exclude", INTEGRATION_PACKAGE],
+            serial: false,
+            include_ignored: false,
+        },
+        // The root-only tests are `#[ignore = "needs root ..."]` so that a plain `cargo test`
+        // skips them; here, as root, they run, one at a time (each loads BPF programs).
+        Stage {
+            name: "integration tests (guard-tests, one at a time)",
+            selection: &["-p", INTEGRATION_PACKAGE],
+            serial: true,
+            include_ignored: root,
+        },
     ];
     let mut results = Vec::new();
-    for (name, selection, serial) in stages {
+    for stage in stages {
+        let name = stage.name;
         let mut cmd = Command::new(cargo());
         cmd.current_dir(crate::workspace_root())
             .args(["test", "--no-fail-fast"])
             .args(locked_args())
-            .args(&selection)
+            .args(stage.selection)
             .env("GUARD_BIN", &guard_bin);
         if release {
             cmd.arg("--release");
         }
-        if serial {
+        if stage.serial {
             cmd.env("RUST_TEST_THREADS", "1");
+        }
+        if stage.include_ignored {
+            cmd.args(["--", "--include-ignored"]);
         }
         note!("== {name}");
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -116,10 +123,7 @@ pub fn test(release: bool, timeout_secs: u64) -> Result<ExitCode> {
         let (ok, text) = match outcome {
             Outcome::Exited(status) if status.success() => (true, "passed".to_string()),
             Outcome::Exited(status) => (false, format!("FAILED ({status})")),
-            Outcome::TimedOut => (
-                false,
-                format!("TIMED OUT (limit {timeout_secs} s for all tests; see --timeout)"),
-            ),
+            Outcome::TimedOut => (false, format!("TIMED OUT (limit {timeout_secs} s for all tests; see --timeout)")),
             Outcome::Interrupted(sig) => {
                 note!("interrupted by signal {sig}");
                 return Ok(ExitCode::from(130));
@@ -132,9 +136,5 @@ pub fn test(release: bool, timeout_secs: u64) -> Result<ExitCode> {
     for (name, _, text) in &results {
         note!("{name}: {text}");
     }
-    if results.iter().all(|(_, ok, _)| *ok) {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Ok(ExitCode::FAILURE)
-    }
+    if results.iter().all(|(_, ok, _)| *ok) { Ok(ExitCode::SUCCESS) } else { Ok(ExitCode::FAILURE) }
 }

@@ -17,10 +17,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "cargo xtask",
-    about = "Developer tasks for the guard workspace"
-)]
+#[command(name = "cargo xtask", about = "Developer tasks for the guard workspace")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -42,20 +42,8 @@ fn ensure_rust_src(dry_run: bool) -> Result<()> {
     if !listed.status.success() {
         // Typically: the nightly toolchain is not installed at all.
         let mut cmd = Command::new("rustup");
-        cmd.args([
-            "toolchain",
-            "install",
-            NIGHTLY,
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src",
-        ]);
-        return act(
-            dry_run,
-            "nightly toolchain missing: installing it with rust-src",
-            &mut cmd,
-        );
+        cmd.args(["toolchain", "install", NIGHTLY, "--profile", "minimal", "--component", "rust-src"]);
+        return act(dry_run, "nightly toolchain missing: installing it with rust-src", &mut cmd);
     }
     if has_component(&String::from_utf8_lossy(&listed.stdout), "rust-src") {
         note!("skip: rust-src is installed for {NIGHTLY}");
@@ -82,18 +70,12 @@ pub fn has_component(listing: &str, name: &str) -> bool {
 fn ensure_bpf_linker(dry_run: bool) -> Result<()> {
     let (bin_dir, explicit_root) = linker_bin_dir()?;
     let found = locate_bpf_linker(&bin_dir, explicit_root);
-    let sysroot = PathBuf::from(
-        output(Command::new("rustup").args(["run", NIGHTLY, "rustc", "--print", "sysroot"]))?
-            .trim(),
-    );
+    let sysroot =
+        PathBuf::from(output(Command::new("rustup").args(["run", NIGHTLY, "rustc", "--print", "sysroot"]))?.trim());
     let lib_dir = sysroot.join("lib");
     let names = list_dir(&lib_dir)?;
-    let llvm = LlvmLib::from_listing(&names).with_context(|| {
-        format!(
-            "looking for the nightly toolchain's libLLVM in {}",
-            lib_dir.display()
-        )
-    })?;
+    let llvm = LlvmLib::from_listing(&names)
+        .with_context(|| format!("looking for the nightly toolchain's libLLVM in {}", lib_dir.display()))?;
 
     let mut force = false;
     if let Some(path) = &found {
@@ -114,10 +96,7 @@ fn ensure_bpf_linker(dry_run: bool) -> Result<()> {
                 }
                 return Ok(());
             }
-            Ok(version) => note!(
-                "{} reports bpf-linker {version}; want {BPF_LINKER_VERSION}",
-                path.display()
-            ),
+            Ok(version) => note!("{} reports bpf-linker {version}; want {BPF_LINKER_VERSION}", path.display()),
             Err(err) => note!("{} is unusable ({err:#}); reinstalling", path.display()),
         }
         force = true;
@@ -126,30 +105,17 @@ fn ensure_bpf_linker(dry_run: bool) -> Result<()> {
     let prefix = cache_root()?.join(format!("llvm-{}", llvm.file_name));
     let target = lib_dir.join(&llvm.file_name);
     if dry_run {
-        note!(
-            "would link {}/lib/{{libLLVM.so,{}}} -> {}",
-            prefix.display(),
-            llvm.file_name,
-            target.display()
-        );
+        note!("would link {}/lib/{{libLLVM.so,{}}} -> {}", prefix.display(), llvm.file_name, target.display());
     } else {
         link_llvm(&prefix, &llvm.file_name, &target)?;
     }
     let mut cmd = install_command(&prefix, llvm.major, force);
-    act(
-        dry_run,
-        &format!(
-            "installing bpf-linker {BPF_LINKER_VERSION} against {}",
-            llvm.file_name
-        ),
-        &mut cmd,
-    )?;
+    act(dry_run, &format!("installing bpf-linker {BPF_LINKER_VERSION} against {}", llvm.file_name), &mut cmd)?;
     if dry_run {
         return Ok(());
     }
     let installed = bin_dir.join("bpf-linker");
-    let version =
-        linker_version(&installed).context("the freshly installed bpf-linker does not run")?;
+    let version = linker_version(&installed).context("the freshly installed bpf-linker does not run")?;
     if version != BPF_LINKER_VERSION {
         bail!("installed bpf-linker reports {version}, expected {BPF_LINKER_VERSION}");
     }
@@ -181,8 +147,7 @@ fn locate_bpf_linker(bin_dir: &Path, explicit_root: bool) -> Option<PathBuf> {
 /// `bpf-linker --version` prints `bpf-linker 0.13.0`.
 fn linker_version(path: &Path) -> Result<String> {
     let out = output(Command::new(path).arg("--version"))?;
-    parse_linker_version(&out)
-        .with_context(|| format!("unexpected `bpf-linker --version` output: {out:?}"))
+    parse_linker_version(&out).with_context(|| format!("unexpected `bpf-linker --version` output: {out:?}"))
 }
 
 pub fn parse_linker_version(out: &str) -> Option<String> {
@@ -193,13 +158,7 @@ pub fn parse_linker_version(out: &str) -> Option<String> {
 pub fn install_command(prefix: &Path, llvm_major: u32, force: bool) -> Command {
     let mut cmd = Command::new(cargo());
     cmd.env("LLVM_PREFIX", prefix)
-        .args([
-            "install",
-            "bpf-linker",
-            "--locked",
-            "--version",
-            BPF_LINKER_VERSION,
-        ])
+        .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION])
         .args(["--no-default-features", "--features"])
         .arg(format!("llvm-{llvm_major}"));
     if force {
@@ -226,10 +185,7 @@ impl LlvmLib {
                 let rest = name.strip_prefix("libLLVM.so.")?;
                 let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
                 let major = digits.parse().ok()?;
-                Some(Self {
-                    file_name: name.clone(),
-                    major,
-                })
+                Some(Self { file_name: name.clone(), major })
             })
             .collect();
         match found.len() {
@@ -240,11 +196,7 @@ impl LlvmLib {
             ),
             _ => bail!(
                 "several libLLVM.so.<version> files, cannot choose: {}",
-                found
-                    .iter()
-                    .map(|l| l.file_name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                found.iter().map(|l| l.file_name.as_str()).collect::<Vec<_>>().join(", ")
             ),
         }
     }
@@ -268,11 +220,9 @@ fn link_llvm(prefix: &Path, file_name: &str, target: &Path) -> Result<()> {
         let link = lib.join(name);
         match std::fs::read_link(&link) {
             Ok(existing) if existing == target => continue,
-            Ok(_) => std::fs::remove_file(&link)
-                .with_context(|| format!("cannot replace {}", link.display()))?,
+            Ok(_) => std::fs::remove_file(&link).with_context(|| format!("cannot replace {}", link.display()))?,
             Err(_) if link.symlink_metadata().is_ok() => {
-                std::fs::remove_file(&link)
-                    .with_context(|| format!("cannot replace {}", link.display()))?;
+                std::fs::remove_file(&link).with_context(|| format!("cannot replace {}", link.display()))?;
             }
             Err(_) => {}
         }
@@ -330,13 +280,7 @@ mod tests {
             "rustlib",
         ]))
         .unwrap();
-        assert_eq!(
-            lib,
-            LlvmLib {
-                file_name: "libLLVM.so.22.1-rust-1.97.0-nightly".into(),
-                major: 22
-            }
-        );
+        assert_eq!(lib, LlvmLib { file_name: "libLLVM.so.22.1-rust-1.97.0-nightly".into(), major: 22 });
     }
 
     #[test]
@@ -349,40 +293,25 @@ mod tests {
 
     #[test]
     fn llvm_lib_missing_or_ambiguous() {
-        assert!(
-            LlvmLib::from_listing(&names(&["libLLVM-22-rust-1.97.0-nightly.so", "libLLVM.so"]))
-                .is_err()
-        );
-        assert!(
-            LlvmLib::from_listing(&names(&["libLLVM.so.22.1-a", "libLLVM.so.21.1-b"])).is_err()
-        );
+        assert!(LlvmLib::from_listing(&names(&["libLLVM-22-rust-1.97.0-nightly.so", "libLLVM.so"])).is_err());
+        assert!(LlvmLib::from_listing(&names(&["libLLVM.so.22.1-a", "libLLVM.so.21.1-b"])).is_err());
         assert!(LlvmLib::from_listing(&names(&["libLLVM.so.x"])).is_err());
     }
 
     #[test]
     fn linker_version_parsing() {
-        assert_eq!(
-            parse_linker_version("bpf-linker 0.13.0\n").as_deref(),
-            Some("0.13.0")
-        );
-        assert_eq!(
-            parse_linker_version("bpf-linker 0.9.15").as_deref(),
-            Some("0.9.15")
-        );
+        assert_eq!(parse_linker_version("bpf-linker 0.13.0\n").as_deref(), Some("0.13.0"));
+        assert_eq!(parse_linker_version("bpf-linker 0.9.15").as_deref(), Some("0.9.15"));
         assert_eq!(parse_linker_version("something 0.13.0"), None);
         assert_eq!(parse_linker_version(""), None);
     }
 
     #[test]
     fn component_listing() {
-        let listing =
-            "cargo-x86_64-unknown-linux-gnu\nrust-src\nrust-std-x86_64-unknown-linux-gnu\n";
+        let listing = "cargo-x86_64-unknown-linux-gnu\nrust-src\nrust-std-x86_64-unknown-linux-gnu\n";
         assert!(has_component(listing, "rust-src"));
         assert!(has_component(listing, "rust-std"));
-        assert!(!has_component(
-            "rust-std-x86_64-unknown-linux-gnu\n",
-            "rust-src"
-        ));
+        assert!(!has_component("rust-std-x86_64-unknown-linux-gnu\n", "rust-src"));
         assert!(!has_component("rust-src-extra\n", "rust-src"));
     }
 
@@ -391,9 +320,10 @@ mod tests {
         let cmd = install_command(Path::new("/cache/llvm-x"), 22, false);
         let shown = util::display(&cmd);
         assert!(shown.starts_with("LLVM_PREFIX=/cache/llvm-x "), "{shown}");
-        assert!(shown.ends_with("install bpf-linker --locked --version 0.13.0 --no-default-features --features llvm-22"), "{shown}");
         assert!(
-            util::display(&install_command(Path::new("/p"), 21, true)).ends_with("llvm-21 --force")
+            shown.ends_with("install bpf-linker --locked --version 0.13.0 --no-default-features --features llvm-22"),
+            "{shown}"
         );
+        assert!(util::display(&install_command(Path::new("/p"), 21, true)).ends_with("llvm-21 --force"));
     }
 }

@@ -52,10 +52,7 @@ pub fn display(cmd: &Command) -> String {
 
 fn quote(s: &OsStr) -> String {
     let s = s.to_string_lossy();
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:+,@%".contains(c))
-    {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:+,@%".contains(c)) {
         s.into_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -66,9 +63,7 @@ fn quote(s: &OsStr) -> String {
 pub fn run(cmd: &mut Command) -> Result<()> {
     let shown = display(cmd);
     note!("$ {shown}");
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start `{shown}`"))?;
+    let status = cmd.status().with_context(|| format!("cannot start `{shown}`"))?;
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
@@ -78,16 +73,9 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Runs a command and returns its stdout; fails (with its stderr) unless it exits 0.
 pub fn output(cmd: &mut Command) -> Result<String> {
     let shown = display(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start `{shown}`"))?;
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot start `{shown}`"))?;
     if !out.status.success() {
-        bail!(
-            "`{shown}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     String::from_utf8(out.stdout).with_context(|| format!("`{shown}` printed non-UTF-8 output"))
 }
@@ -95,15 +83,12 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 /// First executable named `name` on PATH.
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
 }
 
 pub fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Puts `dir` first on this process's PATH (inherited by every child) unless already on it.
@@ -112,10 +97,8 @@ pub fn prepend_path(dir: &Path) -> Result<()> {
     if std::env::split_paths(&current).any(|p| p == dir) {
         return Ok(());
     }
-    let joined = std::env::join_paths(
-        std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&current)),
-    )
-    .context("cannot extend PATH")?;
+    let joined = std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&current)))
+        .context("cannot extend PATH")?;
     // SAFETY: xtask sets PATH only from its main thread, before it starts any other thread.
     unsafe { std::env::set_var("PATH", joined) };
     Ok(())
@@ -128,8 +111,7 @@ pub fn target_dir() -> Result<PathBuf> {
             .args(["metadata", "--format-version", "1", "--no-deps"])
             .current_dir(crate::workspace_root()),
     )?;
-    let value: serde_json::Value =
-        serde_json::from_str(&json).context("cannot parse `cargo metadata` output")?;
+    let value: serde_json::Value = serde_json::from_str(&json).context("cannot parse `cargo metadata` output")?;
     let dir = value
         .get("target_directory")
         .and_then(|v| v.as_str())
@@ -192,10 +174,7 @@ pub enum Outcome {
 pub fn run_supervised(cmd: &mut Command, timeout: Option<Duration>) -> Result<Outcome> {
     let shown = display(cmd);
     note!("$ {shown}");
-    let mut child = cmd
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot start `{shown}`"))?;
+    let mut child = cmd.process_group(0).spawn().with_context(|| format!("cannot start `{shown}`"))?;
     let group = i32::try_from(child.id()).context("child pid out of range")?;
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {

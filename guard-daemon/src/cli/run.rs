@@ -27,6 +27,7 @@ use crate::{
     control::{ControlConfig, ControlHandler, ControlServer},
     hold::{self, Held},
     kernel::{Kernel, btf, tier},
+    policy_load::{self, LoadedPolicy},
     sys::RealSys,
 };
 
@@ -62,6 +63,9 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(run(args))
 }
+
+/// How often credential files and allow-list hosts are looked up again.
+const RESCAN_EVERY: Duration = Duration::from_secs(30);
 
 /// What `guard status` sees; refreshed by the event loop.
 struct Shared {
@@ -116,6 +120,8 @@ fn read_cwd(pid: u32) -> Option<String> {
 
 struct Daemon {
     kernel: Kernel,
+    policy: LoadedPolicy,
+    policy_path: Option<PathBuf>,
     evaluator: DestructiveEvaluator,
     /// False when the global kill switch makes every rule monitor-only.
     enforce: bool,
@@ -244,6 +250,55 @@ impl Daemon {
         Enrichment { session, argv, cwd }
     }
 
+    /// SIGHUP: re-read the policy. An invalid one is refused and the running one stays in
+    /// force, untouched. `rescan_only` re-resolves the current policy (new credential files,
+    /// re-resolved hosts) without re-reading it.
+    fn reload(&mut self, rescan_only: bool) {
+        let path = if rescan_only { None } else { Some(self.policy_path.clone()) };
+        let loaded = match path {
+            None => policy_load::rescan(&self.policy),
+            Some(path) => policy_load::load(path.as_deref()),
+        };
+        let what = if rescan_only { "rescan" } else { "reload" };
+        let policy = match loaded {
+            Ok(policy) => policy,
+            Err(err) => {
+                let record = self.recorder.daemon_record(
+                    &format!("policy_{what}_failed"),
+                    now_unix_ns(),
+                    format!("policy {what} refused, the running policy stays in force: {err:#}"),
+                );
+                self.emit(&record);
+                return;
+            }
+        };
+        let mut config = policy.kernel_config(std::process::id());
+        config.enforce = u32::from(self.enforce);
+        let applied = self.kernel.write_policy(&policy.maps).and_then(|()| self.kernel.set_config(&config));
+        if let Err(err) = applied {
+            let record = self.recorder.daemon_record(
+                &format!("policy_{what}_failed"),
+                now_unix_ns(),
+                format!("writing the {what}ed policy into the kernel failed: {err:#}"),
+            );
+            self.emit(&record);
+            return;
+        }
+        if !rescan_only {
+            let mut record = self.recorder.daemon_record(
+                "policy_reload",
+                now_unix_ns(),
+                format!("policy {} reloaded ({} rules, {} credential files)", policy.source, policy.compiled.rules.len(), policy.maps.cred_inodes.len()),
+            );
+            record.details = Some(serde_json::json!({ "notes": policy.notes }));
+            self.emit(&record);
+        }
+        self.recorder.set_rules(policy.rule_infos());
+        self.evaluator = policy.evaluator.clone();
+        self.base.policy_source = policy.source.clone();
+        self.policy = policy;
+    }
+
     fn refresh_status(&mut self) {
         let stats = match self.kernel.stats() {
             Ok(s) => s,
@@ -362,6 +417,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut daemon = Daemon {
         kernel,
+        policy_path: args.policy.clone(),
         evaluator: policy.evaluator.clone(),
         enforce: config.enforce != 0,
         recorder: Recorder::new(policy.rule_infos(), clock_base()),
@@ -372,15 +428,19 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         base,
         audit_records: 0,
         last_dropped: 0,
+        policy,
     };
     let mut start = daemon.recorder.daemon_record(
         "start",
         now_unix_ns(),
-        format!("guard {} watching {} root(s) with policy {}", env!("CARGO_PKG_VERSION"), roots.len(), policy.source),
+        format!("guard {} watching {} root(s) with policy {}", env!("CARGO_PKG_VERSION"), roots.len(), daemon.policy.source),
     );
     start.details = Some(serde_json::json!({
         "roots": roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>(),
-        "policy": policy.source,
+        "policy": daemon.policy.source,
+        "rules": daemon.policy.compiled.rules.len(),
+        "credential_files": daemon.policy.maps.cred_inodes.len(),
+        "notes": daemon.policy.notes,
         "tier": match &tier { tier::Tier::Host { .. } => "host", tier::Tier::Lsm => "lsm" },
         "tier_reason": tier_reason,
         "hooks": hooks,
@@ -392,7 +452,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut rescan = tokio::time::interval(RESCAN_EVERY);
+    rescan.tick().await;
     let why = loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -411,6 +474,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             _ = tick.tick() => daemon.refresh_status(),
+            _ = rescan.tick() => daemon.reload(true),
+            _ = sighup.recv() => daemon.reload(false),
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
         }

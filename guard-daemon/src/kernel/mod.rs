@@ -17,7 +17,7 @@ use aya::{
     },
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
 };
-use guard_common::{Config, DevIno, KernelOffsets, OFFSETS_GLOBAL, maps, programs, stat};
+use guard_common::{Config, DevIno, KernelOffsets, OFFSETS_GLOBAL, RuleRef, maps, programs, stat};
 
 use crate::policy_load::PreparedMaps;
 use guard_engine::control::{HookStatus, Tier};
@@ -226,41 +226,58 @@ impl Kernel {
         Ok(())
     }
 
-    /// Write the compiled policy's entries. Each map is cleared first, so a reload never keeps
-    /// entries the new policy dropped.
+    /// Write the compiled policy's entries. New entries go in first and stale ones come out
+    /// after, so a reload never opens a window where the old protection is gone and the new
+    /// one not yet there.
     pub fn write_policy(&mut self, prepared: &PreparedMaps) -> anyhow::Result<()> {
-        fn refill<K: aya::Pod, V: aya::Pod>(
+        fn refill<K: aya::Pod + PartialEq, V: aya::Pod>(
             kernel: &mut Kernel,
             name: &str,
             entries: &[(K, V)],
         ) -> anyhow::Result<()> {
             let mut map: HashMap<_, K, V> = HashMap::try_from(kernel.map(name)?)?;
-            let old: Vec<K> = map.keys().filter_map(Result::ok).collect();
-            for key in old {
-                let _ = map.remove(&key);
-            }
             for (key, value) in entries {
                 map.insert(key, value, 0).with_context(|| format!("writing {name} ({} entries)", entries.len()))?;
             }
+            let stale: Vec<K> =
+                map.keys().filter_map(Result::ok).filter(|k| !entries.iter().any(|(e, _)| e == k)).collect();
+            for key in stale {
+                let _ = map.remove(&key);
+            }
             Ok(())
         }
-        fn refill_lpm<K: aya::Pod, V: aya::Pod>(
+        fn refill_lpm<K: aya::Pod + PartialEq, V: aya::Pod>(
             kernel: &mut Kernel,
             name: &str,
             entries: &[(u32, K, V)],
         ) -> anyhow::Result<()> {
             let mut map: LpmTrie<_, K, V> = LpmTrie::try_from(kernel.map(name)?)?;
-            let old: Vec<Key<K>> = map.keys().filter_map(Result::ok).collect();
-            for key in old {
-                let _ = map.remove(&key);
-            }
             for (bits, data, value) in entries {
                 map.insert(&Key::new(*bits, *data), value, 0)
                     .with_context(|| format!("writing {name} ({} entries)", entries.len()))?;
             }
+            let stale: Vec<Key<K>> = map
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| !entries.iter().any(|(bits, data, _)| *bits == k.prefix_len() && *data == k.data()))
+                .collect();
+            for key in stale {
+                let _ = map.remove(&key);
+            }
             Ok(())
         }
-        refill(self, maps::CRED_INODES, &prepared.cred_inodes)?;
+        // Inodes the kernel learned (hardlinks of name-matched files) are kept: they stay
+        // credentials until the daemon restarts.
+        let mut cred_inodes = prepared.cred_inodes.clone();
+        {
+            let learned: HashMap<_, DevIno, RuleRef> = HashMap::try_from(self.map(maps::CRED_INODES)?)?;
+            for (key, value) in learned.iter().filter_map(Result::ok) {
+                if !cred_inodes.iter().any(|(k, _)| *k == key) {
+                    cred_inodes.push((key, value));
+                }
+            }
+        }
+        refill(self, maps::CRED_INODES, &cred_inodes)?;
         refill(self, maps::CRED_NAMES, &prepared.cred_names)?;
         refill_lpm(self, maps::CRED_NAME_PREFIX, &prepared.cred_prefixes)?;
         refill_lpm(self, maps::CRED_NAME_SUFFIX, &prepared.cred_suffixes)?;
@@ -269,6 +286,7 @@ impl Kernel {
         refill_lpm(self, maps::NET_ALLOW4, &prepared.net4)?;
         refill_lpm(self, maps::NET_ALLOW6, &prepared.net6)?;
         refill(self, maps::EXEC_WATCH_NAMES, &prepared.exec_names)?;
+        refill_lpm(self, maps::EXEC_WATCH_PATHS, &prepared.exec_paths)?;
         refill(self, maps::EXEC_WATCH_INODES, &prepared.exec_inodes)?;
         Ok(())
     }

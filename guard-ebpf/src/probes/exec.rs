@@ -14,7 +14,7 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use guard_common::{
-    ARGS_LEN, ExecEvent, ExecWatch, NAME_LEN, action, detector, escalation, flags, kind, stat,
+    ARGS_LEN, ExecEvent, ExecWatch, NAME_LEN, PATH_LEN, action, detector, escalation, flags, kind, stat,
     watch,
 };
 
@@ -45,7 +45,7 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         dropped();
         // The daemon will never hear of this exec. A watched one cannot be judged: kill it
         // rather than let it run unjudged or leave it stopped forever.
-        if lookup_watch(&off, file, &identity).is_some() && enforcing(guard_common::mode::ENFORCE) {
+        if lookup_watch(&off, file, &identity, None).is_some() && enforcing(guard_common::mode::ENFORCE) {
             // SAFETY: plain helper call; signals the current (exec'ing) process.
             unsafe { bpf_send_signal(SIGKILL) };
             maps::bump(stat::KILLED);
@@ -60,12 +60,15 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
     ev.args_len = read_args(&off, &mut ev.args, &mut ev.header.flags);
     let filename: u64 = read_at(bprm, off.bprm_filename).unwrap_or(0);
     // SAFETY: bprm->filename is a kernel string; the helper bounds the copy.
-    if unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut ev.filename) }.is_err()
-    {
-        ev.filename[0] = 0;
-    }
+    let filename_len = match unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut ev.filename) } {
+        Ok(bytes) => bytes.len(),
+        Err(_) => {
+            ev.filename[0] = 0;
+            0
+        }
+    };
 
-    let verdict = judge(&off, &session, file, &identity, &ev.args);
+    let verdict = judge(&off, &session, file, &identity, &ev.args, (&ev.filename, filename_len));
     if let Some((act, rule)) = verdict {
         ev.header.action = act;
         ev.header.detector = detector::DESTRUCTIVE;
@@ -99,12 +102,13 @@ fn judge(
     file: u64,
     identity: &guard_common::DevIno,
     args: &[u8; ARGS_LEN],
+    filename: (&[u8; PATH_LEN], usize),
 ) -> Option<(u32, u32)> {
     let esc = escalation(session.session_id);
     if esc & escalation::FREEZE != 0 {
         return Some((action::HOLD, u32::MAX));
     }
-    let watch = lookup_watch(off, file, identity)?;
+    let watch = lookup_watch(off, file, identity, Some(filename))?;
     match watch.kind {
         watch::DENY => {
             if enforcing(watch.mode) { Some((action::KILL, watch.rule)) } else { Some((action::AUDIT, watch.rule)) }
@@ -120,6 +124,7 @@ fn lookup_watch(
     off: &guard_common::KernelOffsets,
     file: u64,
     identity: &guard_common::DevIno,
+    filename: Option<(&[u8; PATH_LEN], usize)>,
 ) -> Option<ExecWatch> {
     // SAFETY: copies of plain values.
     if let Some(w) = unsafe { maps::EXEC_WATCH_INODES.get(identity) } {
@@ -135,7 +140,29 @@ fn lookup_watch(
     // SAFETY: kernel string, bounded copy.
     unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut scratch.name) }.ok()?;
     // SAFETY: copy of a plain value.
-    unsafe { maps::EXEC_WATCH_NAMES.get(&scratch.name) }.copied()
+    if let Some(w) = unsafe { maps::EXEC_WATCH_NAMES.get(&scratch.name) } {
+        return Some(*w);
+    }
+    // For `#!` scripts bprm->file is already the interpreter; the name the script was run by
+    // ends bprm->filename (a kernel copy). Match `/<name>` at its end: reverse "/" + filename
+    // into a trie key whose entries are reversed "/<name>" prefixes.
+    // `len` comes from the string-copy helper: one bounded unknown for the verifier, where a
+    // counting loop would give it one exact value per path and blow its budget.
+    let (filename, len) = filename?;
+    if len == 0 || len >= PATH_LEN {
+        return None;
+    }
+    let key = &mut scratch.path_key;
+    // Branch-free, so the verifier sees one state per iteration whatever `len` is: bytes past
+    // `len + 1` are garbage (wrapped reads) but lie beyond the key's prefix length.
+    let mut i = 0;
+    while i < PATH_LEN {
+        key.data[i] = filename[(len + PATH_LEN - 1 - i) & (PATH_LEN - 1)];
+        i += 1;
+    }
+    key.data[len & (PATH_LEN - 1)] = b'/';
+    key.prefix_len = ((len + 1) * 8) as u32;
+    maps::EXEC_WATCH_PATHS.get(&scratch.path_key).copied()
 }
 
 /// Copy the new image's argv (`mm->arg_start..arg_end`): no user code has run yet, so the

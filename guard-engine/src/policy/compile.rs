@@ -8,9 +8,7 @@ use guard_common::{Config, NameKey, RuleRef};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
-use super::model::{
-    CredentialPath, Detector, ExecAction, FILES_RULE_ID, Mode, NETWORK_RULE_ID, Policy,
-};
+use super::model::{CredentialPath, Detector, ExecAction, FILES_RULE_ID, Mode, NETWORK_RULE_ID, Policy};
 use super::names::{NamePattern, NameShape};
 use super::network::{AllowTarget, AllowedPorts, LpmTables, NetEntry, build_lpm_tables};
 use super::paths::{GLOB_META, RootPath, join_below, normalize_absolute};
@@ -42,6 +40,8 @@ pub struct RuleMeta {
 pub struct CompiledCredentialPath {
     /// Absolute glob (`*` does not cross `/`; `**` does). Home directories are escaped.
     pub glob: String,
+    /// The same path unescaped: the file itself when `literal` (stat this, not `glob`).
+    pub path: String,
     /// `exempt == 1` for `!` paths: matching files are never credentials.
     pub rule: RuleRef,
     /// No glob characters: the daemon can stat the path directly.
@@ -105,16 +105,11 @@ impl CompiledNetwork {
     /// The LPM tables once the daemon resolved the hostnames: each address becomes a
     /// host prefix with the host's ports, merged with the literal entries.
     pub fn with_resolved_hosts(&self, resolved: &[(String, Vec<IpAddr>)]) -> LpmTables {
-        let ports_by_host: BTreeMap<&str, &AllowedPorts> = self
-            .hosts
-            .iter()
-            .map(|host| (host.host.as_str(), &host.ports))
-            .collect();
+        let ports_by_host: BTreeMap<&str, &AllowedPorts> =
+            self.hosts.iter().map(|host| (host.host.as_str(), &host.ports)).collect();
         let from_hosts = resolved.iter().flat_map(|(host, addrs)| {
             let ports = ports_by_host.get(host.as_str()).map(|ports| (*ports).clone());
-            addrs
-                .iter()
-                .filter_map(move |addr| ports.clone().map(|ports| (IpNet::from(*addr), ports)))
+            addrs.iter().filter_map(move |addr| ports.clone().map(|ports| (IpNet::from(*addr), ports)))
         });
         build_lpm_tables(self.static_entries.iter().cloned().chain(from_hosts), self.rule)
     }
@@ -217,12 +212,7 @@ impl CompiledCredentials {
             .filter(|entry| entry.rule.exempt != 0)
             .filter_map(|entry| NamePattern::parse(entry.pattern.trim_start_matches('!')).ok())
             .collect();
-        Ok(CredentialPathMatcher {
-            positive: positive.build()?,
-            positive_rules,
-            exempt: exempt.build()?,
-            exempt_names,
-        })
+        Ok(CredentialPathMatcher { positive: positive.build()?, positive_rules, exempt: exempt.build()?, exempt_names })
     }
 }
 
@@ -270,15 +260,18 @@ impl Policy {
         let mut credentials = CompiledCredentials::default();
         let mut names: BTreeMap<(NameShape, String), CompiledName> = BTreeMap::new();
         for rule in &self.credential_rules {
-            let index = push_rule(&mut rules, RuleMeta {
-                id: rule.id.clone(),
-                detector: Detector::Credential,
-                mode: rule.mode,
-                severity: rule.severity,
-                mitre: rule.mitre.clone(),
-                description: rule.description.clone(),
-                action: None,
-            });
+            let index = push_rule(
+                &mut rules,
+                RuleMeta {
+                    id: rule.id.clone(),
+                    detector: Detector::Credential,
+                    mode: rule.mode,
+                    severity: rule.severity,
+                    mitre: rule.mitre.clone(),
+                    description: rule.description.clone(),
+                    action: None,
+                },
+            );
             let rule_ref = |exempt: bool| RuleRef {
                 rule: index,
                 mode: rule.mode.kernel_value(),
@@ -286,9 +279,7 @@ impl Policy {
                 _pad: [0; 2],
             };
             for path in &rule.paths {
-                credentials
-                    .paths
-                    .extend(expand_credential_path(path, &homes, rule_ref(path.exempt)));
+                credentials.paths.extend(expand_credential_path(path, &homes, rule_ref(path.exempt)));
             }
             for name in &rule.names {
                 let candidate = CompiledName {
@@ -320,15 +311,18 @@ impl Policy {
         }
 
         let network = self.network.as_ref().map(|scope| {
-            let rule = push_rule(&mut rules, RuleMeta {
-                id: NETWORK_RULE_ID.into(),
-                detector: Detector::ScopeNetwork,
-                mode: scope.mode,
-                severity: scope.severity,
-                mitre: scope.mitre.clone(),
-                description: scope.description.clone(),
-                action: None,
-            });
+            let rule = push_rule(
+                &mut rules,
+                RuleMeta {
+                    id: NETWORK_RULE_ID.into(),
+                    detector: Detector::ScopeNetwork,
+                    mode: scope.mode,
+                    severity: scope.severity,
+                    mitre: scope.mitre.clone(),
+                    description: scope.description.clone(),
+                    action: None,
+                },
+            );
             let mut static_entries = Vec::new();
             let mut hosts: Vec<UnresolvedHost> = Vec::new();
             for entry in &scope.allow {
@@ -336,10 +330,7 @@ impl Policy {
                     AllowTarget::Net(net) => static_entries.push((*net, entry.ports.clone())),
                     AllowTarget::Host(host) => match hosts.iter_mut().find(|known| &known.host == host) {
                         Some(known) => known.ports.union_with(&entry.ports),
-                        None => hosts.push(UnresolvedHost {
-                            host: host.clone(),
-                            ports: entry.ports.clone(),
-                        }),
+                        None => hosts.push(UnresolvedHost { host: host.clone(), ports: entry.ports.clone() }),
                     },
                 }
             }
@@ -356,15 +347,18 @@ impl Policy {
         });
 
         let files = self.files.as_ref().map(|scope| {
-            let rule = push_rule(&mut rules, RuleMeta {
-                id: FILES_RULE_ID.into(),
-                detector: Detector::ScopeFile,
-                mode: scope.mode,
-                severity: scope.severity,
-                mitre: scope.mitre.clone(),
-                description: scope.description.clone(),
-                action: None,
-            });
+            let rule = push_rule(
+                &mut rules,
+                RuleMeta {
+                    id: FILES_RULE_ID.into(),
+                    detector: Detector::ScopeFile,
+                    mode: scope.mode,
+                    severity: scope.severity,
+                    mitre: scope.mitre.clone(),
+                    description: scope.description.clone(),
+                    action: None,
+                },
+            );
             let (write_roots, write_roots_session_cwd) = expand_roots(&scope.write_roots, &homes);
             let read = scope.read_allow.as_ref().map(|roots| expand_roots(roots, &homes));
             CompiledFiles {
@@ -378,15 +372,18 @@ impl Policy {
         });
 
         for rule in &self.destructive.rules {
-            push_rule(&mut rules, RuleMeta {
-                id: rule.id.clone(),
-                detector: Detector::Destructive,
-                mode: rule.mode,
-                severity: rule.severity,
-                mitre: rule.mitre.clone(),
-                description: rule.description.clone(),
-                action: Some(rule.action),
-            });
+            push_rule(
+                &mut rules,
+                RuleMeta {
+                    id: rule.id.clone(),
+                    detector: Detector::Destructive,
+                    mode: rule.mode,
+                    severity: rule.severity,
+                    mitre: rule.mitre.clone(),
+                    description: rule.description.clone(),
+                    action: Some(rule.action),
+                },
+            );
         }
 
         CompiledPolicy {
@@ -428,11 +425,7 @@ fn expand_roots(roots: &[RootPath], homes: &[String]) -> (Vec<String>, bool) {
 }
 
 fn expand_credential_path(path: &CredentialPath, homes: &[String], rule: RuleRef) -> Vec<CompiledCredentialPath> {
-    let bases: Vec<String> = if path.home_relative {
-        homes.to_vec()
-    } else {
-        vec![String::from("/")]
-    };
+    let bases: Vec<String> = if path.home_relative { homes.to_vec() } else { vec![String::from("/")] };
     bases
         .iter()
         .map(|base| {
@@ -440,10 +433,7 @@ fn expand_credential_path(path: &CredentialPath, homes: &[String], rule: RuleRef
             // The home is literal text: escape it so `[` or `*` in a home cannot act as glob.
             let glob = join_below(&globset::escape(base), relative);
             let components: Vec<&str> = relative.split('/').collect();
-            let literal_len = components
-                .iter()
-                .take_while(|component| !component.contains(GLOB_META))
-                .count();
+            let literal_len = components.iter().take_while(|component| !component.contains(GLOB_META)).count();
             let literal = literal_len == components.len();
             let (scan_root, max_depth) = if literal {
                 let parent = components.len().saturating_sub(1);
@@ -453,22 +443,12 @@ fn expand_credential_path(path: &CredentialPath, homes: &[String], rule: RuleRef
                 let depth = (!rest.contains(&"**")).then_some(rest.len());
                 (directory(base, &components[..literal_len]), depth)
             };
-            CompiledCredentialPath {
-                glob,
-                rule,
-                literal,
-                scan_root,
-                max_depth,
-            }
+            CompiledCredentialPath { glob, path: join_below(base, relative), rule, literal, scan_root, max_depth }
         })
         .collect()
 }
 
 /// `base` joined with some leading components of a glob (`base` itself when none).
 fn directory(base: &str, components: &[&str]) -> String {
-    if components.is_empty() {
-        base.to_string()
-    } else {
-        join_below(base, &components.join("/"))
-    }
+    if components.is_empty() { base.to_string() } else { join_below(base, &components.join("/")) }
 }

@@ -82,9 +82,13 @@ pub(crate) fn validate_programs(list: &SpannedList, problems: &mut Problems) -> 
         let bad = if name.is_empty() {
             Some("empty program name".to_string())
         } else if name.contains('/') {
-            Some(format!("program `{name}`: give the basename, not a path (both the executable's and argv[0]'s basenames are matched)"))
+            Some(format!(
+                "program `{name}`: give the basename, not a path (both the executable's and argv[0]'s basenames are matched)"
+            ))
         } else if name.contains(super::paths::GLOB_META) || name.contains(char::is_whitespace) {
-            Some(format!("program `{name}`: exact basenames only (the kernel looks names up exactly; list variants such as mkfs.ext4 one by one)"))
+            Some(format!(
+                "program `{name}`: exact basenames only (the kernel looks names up exactly; list variants such as mkfs.ext4 one by one)"
+            ))
         } else if name.len() > guard_common::NAME_LEN - 1 {
             Some(format!("program `{name}` is longer than {} bytes", guard_common::NAME_LEN - 1))
         } else {
@@ -107,10 +111,7 @@ pub(crate) fn validate_conditions(
     if list.value.is_empty() {
         problems.at_spanned(list, format!("`{key}` must hold at least one condition"));
     }
-    list.value
-        .iter()
-        .filter_map(|raw| validate_condition(raw, problems))
-        .collect()
+    list.value.iter().filter_map(|raw| validate_condition(raw, problems)).collect()
 }
 
 fn validate_condition(raw: &RawCondition, problems: &mut Problems) -> Option<Condition> {
@@ -138,10 +139,7 @@ fn validate_condition(raw: &RawCondition, problems: &mut Problems) -> Option<Con
             let RawOptionValue { options, regex } = &option_value.value;
             let options = validate_flags(options, "option_value.options", problems);
             let regex = compile_regex(regex, problems);
-            Condition::OptionValue {
-                options: options?,
-                regex: regex?,
-            }
+            Condition::OptionValue { options: options?, regex: regex? }
         }
         RawCondition::Script(script) => Condition::Script(validate_script(script, problems)?),
         RawCondition::OutsideScratch(selection) => Condition::OutsideScratch(selection.value),
@@ -161,10 +159,7 @@ fn validate_script(script: &Spanned<RawScript>, problems: &mut Problems) -> Opti
     let stdin = raw.stdin.unwrap_or(false);
     let mut valid = true;
     if options.as_ref().is_some_and(Vec::is_empty) && !positional && !stdin {
-        problems.at_spanned(
-            script,
-            "`script` reads no text: give `options`, or set `positional` or `stdin` to true",
-        );
+        problems.at_spanned(script, "`script` reads no text: give `options`, or set `positional` or `stdin` to true");
         valid = false;
     }
     if let Some(split) = &raw.split
@@ -207,10 +202,8 @@ fn validate_flags(list: &SpannedList, key: &str, problems: &mut Problems) -> Opt
             && !text.contains('=')
             && !text.contains(char::is_whitespace);
         if !shaped {
-            problems.at_spanned(
-                flag,
-                format!("bad flag `{text}`: expected `-x`, `-long` or `--long` (without a value)"),
-            );
+            problems
+                .at_spanned(flag, format!("bad flag `{text}`: expected `-x`, `-long` or `--long` (without a value)"));
             valid = false;
         }
     }
@@ -221,10 +214,7 @@ pub(crate) fn compile_regex(pattern: &Spanned<String>, problems: &mut Problems) 
     match Regex::new(&pattern.value) {
         Ok(regex) => Some(regex),
         Err(error) => {
-            problems.at_spanned(
-                pattern,
-                format!("bad regex `{}`: {}", pattern.value, regex_error_summary(&error)),
-            );
+            problems.at_spanned(pattern, format!("bad regex `{}`: {}", pattern.value, regex_error_summary(&error)));
             None
         }
     }

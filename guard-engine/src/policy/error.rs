@@ -23,12 +23,7 @@ pub struct PolicyError {
 fn render(source_name: &str, problems: &[Problem]) -> String {
     problems
         .iter()
-        .map(|problem| {
-            format!(
-                "{source_name}:{}:{}: {}",
-                problem.line, problem.column, problem.message
-            )
-        })
+        .map(|problem| format!("{source_name}:{}:{}: {}", problem.line, problem.column, problem.message))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -42,16 +37,8 @@ pub(crate) struct Problems {
 impl Problems {
     pub(crate) fn at(&mut self, location: Location, message: impl Into<String>) {
         // A location the parser could not attach (line 0) still has to point somewhere.
-        let (line, column) = if location.line() == 0 {
-            (1, 1)
-        } else {
-            (location.line(), location.column())
-        };
-        self.list.push(Problem {
-            line,
-            column,
-            message: message.into(),
-        });
+        let (line, column) = if location.line() == 0 { (1, 1) } else { (location.line(), location.column()) };
+        self.list.push(Problem { line, column, message: message.into() });
     }
 
     pub(crate) fn at_spanned<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
@@ -63,12 +50,9 @@ impl Problems {
     }
 
     pub(crate) fn into_error(mut self, source_name: &str) -> PolicyError {
-        self.list
-            .sort_by(|left, right| (left.line, left.column).cmp(&(right.line, right.column)));
-        PolicyError {
-            source_name: source_name.to_string(),
-            problems: self.list,
-        }
+        // Stable: problems at the same place keep the order they were found in.
+        self.list.sort_by_key(|problem| (problem.line, problem.column));
+        PolicyError { source_name: source_name.to_string(), problems: self.list }
     }
 }
 
@@ -81,16 +65,6 @@ pub(crate) fn from_yaml_error(source_name: &str, error: &serde_saphyr::Error) ->
     // The library appends " at line L, column C"; we print the location in front instead.
     let rendered = error.to_string();
     let suffix = format!(" at line {line}, column {column}");
-    let message = rendered
-        .strip_suffix(suffix.as_str())
-        .unwrap_or(rendered.as_str())
-        .to_string();
-    PolicyError {
-        source_name: source_name.to_string(),
-        problems: vec![Problem {
-            line,
-            column,
-            message,
-        }],
-    }
+    let message = rendered.strip_suffix(suffix.as_str()).unwrap_or(rendered.as_str()).to_string();
+    PolicyError { source_name: source_name.to_string(), problems: vec![Problem { line, column, message }] }
 }

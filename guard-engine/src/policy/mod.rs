@@ -104,19 +104,18 @@ mod tests;
 
 pub use crate::audit::Severity;
 pub use compile::{
-    CompileContext, CompiledCredentialPath, CompiledCredentials, CompiledFiles, CompiledName,
-    CompiledNetwork, CompiledPolicy, CredentialPathMatcher, RuleMeta, UnresolvedHost,
+    CompileContext, CompiledCredentialPath, CompiledCredentials, CompiledFiles, CompiledName, CompiledNetwork,
+    CompiledPolicy, CredentialPathMatcher, RuleMeta, UnresolvedHost,
 };
 pub use destructive_rules::{Condition, DestructiveRule, OperandSelection, ScriptCondition};
 pub use error::{PolicyError, Problem};
 pub use model::{
-    CredentialPath, CredentialRule, DestructiveSection, Detector, ExecAction, FileScope, Mode,
-    NetworkScope, Policy,
+    CredentialPath, CredentialRule, DestructiveSection, Detector, ExecAction, FileScope, Mode, NetworkScope, Policy,
 };
 pub use names::{NamePattern, NameShape};
 pub use network::{
-    AllowEntry, AllowTarget, AllowedPorts, LpmPrefix, LpmTables, NetEntry, TooManyPorts,
-    build_lpm_tables, lpm_port_allowed,
+    AllowEntry, AllowTarget, AllowedPorts, LpmPrefix, LpmTables, NetEntry, TooManyPorts, build_lpm_tables,
+    lpm_port_allowed,
 };
 pub use paths::RootPath;
 
@@ -144,11 +143,7 @@ pub fn parse_policy(source_name: &str, text: &str) -> Result<Policy, PolicyError
         });
     };
     let policy = validate::validate(raw, &mut problems);
-    if problems.is_empty() {
-        Ok(policy)
-    } else {
-        Err(problems.into_error(source_name))
-    }
+    if problems.is_empty() { Ok(policy) } else { Err(problems.into_error(source_name)) }
 }
 
 /// The built-in default policy ([`DEFAULT_POLICY_YAML`]).

@@ -55,9 +55,7 @@ impl NamePattern {
         let stars = body.matches('*').count();
         let (literal, shape) = match stars {
             0 => (body, NameShape::Exact),
-            1 if body.len() > 1 && body.ends_with('*') => {
-                (&body[..body.len() - 1], NameShape::Prefix)
-            }
+            1 if body.len() > 1 && body.ends_with('*') => (&body[..body.len() - 1], NameShape::Prefix),
             1 if body.len() > 1 && body.starts_with('*') => (&body[1..], NameShape::Suffix),
             1 if body.len() == 1 => {
                 return Err(format!("name pattern `{text}` would match every file"));
@@ -74,11 +72,7 @@ impl NamePattern {
                 literal.len()
             ));
         }
-        Ok(Self {
-            literal: literal.to_string(),
-            shape,
-            exempt,
-        })
+        Ok(Self { literal: literal.to_string(), shape, exempt })
     }
 
     pub fn matches(&self, name: &str) -> bool {

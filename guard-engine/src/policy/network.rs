@@ -34,9 +34,7 @@ impl AllowedPorts {
         match (&mut *self, other) {
             (AllowedPorts::Any, _) => {}
             (_, AllowedPorts::Any) => *self = AllowedPorts::Any,
-            (AllowedPorts::Listed(mine), AllowedPorts::Listed(theirs)) => {
-                mine.extend(theirs.iter().copied())
-            }
+            (AllowedPorts::Listed(mine), AllowedPorts::Listed(theirs)) => mine.extend(theirs.iter().copied()),
         }
     }
 
@@ -49,10 +47,7 @@ impl AllowedPorts {
 
     /// The kernel value for this entry, tagged with the network rule's index.
     pub fn port_set(&self, rule: u32) -> Result<PortSet, TooManyPorts> {
-        let mut set = PortSet {
-            rule,
-            ..PortSet::default()
-        };
+        let mut set = PortSet { rule, ..PortSet::default() };
         match self {
             AllowedPorts::Any => set.any = 1,
             AllowedPorts::Listed(ports) => {
@@ -97,13 +92,9 @@ pub fn parse_allow_entry(text: &str) -> Result<AllowEntry, String> {
         let Some((inside, after)) = rest.split_once(']') else {
             return Err(format!("`{trimmed}`: `[` without a closing `]`"));
         };
-        let net = parse_net(inside).ok_or_else(|| {
-            format!("`{trimmed}`: `{inside}` is not an IPv6 address or CIDR")
-        })?;
+        let net = parse_net(inside).ok_or_else(|| format!("`{trimmed}`: `{inside}` is not an IPv6 address or CIDR"))?;
         if !matches!(net, IpNet::V6(_)) {
-            return Err(format!(
-                "`{trimmed}`: brackets are for IPv6; write IPv4 as `{inside}:port`"
-            ));
+            return Err(format!("`{trimmed}`: brackets are for IPv6; write IPv4 as `{inside}:port`"));
         }
         let ports = match after {
             "" => AllowedPorts::Any,
@@ -116,9 +107,7 @@ pub fn parse_allow_entry(text: &str) -> Result<AllowEntry, String> {
     } else if let Some(net) = parse_net(trimmed) {
         (AllowTarget::Net(net), AllowedPorts::Any)
     } else if trimmed.matches(':').count() > 1 {
-        return Err(format!(
-            "`{trimmed}` is not a valid IPv6 address or CIDR (with a port, write `[addr]:port`)"
-        ));
+        return Err(format!("`{trimmed}` is not a valid IPv6 address or CIDR (with a port, write `[addr]:port`)"));
     } else {
         let (host, ports) = match trimmed.split_once(':') {
             Some((host, ports)) => (host, parse_ports(trimmed, ports)?),
@@ -127,9 +116,7 @@ pub fn parse_allow_entry(text: &str) -> Result<AllowEntry, String> {
         let target = match parse_net(host) {
             Some(net) => AllowTarget::Net(net),
             None if host.contains('/') => {
-                return Err(format!(
-                    "`{trimmed}`: bad CIDR `{host}` (expected ADDRESS/PREFIX, e.g. 10.0.0.0/8)"
-                ));
+                return Err(format!("`{trimmed}`: bad CIDR `{host}` (expected ADDRESS/PREFIX, e.g. 10.0.0.0/8)"));
             }
             None => AllowTarget::Host(parse_hostname(trimmed, host)?),
         };
@@ -138,16 +125,9 @@ pub fn parse_allow_entry(text: &str) -> Result<AllowEntry, String> {
     if let AllowTarget::Net(net) = &target
         && net.trunc() != *net
     {
-        return Err(format!(
-            "`{trimmed}`: `{net}` has host bits set (did you mean `{}`?)",
-            net.trunc()
-        ));
+        return Err(format!("`{trimmed}`: `{net}` has host bits set (did you mean `{}`?)", net.trunc()));
     }
-    Ok(AllowEntry {
-        target,
-        ports,
-        written: trimmed.to_string(),
-    })
+    Ok(AllowEntry { target, ports, written: trimmed.to_string() })
 }
 
 /// A CIDR, or a bare address as a host prefix (/32 or /128).
@@ -177,10 +157,7 @@ fn parse_ports(entry: &str, text: &str) -> Result<AllowedPorts, String> {
         }
     }
     if ports.len() > PORTS_PER_ENTRY {
-        return Err(format!(
-            "`{entry}`: {} ports; one entry holds at most {PORTS_PER_ENTRY}",
-            ports.len()
-        ));
+        return Err(format!("`{entry}`: {} ports; one entry holds at most {PORTS_PER_ENTRY}", ports.len()));
     }
     Ok(AllowedPorts::Listed(ports))
 }
@@ -188,9 +165,7 @@ fn parse_ports(entry: &str, text: &str) -> Result<AllowedPorts, String> {
 /// Hostname syntax (RFC 1123 labels). Lowercased: DNS is case-insensitive.
 fn parse_hostname(entry: &str, host: &str) -> Result<String, String> {
     if host.contains('*') {
-        return Err(format!(
-            "`{entry}`: wildcard hostnames are not supported (the daemon resolves each name)"
-        ));
+        return Err(format!("`{entry}`: wildcard hostnames are not supported (the daemon resolves each name)"));
     }
     let host = host.strip_suffix('.').unwrap_or(host);
     let labels: Vec<&str> = host.split('.').collect();
@@ -201,13 +176,9 @@ fn parse_hostname(entry: &str, host: &str) -> Result<String, String> {
             && !label.starts_with('-')
             && !label.ends_with('-')
     };
-    let last_is_numeric = labels
-        .last()
-        .is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit()));
+    let last_is_numeric = labels.last().is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit()));
     if host.is_empty() || host.len() > 253 || !labels.iter().all(label_ok) || last_is_numeric {
-        return Err(format!(
-            "`{entry}`: `{host}` is neither an IP address, a CIDR nor a hostname"
-        ));
+        return Err(format!("`{entry}`: `{host}` is neither an IP address, a CIDR nor a hostname"));
     }
     Ok(host.to_ascii_lowercase())
 }
@@ -247,9 +218,7 @@ pub fn build_lpm_tables(entries: impl IntoIterator<Item = (IpNet, AllowedPorts)>
     let mut v4: BTreeMap<Ipv4Net, AllowedPorts> = BTreeMap::new();
     let mut v6: BTreeMap<Ipv6Net, AllowedPorts> = BTreeMap::new();
     let mut add_v4 = |net: Ipv4Net, ports: &AllowedPorts| {
-        v4.entry(net)
-            .and_modify(|existing| existing.union_with(ports))
-            .or_insert_with(|| ports.clone());
+        v4.entry(net).and_modify(|existing| existing.union_with(ports)).or_insert_with(|| ports.clone());
     };
     for (net, ports) in entries {
         match net {
@@ -265,16 +234,11 @@ pub fn build_lpm_tables(entries: impl IntoIterator<Item = (IpNet, AllowedPorts)>
                 if net.contains(&V4_MAPPED_RANGE) {
                     add_v4(Ipv4Net::default(), &ports);
                 }
-                v6.entry(net)
-                    .and_modify(|existing| existing.union_with(&ports))
-                    .or_insert(ports);
+                v6.entry(net).and_modify(|existing| existing.union_with(&ports)).or_insert(ports);
             }
         }
     }
-    LpmTables {
-        v4: merge_covering(&v4, rule),
-        v6: merge_covering(&v6, rule),
-    }
+    LpmTables { v4: merge_covering(&v4, rule), v6: merge_covering(&v6, rule) }
 }
 
 /// `::ffff:0:0/96`, where IPv4-mapped IPv6 addresses live.
@@ -296,11 +260,7 @@ fn merge_covering<N: LpmPrefix>(entries: &BTreeMap<N, AllowedPorts>, rule: u32) 
                     ports.union_with(other_ports);
                 }
             }
-            NetEntry {
-                net: *net,
-                ports,
-                rule,
-            }
+            NetEntry { net: *net, ports, rule }
         })
         .collect()
 }

@@ -51,10 +51,7 @@ impl RootPath {
     pub fn expand(&self, homes: &[String]) -> Vec<String> {
         match self {
             RootPath::Absolute(path) => vec![path.clone()],
-            RootPath::Home(rest) => homes
-                .iter()
-                .map(|home| join_below(&normalize_absolute(home), rest))
-                .collect(),
+            RootPath::Home(rest) => homes.iter().map(|home| join_below(&normalize_absolute(home), rest)).collect(),
             RootPath::SessionCwd => Vec::new(),
         }
     }
@@ -91,11 +88,7 @@ pub(crate) fn normalize_relative(path: &str) -> Result<String, String> {
 
 /// `base` + `/` + `rest`, with `base` already normalised.
 pub(crate) fn join_below(base: &str, rest: &str) -> String {
-    if base == "/" {
-        format!("/{rest}")
-    } else {
-        format!("{base}/{rest}")
-    }
+    if base == "/" { format!("/{rest}") } else { format!("{base}/{rest}") }
 }
 
 /// True when `path` is strictly below `root` (both normalised absolute paths).
@@ -103,6 +96,5 @@ pub fn is_strictly_below(path: &str, root: &str) -> bool {
     if root == "/" {
         return path != "/";
     }
-    path.strip_prefix(root)
-        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+    path.strip_prefix(root).is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
 }

@@ -7,16 +7,15 @@ use serde_saphyr::{Location, Spanned};
 use super::destructive_rules::{DestructiveRule, validate_conditions, validate_programs};
 use super::error::Problems;
 use super::model::{
-    CredentialPath, CredentialRule, DEFAULT_CREDENTIAL_MITRE, DEFAULT_DESTRUCTIVE_MITRE,
-    DEFAULT_FILES_MITRE, DEFAULT_HOLD_TIMEOUT_SECS, DEFAULT_NETWORK_MITRE, DestructiveSection,
-    ExecAction, FILES_RULE_ID, FileScope, Mode, NETWORK_RULE_ID, NetworkScope, Policy,
+    CredentialPath, CredentialRule, DEFAULT_CREDENTIAL_MITRE, DEFAULT_DESTRUCTIVE_MITRE, DEFAULT_FILES_MITRE,
+    DEFAULT_HOLD_TIMEOUT_SECS, DEFAULT_NETWORK_MITRE, DestructiveSection, ExecAction, FILES_RULE_ID, FileScope, Mode,
+    NETWORK_RULE_ID, NetworkScope, Policy,
 };
 use super::names::NamePattern;
 use super::network::{AllowTarget, build_lpm_tables, largest_merged_port_count, parse_allow_entry};
 use super::paths::{GLOB_META, RootPath, normalize_absolute, normalize_relative};
 use super::raw::{
-    RawCredentialRule, RawDestructive, RawDestructiveRule, RawFileScope, RawNetworkScope,
-    RawPolicy, SpannedList,
+    RawCredentialRule, RawDestructive, RawDestructiveRule, RawFileScope, RawNetworkScope, RawPolicy, SpannedList,
 };
 use crate::audit::Severity;
 
@@ -28,11 +27,7 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
     let mut ids = RuleIds::default();
     let mut warnings = Vec::new();
 
-    let cgroup_roots = raw
-        .cgroup_roots
-        .as_ref()
-        .map(|list| validate_cgroup_roots(list, problems))
-        .unwrap_or_default();
+    let cgroup_roots = raw.cgroup_roots.as_ref().map(|list| validate_cgroup_roots(list, problems)).unwrap_or_default();
 
     let credential_rules = match &raw.credentials {
         Some(section) => {
@@ -62,14 +57,19 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
         }
     };
     if !credential_rules.iter().any(|rule| rule.proc_environ) {
-        warnings.push("no credential rule sets `proc_environ: true`: reading other processes' /proc/<pid>/environ is not watched".into());
+        warnings.push(
+            "no credential rule sets `proc_environ: true`: reading other processes' /proc/<pid>/environ is not watched"
+                .into(),
+        );
     }
 
     let scope = raw.scope.as_ref().map(|scope| &scope.value);
     let network = match scope.and_then(|scope| scope.network.as_ref()) {
         Some(network) => Some(validate_network(network, mode, problems)),
         None => {
-            warnings.push("no `scope.network`: network destinations are not scoped (nothing is blocked or recorded)".into());
+            warnings.push(
+                "no `scope.network`: network destinations are not scoped (nothing is blocked or recorded)".into(),
+            );
             None
         }
     };
@@ -96,15 +96,7 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
         warnings.push("destructive.rules is empty: no command is held or blocked".into());
     }
 
-    Policy {
-        mode,
-        cgroup_roots,
-        credential_rules,
-        network,
-        files,
-        destructive,
-        warnings,
-    }
+    Policy { mode, cgroup_roots, credential_rules, network, files, destructive, warnings }
 }
 
 /// Rule ids must be unique across the whole policy; the scope rules' ids are reserved.
@@ -228,15 +220,15 @@ fn validate_credential_rule(
     }
     let proc_environ = raw.proc_environ.as_ref().is_some_and(|flag| flag.value);
     // Judged on what was written, so an entry already reported as invalid is not blamed twice.
-    let written: Vec<&Spanned<String>> = [&raw.paths, &raw.names]
-        .into_iter()
-        .flatten()
-        .flat_map(|list| list.value.iter())
-        .collect();
+    let written: Vec<&Spanned<String>> =
+        [&raw.paths, &raw.names].into_iter().flatten().flat_map(|list| list.value.iter()).collect();
     if !proc_environ && written.is_empty() {
         problems.at_spanned(
             &raw.id,
-            format!("credential rule `{}` protects nothing: give `paths`, `names` or `proc_environ: true`", raw.id.value),
+            format!(
+                "credential rule `{}` protects nothing: give `paths`, `names` or `proc_environ: true`",
+                raw.id.value
+            ),
         );
     } else if !proc_environ && written.iter().all(|entry| entry.value.starts_with('!')) {
         problems.at_spanned(
@@ -291,23 +283,14 @@ fn parse_credential_path(text: &str) -> Result<CredentialPath, String> {
         .literal_separator(true)
         .build()
         .map_err(|error| format!("bad glob `{text}`: {}", glob_error_kind(&error)))?;
-    Ok(CredentialPath {
-        written: text.to_string(),
-        home_relative,
-        glob,
-        exempt,
-    })
+    Ok(CredentialPath { written: text.to_string(), home_relative, glob, exempt })
 }
 
 fn glob_error_kind(error: &globset::Error) -> String {
     error.kind().to_string()
 }
 
-fn validate_network(
-    section: &Spanned<RawNetworkScope>,
-    default_mode: Mode,
-    problems: &mut Problems,
-) -> NetworkScope {
+fn validate_network(section: &Spanned<RawNetworkScope>, default_mode: Mode, problems: &mut Problems) -> NetworkScope {
     let raw = &section.value;
     let mut allow = Vec::new();
     let mut first_location: Option<Location> = None;
@@ -366,10 +349,7 @@ fn validate_files(section: &Spanned<RawFileScope>, default_mode: Mode, problems:
     if write_roots.contains(&RootPath::Absolute("/".into())) {
         problems.at_spanned(&raw.write_roots, "write root `/` allows every write: remove `scope.files` instead");
     }
-    let read_allow = raw
-        .read_allow
-        .as_ref()
-        .map(|list| validate_roots(list, "read_allow", true, problems));
+    let read_allow = raw.read_allow.as_ref().map(|list| validate_roots(list, "read_allow", true, problems));
     FileScope {
         mode: raw.mode.as_ref().map_or(default_mode, |mode| mode.value),
         severity: raw.severity.as_ref().map_or(Severity::High, |severity| severity.value),
@@ -389,10 +369,7 @@ fn validate_destructive(
     let raw = &section.value;
     let hold_timeout_secs = match &raw.hold_timeout_secs {
         Some(timeout) if timeout.value == 0 || timeout.value > MAX_HOLD_TIMEOUT_SECS => {
-            problems.at_spanned(
-                timeout,
-                format!("hold_timeout_secs must be between 1 and {MAX_HOLD_TIMEOUT_SECS}"),
-            );
+            problems.at_spanned(timeout, format!("hold_timeout_secs must be between 1 and {MAX_HOLD_TIMEOUT_SECS}"));
             DEFAULT_HOLD_TIMEOUT_SECS
         }
         Some(timeout) => timeout.value,
@@ -410,10 +387,7 @@ fn validate_destructive(
                         scratch_roots.push(path);
                     }
                 }
-                Ok(_) => problems.at_spanned(
-                    root,
-                    format!("scratch root `{}` must be an absolute path", root.value),
-                ),
+                Ok(_) => problems.at_spanned(root, format!("scratch root `{}` must be an absolute path", root.value)),
                 Err(message) => problems.at_spanned(root, message),
             }
         }
@@ -424,11 +398,7 @@ fn validate_destructive(
         .iter()
         .filter_map(|rule| validate_destructive_rule(rule, default_mode, ids, problems))
         .collect();
-    DestructiveSection {
-        hold_timeout_secs,
-        scratch_roots,
-        rules,
-    }
+    DestructiveSection { hold_timeout_secs, scratch_roots, rules }
 }
 
 fn validate_destructive_rule(
@@ -442,16 +412,8 @@ fn validate_destructive_rule(
     let mitre = validate_mitre(raw.mitre.as_ref(), DEFAULT_DESTRUCTIVE_MITRE, problems);
     let matcher = &raw.matcher.value;
     let programs = validate_programs(&matcher.programs, problems);
-    let all = matcher
-        .all
-        .as_ref()
-        .map(|list| validate_conditions(list, "all", problems))
-        .unwrap_or_default();
-    let any = matcher
-        .any
-        .as_ref()
-        .map(|list| validate_conditions(list, "any", problems))
-        .unwrap_or_default();
+    let all = matcher.all.as_ref().map(|list| validate_conditions(list, "all", problems)).unwrap_or_default();
+    let any = matcher.any.as_ref().map(|list| validate_conditions(list, "any", problems)).unwrap_or_default();
     id_ok.then(|| DestructiveRule {
         id: raw.id.value.clone(),
         mode: raw.mode.as_ref().map_or(default_mode, |mode| mode.value),

@@ -45,12 +45,7 @@ pub fn status_ok(bin: &Path, socket: Option<&Path>) -> bool {
     if let Some(socket) = socket {
         cmd.arg("--socket").arg(socket);
     }
-    let Ok(mut child) = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
+    let Ok(mut child) = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() else {
         return false;
     };
     match util::wait_timeout(&mut child, Duration::from_secs(5)) {
@@ -68,23 +63,14 @@ impl Daemon {
     /// file. The private socket keeps `guard status` talking to this daemon only.
     pub fn start(bin: &Path, extra: &[String]) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("guard-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let audit = dir.join("audit.jsonl");
         let log = dir.join("daemon.log");
         let socket = dir.join("control.sock");
-        let log_file = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
-        let log_err = log_file
-            .try_clone()
-            .context("cannot duplicate the log file handle")?;
+        let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let log_err = log_file.try_clone().context("cannot duplicate the log file handle")?;
         let mut cmd = Command::new(bin);
-        cmd.arg("run")
-            .arg("--audit")
-            .arg(&audit)
-            .arg("--socket")
-            .arg(&socket)
-            .args(extra);
+        cmd.arg("run").arg("--audit").arg(&audit).arg("--socket").arg(&socket).args(extra);
         let shown = util::display(&cmd);
         note!("$ {shown}");
         let child = cmd
@@ -93,15 +79,7 @@ impl Daemon {
             .stderr(log_err)
             .spawn()
             .with_context(|| format!("cannot start the guard daemon `{shown}`"))?;
-        Ok(Self {
-            child: Some(child),
-            bin: bin.to_path_buf(),
-            dir,
-            audit,
-            socket,
-            log,
-            sessions: Vec::new(),
-        })
+        Ok(Self { child: Some(child), bin: bin.to_path_buf(), dir, audit, socket, log, sessions: Vec::new() })
     }
 
     pub fn pid(&self) -> u32 {
@@ -110,18 +88,10 @@ impl Daemon {
 
     /// Fails (with the daemon's log) if the daemon has exited.
     pub fn check_alive(&mut self) -> Result<()> {
-        let Some(child) = self.child.as_mut() else {
-            bail!("the guard daemon was already stopped")
-        };
-        if let Some(status) = child
-            .try_wait()
-            .context("cannot wait for the guard daemon")?
-        {
+        let Some(child) = self.child.as_mut() else { bail!("the guard daemon was already stopped") };
+        if let Some(status) = child.try_wait().context("cannot wait for the guard daemon")? {
             self.child = None;
-            bail!(
-                "the guard daemon exited ({status}); its output:\n{}",
-                util::tail_of(&self.log, 4000)
-            );
+            bail!("the guard daemon exited ({status}); its output:\n{}", util::tail_of(&self.log, 4000));
         }
         Ok(())
     }
@@ -157,14 +127,8 @@ impl Daemon {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        if let Some(status) = child
-            .try_wait()
-            .context("cannot wait for the guard daemon")?
-        {
-            bail!(
-                "the guard daemon had already exited ({status}); its output:\n{}",
-                util::tail_of(&self.log, 4000)
-            );
+        if let Some(status) = child.try_wait().context("cannot wait for the guard daemon")? {
+            bail!("the guard daemon had already exited ({status}); its output:\n{}", util::tail_of(&self.log, 4000));
         }
         let pid = i32::try_from(child.id()).context("daemon pid out of range")?;
         util::kill(pid, libc::SIGTERM);
@@ -236,11 +200,7 @@ pub fn running_daemons() -> Vec<(u32, String)> {
 }
 
 pub fn is_guard_daemon(argv: &[String]) -> bool {
-    argv.len() >= 2
-        && Path::new(&argv[0])
-            .file_name()
-            .is_some_and(|n| n == "guard")
-        && argv[1] == "run"
+    argv.len() >= 2 && Path::new(&argv[0]).file_name().is_some_and(|n| n == "guard") && argv[1] == "run"
 }
 
 fn audit_has_start(path: &Path) -> bool {
@@ -259,12 +219,7 @@ mod tests {
     #[test]
     fn daemon_command_lines() {
         let v = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-        assert!(is_guard_daemon(&v(&[
-            "/tmp/t/debug/guard",
-            "run",
-            "--audit",
-            "-"
-        ])));
+        assert!(is_guard_daemon(&v(&["/tmp/t/debug/guard", "run", "--audit", "-"])));
         assert!(is_guard_daemon(&v(&["guard", "run"])));
         assert!(!is_guard_daemon(&v(&["guard", "launch", "--", "run"])));
         assert!(!is_guard_daemon(&v(&["/usr/bin/guard-tests", "run"])));
@@ -279,11 +234,7 @@ mod tests {
         assert!(!audit_has_start(&file));
         std::fs::write(&file, "{\"seq\":1,\"event\":\"exec\"}\n").unwrap();
         assert!(!audit_has_start(&file));
-        std::fs::write(
-            &file,
-            "{\"seq\":1,\"event\": \"start\",\"details\":{}}\npartial",
-        )
-        .unwrap();
+        std::fs::write(&file, "{\"seq\":1,\"event\": \"start\",\"details\":{}}\npartial").unwrap();
         assert!(audit_has_start(&file));
         std::fs::remove_dir_all(&dir).unwrap();
     }

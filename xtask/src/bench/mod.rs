@@ -89,7 +89,7 @@ pub static WORKLOADS: &[Workload] = &[
         label: "fork + exec /bin/true + wait",
         op: Op::Exec,
         worker_args: &[],
-        iters: 1_000,
+        iters: 1_500,
         conditions: &Condition::ALL,
         baseline: None,
     },
@@ -107,7 +107,7 @@ pub static WORKLOADS: &[Workload] = &[
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Runs per (workload, condition); the median is reported.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 7)]
     pub reps: usize,
     /// A tenth of the iterations and 3 repetitions (smoke test).
     #[arg(long)]
@@ -166,34 +166,20 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         bail!("--reps must be at least 1");
     }
     if !args.absent_only && !util::is_root() {
-        bail!(
-            "the guard conditions start the daemon, which needs root: run as root, or pass --absent-only"
-        );
+        bail!("the guard conditions start the daemon, which needs root: run as root, or pass --absent-only");
     }
-    let reps = if args.quick {
-        args.reps.min(3)
-    } else {
-        args.reps
-    };
+    let reps = if args.quick { args.reps.min(3) } else { args.reps };
     let scale = if args.quick { 10 } else { 1 };
-    let exe =
-        std::env::current_exe().context("cannot find the xtask executable (the bench worker)")?;
+    let exe = std::env::current_exe().context("cannot find the xtask executable (the bench worker)")?;
     let root = crate::workspace_root();
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| root.join("BENCHMARKS.md"));
+    let output = args.output.clone().unwrap_or_else(|| root.join("BENCHMARKS.md"));
 
     let guard_bin = resolve_guard(args)?;
     let others = daemon::running_daemons();
     if !others.is_empty() {
         bail!(
             "another guard daemon is running ({}): stop it first, the baseline needs a machine without guard",
-            others
-                .iter()
-                .map(|(pid, cmd)| format!("pid {pid}: {cmd}"))
-                .collect::<Vec<_>>()
-                .join("; ")
+            others.iter().map(|(pid, cmd)| format!("pid {pid}: {cmd}")).collect::<Vec<_>>().join("; ")
         );
     }
     if let Some(bin) = &guard_bin
@@ -212,22 +198,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             if condition.needs_daemon() && args.absent_only {
                 continue;
             }
-            cells.push(Cell {
-                workload: w,
-                condition,
-                iters: (w.iters / scale).max(1),
-                samples: Vec::new(),
-            });
+            cells.push(Cell { workload: w, condition, iters: (w.iters / scale).max(1), samples: Vec::new() });
         }
     }
 
     // Guard absent.
     note!("== guard absent ({reps} repetitions)");
     for _ in 0..reps {
-        for cell in cells
-            .iter_mut()
-            .filter(|c| c.condition == Condition::Absent)
-        {
+        for cell in cells.iter_mut().filter(|c| c.condition == Condition::Absent) {
             let sample = run_worker(&exe, cell.workload, cell.iters, None)?;
             check_outside(&sample, cell)?;
             progress(cell, sample.ns_per_op);
@@ -241,10 +219,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let bin = guard_bin.clone().context("internal: no guard binary")?;
         let mut daemon = Daemon::start(&bin, &args.daemon_args)?;
         let via = daemon.wait_ready(Duration::from_secs(args.ready_timeout))?;
-        note!(
-            "== guard running (pid {}, ready via {via}; {reps} repetitions)",
-            daemon.pid()
-        );
+        note!("== guard running (pid {}, ready via {via}; {reps} repetitions)", daemon.pid());
         // One session for the whole run (`guard launch` joins an existing session).
         let session = format!("bench-{}", std::process::id());
         daemon.sessions.push(session.clone());
@@ -253,8 +228,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 daemon.check_alive()?;
                 let sample = match cell.condition {
                     Condition::Inside => {
-                        let sample =
-                            run_worker(&exe, cell.workload, cell.iters, Some((&bin, &session)))?;
+                        let sample = run_worker(&exe, cell.workload, cell.iters, Some((&bin, &session)))?;
                         if !sample.cgroup.contains(&format!("/guard/{session}")) {
                             bail!(
                                 "the worker launched in session {session} ran in cgroup {:?}, not under guard/{session}",
@@ -275,11 +249,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         }
         daemon.stop()?;
         daemon.remove_sessions()?;
-        daemon_info = Some(format!(
-            "{}{}",
-            bin.display(),
-            daemon_args_note(&args.daemon_args)
-        ));
+        daemon_info = Some(format!("{}{}", bin.display(), daemon_args_note(&args.daemon_args)));
     }
 
     let machine = report::Machine::detect(&root);
@@ -292,31 +262,17 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         duration: started.elapsed(),
     });
     write_atomically(&output, &text)?;
-    note!(
-        "wrote {} ({:.0} s)",
-        output.display(),
-        started.elapsed().as_secs_f64()
-    );
+    note!("wrote {} ({:.0} s)", output.display(), started.elapsed().as_secs_f64());
     print!("{}", report::table(&cells));
     Ok(())
 }
 
 fn daemon_args_note(args: &[String]) -> String {
-    if args.is_empty() {
-        String::new()
-    } else {
-        format!(" (extra `guard run` arguments: {})", args.join(" "))
-    }
+    if args.is_empty() { String::new() } else { format!(" (extra `guard run` arguments: {})", args.join(" ")) }
 }
 
 fn progress(cell: &Cell, ns: f64) {
-    note!(
-        "{:<8} {:<8} {:>12.1} ns/op ({} iterations)",
-        cell.condition.key(),
-        cell.workload.key,
-        ns,
-        cell.iters
-    );
+    note!("{:<8} {:<8} {:>12.1} ns/op ({} iterations)", cell.condition.key(), cell.workload.key, ns, cell.iters);
 }
 
 fn check_outside(sample: &Sample, cell: &Cell) -> Result<()> {
@@ -333,37 +289,24 @@ fn check_outside(sample: &Sample, cell: &Cell) -> Result<()> {
 
 /// The guard binary, if one is needed or available.
 fn resolve_guard(args: &BenchArgs) -> Result<Option<PathBuf>> {
-    let explicit = args.guard_bin.clone().or_else(|| {
-        std::env::var_os("GUARD_BIN")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    });
+    let explicit =
+        args.guard_bin.clone().or_else(|| std::env::var_os("GUARD_BIN").filter(|v| !v.is_empty()).map(PathBuf::from));
     if let Some(bin) = &explicit {
         if !util::is_executable(bin) {
-            bail!(
-                "guard binary {} (--guard-bin/GUARD_BIN) is not an executable file",
-                bin.display()
-            );
+            bail!("guard binary {} (--guard-bin/GUARD_BIN) is not an executable file", bin.display());
         }
         return Ok(Some(bin.clone()));
     }
     if !args.no_build && !args.absent_only {
-        return crate::flow::build(true).map(Some).context(
-            "cannot build guard for the benchmark (use --absent-only to measure only the baseline)",
-        );
+        return crate::flow::build(true)
+            .map(Some)
+            .context("cannot build guard for the benchmark (use --absent-only to measure only the baseline)");
     }
     let target = util::target_dir()?;
-    let found = ["release", "debug"]
-        .iter()
-        .map(|p| target.join(p).join("guard"))
-        .find(|p| util::is_executable(p));
+    let found = ["release", "debug"].iter().map(|p| target.join(p).join("guard")).find(|p| util::is_executable(p));
     match found {
         Some(bin) => {
-            if bin
-                .parent()
-                .and_then(Path::file_name)
-                .is_some_and(|p| p == "debug")
-            {
+            if bin.parent().and_then(Path::file_name).is_some_and(|p| p == "debug") {
                 note!("warning: benchmarking the debug build {}", bin.display());
             }
             Ok(Some(bin))
@@ -383,12 +326,7 @@ pub struct Sample {
 }
 
 /// Runs one `bench-worker` loop, directly or in a session (`guard launch --session S -- ...`).
-fn run_worker(
-    exe: &Path,
-    w: &Workload,
-    iters: u64,
-    session: Option<(&Path, &str)>,
-) -> Result<Sample> {
+fn run_worker(exe: &Path, w: &Workload, iters: u64, session: Option<(&Path, &str)>) -> Result<Sample> {
     if let Some(sig) = util::pending_signal() {
         bail!("interrupted by signal {sig}");
     }
@@ -400,18 +338,15 @@ fn run_worker(
         }
         None => Command::new(exe),
     };
-    cmd.args(["bench-worker", w.op.name(), "--iters", &iters.to_string()])
-        .args(w.worker_args);
+    cmd.args(["bench-worker", w.op.name(), "--iters", &iters.to_string()]).args(w.worker_args);
     let shown = util::display(&cmd);
 
     let dir = std::env::temp_dir();
     let tag = format!("guard-bench-{}-{}", std::process::id(), w.key);
     let out_path = dir.join(format!("{tag}.out"));
     let err_path = dir.join(format!("{tag}.err"));
-    let out_file = std::fs::File::create(&out_path)
-        .with_context(|| format!("cannot create {}", out_path.display()))?;
-    let err_file = std::fs::File::create(&err_path)
-        .with_context(|| format!("cannot create {}", err_path.display()))?;
+    let out_file = std::fs::File::create(&out_path).with_context(|| format!("cannot create {}", out_path.display()))?;
+    let err_file = std::fs::File::create(&err_path).with_context(|| format!("cannot create {}", err_path.display()))?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(out_file)
@@ -423,10 +358,7 @@ fn run_worker(
         None => {
             let _ = child.kill();
             let _ = child.wait();
-            bail!(
-                "`{shown}` did not finish within {} s",
-                WORKER_TIMEOUT.as_secs()
-            );
+            bail!("`{shown}` did not finish within {} s", WORKER_TIMEOUT.as_secs());
         }
     };
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
@@ -436,8 +368,7 @@ fn run_worker(
     if !status.success() {
         bail!("`{shown}` failed ({status}): {stderr}");
     }
-    parse_sample(&stdout, w.op, iters)
-        .with_context(|| format!("`{shown}` printed no valid result; stderr: {stderr}"))
+    parse_sample(&stdout, w.op, iters).with_context(|| format!("`{shown}` printed no valid result; stderr: {stderr}"))
 }
 
 /// The last JSON line of a worker's stdout that carries a result for `op`.
@@ -459,19 +390,14 @@ pub fn parse_sample(stdout: &str, op: Op, iters: u64) -> Result<Sample> {
         .and_then(|v| v.as_f64())
         .filter(|ns| ns.is_finite() && *ns > 0.0)
         .with_context(|| format!("bad ns_per_op in {value}"))?;
-    let cgroup = value
-        .get("cgroup")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
+    let cgroup = value.get("cgroup").and_then(|v| v.as_str()).unwrap_or_default().to_string();
     Ok(Sample { ns_per_op, cgroup })
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("md.tmp");
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
 }
 
 #[cfg(test)]
@@ -493,34 +419,17 @@ mod tests {
         assert_eq!(s.cgroup, "/guard/bench-1-0");
         assert!(parse_sample(out, Op::Exec, 10).is_err());
         assert!(parse_sample(out, Op::Open, 11).is_err());
-        assert!(
-            parse_sample(
-                "{\"op\":\"open\",\"iters\":10,\"ns_per_op\":0}",
-                Op::Open,
-                10
-            )
-            .is_err()
-        );
+        assert!(parse_sample("{\"op\":\"open\",\"iters\":10,\"ns_per_op\":0}", Op::Open, 10).is_err());
         assert!(parse_sample("garbage", Op::Open, 10).is_err());
     }
 
     #[test]
     fn workload_keys_unique_and_baselines_exist() {
         for (i, w) in WORKLOADS.iter().enumerate() {
-            assert!(
-                WORKLOADS[..i].iter().all(|o| o.key != w.key),
-                "duplicate key {}",
-                w.key
-            );
+            assert!(WORKLOADS[..i].iter().all(|o| o.key != w.key), "duplicate key {}", w.key);
             if let Some(base) = w.baseline {
-                let b = WORKLOADS
-                    .iter()
-                    .find(|o| o.key == base)
-                    .expect("baseline workload exists");
-                assert!(
-                    b.conditions.contains(&Condition::Absent),
-                    "baseline {base} is measured absent"
-                );
+                let b = WORKLOADS.iter().find(|o| o.key == base).expect("baseline workload exists");
+                assert!(b.conditions.contains(&Condition::Absent), "baseline {base} is measured absent");
             }
         }
     }

@@ -30,21 +30,14 @@ impl Machine {
             })
             .unwrap_or_else(|| "unknown CPU".to_string());
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs();
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
         Self {
             kernel: kernel(),
             cpu,
             cores,
             date: utc_date_time(secs),
             commit: git_commit(root),
-            worker_profile: if cfg!(debug_assertions) {
-                "debug"
-            } else {
-                "release"
-            },
+            worker_profile: if cfg!(debug_assertions) { "debug" } else { "release" },
         }
     }
 }
@@ -56,19 +49,10 @@ fn kernel() -> String {
         return "unknown kernel".to_string();
     }
     let field = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
+        let bytes: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
         String::from_utf8_lossy(&bytes).into_owned()
     };
-    format!(
-        "{} {} {}",
-        field(&uts.sysname),
-        field(&uts.release),
-        field(&uts.machine)
-    )
+    format!("{} {} {}", field(&uts.sysname), field(&uts.release), field(&uts.machine))
 }
 
 fn git_commit(root: &Path) -> String {
@@ -83,13 +67,8 @@ fn git_commit(root: &Path) -> String {
     };
     match run(&["rev-parse", "--short=12", "HEAD"]) {
         Some(commit) => {
-            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{commit} (with uncommitted changes)")
-            } else {
-                commit
-            }
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            if dirty { format!("{commit} (with uncommitted changes)") } else { commit }
         }
         None => "unknown".to_string(),
     }
@@ -100,11 +79,7 @@ pub fn utc_date_time(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
@@ -136,9 +111,7 @@ fn baseline(cells: &[Cell], cell: &Cell) -> Option<f64> {
     let key = cell.workload.baseline.unwrap_or(cell.workload.key);
     cells
         .iter()
-        .find(|c| {
-            c.workload.key == key && c.condition == Condition::Absent && !c.samples.is_empty()
-        })
+        .find(|c| c.workload.key == key && c.condition == Condition::Absent && !c.samples.is_empty())
         .map(Cell::median)
 }
 
@@ -148,17 +121,10 @@ pub fn table(cells: &[Cell]) -> String {
     out.push_str("| Operation | Condition | Iterations | ns/op (median) | min – max | vs absent | Δ ns/op |\n");
     out.push_str("|---|---|---:|---:|---:|---:|---:|\n");
     for w in WORKLOADS {
-        for cell in cells
-            .iter()
-            .filter(|c| c.workload.key == w.key && !c.samples.is_empty())
-        {
+        for cell in cells.iter().filter(|c| c.workload.key == w.key && !c.samples.is_empty()) {
             let med = cell.median();
             let min = cell.samples.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = cell
-                .samples
-                .iter()
-                .copied()
-                .fold(f64::NEG_INFINITY, f64::max);
+            let max = cell.samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let (ratio, delta) = match baseline(cells, cell) {
                 Some(base) => (format!("{:.2}×", med / base), format!("{:+.0}", med - base)),
                 None => ("–".to_string(), "–".to_string()),
@@ -178,12 +144,20 @@ pub fn table(cells: &[Cell]) -> String {
     out
 }
 
+/// `851,234` for large values, `95.3` below 100.
 fn fmt_ns(ns: f64) -> String {
-    if ns >= 100.0 {
-        format!("{ns:.0}")
-    } else {
-        format!("{ns:.1}")
+    if ns < 100.0 {
+        return format!("{ns:.1}");
     }
+    let digits = format!("{ns:.0}");
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 pub fn render(r: &Report<'_>) -> String {
@@ -191,9 +165,7 @@ pub fn render(r: &Report<'_>) -> String {
     let mut out = String::new();
     out.push_str("# guard benchmarks\n\n");
     out.push_str("<!-- Generated by `cargo xtask bench`; do not edit by hand. -->\n\n");
-    out.push_str(
-        "What guard costs the processes it watches, and everything else on the machine.\n\n",
-    );
+    out.push_str("What guard costs the processes it watches, and everything else on the machine.\n\n");
     out.push_str("## Machine and run\n\n");
     let _ = writeln!(out, "- Date: {}", m.date);
     let _ = writeln!(out, "- Kernel: {}", m.kernel);
@@ -201,10 +173,7 @@ pub fn render(r: &Report<'_>) -> String {
     let _ = writeln!(out, "- Commit: {}", m.commit);
     match r.guard {
         Some(guard) => {
-            let _ = writeln!(
-                out,
-                "- guard: `{guard}`, started as `guard run --audit <temp file>`"
-            );
+            let _ = writeln!(out, "- guard: `{guard}`, started as `guard run --audit <temp file>`");
         }
         None => out.push_str("- guard: not measured (`--absent-only`): only the baseline below\n"),
     }
@@ -216,16 +185,11 @@ pub fn render(r: &Report<'_>) -> String {
     let _ = writeln!(out, "- Whole run: {:.0} s", r.duration.as_secs_f64());
     out.push_str("\n## Results\n\n");
     out.push_str(&table(r.cells));
-    out.push_str(
-        "\n\"vs absent\" is the median divided by the same operation's median with guard absent; ",
-    );
+    out.push_str("\n\"vs absent\" is the median divided by the same operation's median with guard absent; ");
     out.push_str("\"Δ ns/op\" is their difference.\n\n");
     out.push_str("## Conditions\n\n");
     for c in Condition::ALL {
-        let measured = r
-            .cells
-            .iter()
-            .any(|cell| cell.condition == c && !cell.samples.is_empty());
+        let measured = r.cells.iter().any(|cell| cell.condition == c && !cell.samples.is_empty());
         let what = match c {
             Condition::Absent => {
                 "no guard daemon running (checked with `guard status` when a guard binary is available)"
@@ -237,26 +201,12 @@ pub fn render(r: &Report<'_>) -> String {
                 "the worker runs in a session (`guard launch --session bench-<pid> -- <worker>`; one session for the whole run), like an agent"
             }
         };
-        let _ = writeln!(
-            out,
-            "- **{}**: {what}{}",
-            c.label(),
-            if measured {
-                ""
-            } else {
-                " (not measured in this run)"
-            }
-        );
+        let _ =
+            writeln!(out, "- **{}**: {what}{}", c.label(), if measured { "" } else { " (not measured in this run)" });
     }
     out.push_str("\n## Operations\n\n");
     for w in WORKLOADS {
-        let _ = writeln!(
-            out,
-            "- **{}** (`bench-worker {}`): {}",
-            w.label,
-            w.op.name(),
-            op_description(w.op)
-        );
+        let _ = writeln!(out, "- **{}** (`bench-worker {}`): {}", w.label, w.op.name(), op_description(w.op));
     }
     let _ = r.absent_only;
     out.push_str("\n## Raw samples (ns/op)\n\n```json\n");
@@ -274,12 +224,7 @@ pub fn render(r: &Report<'_>) -> String {
         })
         .collect();
     for (i, v) in raw.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "{}{v}{}",
-            if i == 0 { "[" } else { " " },
-            if i + 1 == raw.len() { "]" } else { "," }
-        );
+        let _ = writeln!(out, "{}{v}{}", if i == 0 { "[" } else { " " }, if i + 1 == raw.len() { "]" } else { "," });
     }
     if raw.is_empty() {
         out.push_str("[]\n");
@@ -305,6 +250,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ns_formatting() {
+        assert_eq!(fmt_ns(95.26), "95.3");
+        assert_eq!(fmt_ns(612.4), "612");
+        assert_eq!(fmt_ns(1234.0), "1,234");
+        assert_eq!(fmt_ns(850_958.7), "850,959");
+        assert_eq!(fmt_ns(1_221_277.3), "1,221,277");
+    }
+
+    #[test]
     fn dates() {
         assert_eq!(utc_date_time(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc_date_time(951_782_400), "2000-02-29 00:00 UTC");
@@ -320,40 +274,15 @@ mod tests {
                 iters: 10,
                 samples: vec![100.0, 110.0, 90.0],
             },
-            Cell {
-                workload: &WORKLOADS[0],
-                condition: Condition::Inside,
-                iters: 10,
-                samples: vec![150.0],
-            },
-            Cell {
-                workload: &WORKLOADS[1],
-                condition: Condition::Outside,
-                iters: 5,
-                samples: vec![1000.0],
-            },
-            Cell {
-                workload: &WORKLOADS[2],
-                condition: Condition::Absent,
-                iters: 5,
-                samples: vec![],
-            },
+            Cell { workload: &WORKLOADS[0], condition: Condition::Inside, iters: 10, samples: vec![150.0] },
+            Cell { workload: &WORKLOADS[1], condition: Condition::Outside, iters: 5, samples: vec![1000.0] },
+            Cell { workload: &WORKLOADS[2], condition: Condition::Absent, iters: 5, samples: vec![] },
         ];
         let t = table(&cells);
         let rows: Vec<&str> = t.lines().skip(2).collect();
         assert_eq!(rows.len(), 3, "{t}");
-        assert!(
-            rows[0].contains("guard absent")
-                && rows[0].contains("| 100 |")
-                && rows[0].contains("1.00×"),
-            "{t}"
-        );
-        assert!(
-            rows[1].contains("inside a session")
-                && rows[1].contains("1.50×")
-                && rows[1].contains("+50"),
-            "{t}"
-        );
+        assert!(rows[0].contains("guard absent") && rows[0].contains("| 100 |") && rows[0].contains("1.00×"), "{t}");
+        assert!(rows[1].contains("inside a session") && rows[1].contains("1.50×") && rows[1].contains("+50"), "{t}");
         assert!(rows[2].contains("| – | – |"), "{t}");
     }
 }

@@ -83,19 +83,12 @@ fn timed(warmup: u64, iters: u64, mut op: impl FnMut() -> Result<()>) -> Result<
 
 fn bench_open(warmup: u64, iters: u64) -> Result<f64> {
     let path = std::env::temp_dir().join(format!("guard-bench-open-{}", std::process::id()));
-    std::fs::write(&path, b"guard bench\n")
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::fs::write(&path, b"guard bench\n").with_context(|| format!("cannot create {}", path.display()))?;
     let result = (|| {
         let c_path = CString::new(path.as_os_str().as_bytes()).context("temp path contains NUL")?;
         timed(warmup, iters, || {
             // SAFETY: c_path is a valid NUL-terminated string; the fd is closed right away.
-            let fd = unsafe {
-                libc::openat(
-                    libc::AT_FDCWD,
-                    c_path.as_ptr(),
-                    libc::O_RDONLY | libc::O_CLOEXEC,
-                )
-            };
+            let fd = unsafe { libc::openat(libc::AT_FDCWD, c_path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
             if fd < 0 {
                 return Err(std::io::Error::last_os_error()).context("openat failed");
             }
@@ -137,19 +130,21 @@ fn bench_exec(program: &std::path::Path, warmup: u64, iters: u64) -> Result<f64>
             }
         }
         if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-            bail!(
-                "{} did not exit 0 (wait status {status:#x})",
-                program.display()
-            );
+            bail!("{} did not exit 0 (wait status {status:#x})", program.display());
         }
         Ok(())
     })
 }
 
 fn bench_connect(warmup: u64, iters: u64) -> Result<f64> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot listen on 127.0.0.1")?;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot listen on 127.0.0.1")?;
     let addr: SocketAddr = listener.local_addr().context("listener has no address")?;
+    // A deep accept queue: if it fills while the accept thread is descheduled, SYNs are
+    // dropped and connect() waits a full second for the retransmit.
+    // SAFETY: listen on our own listening socket just resizes its backlog.
+    if unsafe { libc::listen(listener.as_raw_fd(), 4096) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("listen(127.0.0.1) failed");
+    }
     // Accept and drop connections so the backlog never fills; dies with the process.
     std::thread::spawn(move || {
         for conn in listener.incoming() {
@@ -157,14 +152,10 @@ fn bench_connect(warmup: u64, iters: u64) -> Result<f64> {
         }
     });
     timed(warmup, iters, || {
-        let stream =
-            TcpStream::connect(addr).with_context(|| format!("connect to {addr} failed"))?;
+        let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr} failed"))?;
         // Close with RST (SO_LINGER 0): no TIME_WAIT, so hundreds of thousands of connects do
         // not exhaust the ephemeral ports (the port search would then dominate the timing).
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
         // SAFETY: a valid socket fd and a correctly sized option value.
         let rc = unsafe {
             libc::setsockopt(

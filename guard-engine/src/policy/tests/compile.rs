@@ -7,14 +7,12 @@ use ipnet::{IpNet, Ipv4Net};
 use super::{assert_single_problem, parse_ok};
 use crate::destructive::WatchKind;
 use crate::policy::{
-    AllowedPorts, CompileContext, CompiledPolicy, DEFAULT_POLICY_YAML, Detector, ExecAction,
-    Mode, NetEntry, Severity, build_lpm_tables, default_policy, lpm_port_allowed,
+    AllowedPorts, CompileContext, CompiledPolicy, DEFAULT_POLICY_YAML, Detector, ExecAction, Mode, NetEntry, Severity,
+    build_lpm_tables, default_policy, lpm_port_allowed,
 };
 
 fn homes() -> CompileContext {
-    CompileContext {
-        homes: vec!["/home/alice".into(), "/root/".into()],
-    }
+    CompileContext { homes: vec!["/home/alice".into(), "/root/".into()] }
 }
 
 fn compiled_default() -> CompiledPolicy {
@@ -38,11 +36,7 @@ fn default_policy_parses_and_compiles() {
         }
     }
     // Every destructive rule: enforce, T1485 or T1490, kill.
-    let destructive: Vec<_> = compiled
-        .rules
-        .iter()
-        .filter(|rule| rule.detector == Detector::Destructive)
-        .collect();
+    let destructive: Vec<_> = compiled.rules.iter().filter(|rule| rule.detector == Detector::Destructive).collect();
     assert!(destructive.len() >= 25);
     for rule in destructive {
         assert_eq!(rule.mode, Mode::Enforce, "{}", rule.id);
@@ -80,21 +74,13 @@ fn default_credential_paths_are_expanded_for_every_home() {
             assert!(globs.contains(&glob.as_str()), "missing {glob}");
         }
     }
-    let azure = compiled
-        .credentials
-        .paths
-        .iter()
-        .find(|path| path.glob == "/home/alice/.azure/**");
+    let azure = compiled.credentials.paths.iter().find(|path| path.glob == "/home/alice/.azure/**");
     let azure = azure.map(|path| (path.literal, path.scan_root.as_str(), path.max_depth));
     assert_eq!(azure, Some((false, "/home/alice/.azure", None)));
     let ssh = compiled.credentials.paths.iter().find(|path| path.glob == "/root/.ssh/id_*");
     let ssh = ssh.map(|path| (path.literal, path.scan_root.as_str(), path.max_depth));
     assert_eq!(ssh, Some((false, "/root/.ssh", Some(1))));
-    let aws = compiled
-        .credentials
-        .paths
-        .iter()
-        .find(|path| path.glob == "/home/alice/.aws/credentials");
+    let aws = compiled.credentials.paths.iter().find(|path| path.glob == "/home/alice/.aws/credentials");
     assert_eq!(aws.map(|path| (path.literal, path.scan_root.as_str())), Some((true, "/home/alice/.aws")));
 }
 
@@ -102,9 +88,23 @@ fn default_credential_paths_are_expanded_for_every_home() {
 fn default_credential_names() {
     let compiled = compiled_default();
     let credentials = &compiled.credentials;
-    for name in [".env", ".env.local", ".env.production", "server.pem", "tls.key", "secrets.yml", "secrets.yaml", ".npmrc", ".pypirc", ".netrc"] {
+    for name in [
+        ".env",
+        ".env.local",
+        ".env.production",
+        "server.pem",
+        "tls.key",
+        "secrets.yml",
+        "secrets.yaml",
+        ".npmrc",
+        ".pypirc",
+        ".netrc",
+    ] {
         let hit = credentials.match_name(name);
-        assert!(hit.is_some_and(|rule| rule.exempt == 0 && rule.mode == guard_common::mode::ENFORCE), "{name} not protected");
+        assert!(
+            hit.is_some_and(|rule| rule.exempt == 0 && rule.mode == guard_common::mode::ENFORCE),
+            "{name} not protected"
+        );
     }
     for name in ["id_rsa.pub", ".env.example", ".env.sample", "README.md", "env", "key", "pem"] {
         assert_eq!(credentials.match_name(name), None, "{name} should not be a credential");
@@ -150,14 +150,15 @@ fn pub_keys_are_exempt_from_path_matching() {
 #[test]
 fn homes_with_glob_characters_are_escaped() {
     let policy = parse_ok("credentials:\n  rules:\n    - id: c\n      paths: [\"~/.netrc\"]\n");
-    let compiled = policy.compile(&CompileContext {
-        homes: vec!["/home/we[ir]d".into()],
-    });
+    let compiled = policy.compile(&CompileContext { homes: vec!["/home/we[ir]d".into()] });
     let matcher = match compiled.credentials.path_matcher() {
         Ok(matcher) => matcher,
         Err(error) => panic!("{error}"),
     };
     assert!(matcher.classify("/home/we[ir]d/.netrc").is_some());
+    let netrc =
+        compiled.credentials.paths.first().map(|path| (path.literal, path.path.as_str(), path.scan_root.as_str()));
+    assert_eq!(netrc, Some((true, "/home/we[ir]d/.netrc", "/home/we[ir]d")));
     assert!(matcher.classify("/home/wed/.netrc").is_none());
 }
 
@@ -204,7 +205,10 @@ fn rule_table_order_and_indexes() {
 fn default_scopes_are_monitor() {
     let compiled = compiled_default();
     let network = compiled.network.as_ref();
-    assert_eq!(network.map(|n| (n.mode, n.allow_loopback, n.v4.len(), n.v6.len(), n.hosts.len())), Some((Mode::Monitor, true, 0, 0, 0)));
+    assert_eq!(
+        network.map(|n| (n.mode, n.allow_loopback, n.v4.len(), n.v6.len(), n.hosts.len())),
+        Some((Mode::Monitor, true, 0, 0, 0))
+    );
     let files = compiled.files.as_ref();
     assert_eq!(files.map(|f| (f.mode, f.write_roots_session_cwd)), Some((Mode::Monitor, true)));
     let roots = files.map(|f| f.write_roots.clone()).unwrap_or_default();
@@ -212,7 +216,10 @@ fn default_scopes_are_monitor() {
         assert!(roots.iter().any(|r| r == root), "missing write root {root}: {roots:?}");
     }
     let config = compiled.kernel_config(42, true);
-    assert_eq!((config.enforce, config.daemon_tgid, config.allow_loopback, config.net_scope, config.write_scope), (1, 42, 1, 1, 1));
+    assert_eq!(
+        (config.enforce, config.daemon_tgid, config.allow_loopback, config.net_scope, config.write_scope),
+        (1, 42, 1, 1, 1)
+    );
     assert_eq!((config.net_mode, config.write_mode), (guard_common::mode::MONITOR, guard_common::mode::MONITOR));
     assert_eq!(config.net_rule, network.map_or(u32::MAX, |n| n.rule));
 }
@@ -222,9 +229,42 @@ fn exec_watch_set_lists_rule_programs_and_interpreters() {
     let compiled = compiled_default();
     let kind_of = |name: &str| compiled.exec_watch.iter().find(|watch| watch.name == name).map(|watch| watch.kind);
     for name in [
-        "rm", "find", "shred", "dd", "mkfs", "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "mkfs.vfat", "mke2fs", "wipefs", "psql",
-        "mysql", "sqlite3", "mongosh", "mongo", "redis-cli", "terraform", "pulumi", "kubectl", "helm", "aws", "gcloud",
-        "az", "railway", "flyctl", "fly", "heroku", "git", "curl", "wget", "http", "https", "xh", "docker", "podman",
+        "rm",
+        "find",
+        "shred",
+        "dd",
+        "mkfs",
+        "mkfs.ext4",
+        "mkfs.xfs",
+        "mkfs.btrfs",
+        "mkfs.vfat",
+        "mke2fs",
+        "wipefs",
+        "psql",
+        "mysql",
+        "sqlite3",
+        "mongosh",
+        "mongo",
+        "redis-cli",
+        "terraform",
+        "pulumi",
+        "kubectl",
+        "helm",
+        "aws",
+        "gcloud",
+        "az",
+        "railway",
+        "flyctl",
+        "fly",
+        "heroku",
+        "git",
+        "curl",
+        "wget",
+        "http",
+        "https",
+        "xh",
+        "docker",
+        "podman",
         "busybox",
     ] {
         assert_eq!(kind_of(name), Some(WatchKind::Always), "{name}");
@@ -232,9 +272,11 @@ fn exec_watch_set_lists_rule_programs_and_interpreters() {
     for name in ["sh", "bash", "dash", "zsh", "ash", "python", "python3", "perl", "node", "ruby"] {
         assert_eq!(kind_of(name), Some(WatchKind::ScriptFlag), "{name}");
     }
-    let bash_flags = compiled.exec_watch.iter().find(|watch| watch.name == "bash").map(|watch| watch.script_flags.clone());
+    let bash_flags =
+        compiled.exec_watch.iter().find(|watch| watch.name == "bash").map(|watch| watch.script_flags.clone());
     assert_eq!(bash_flags, Some(vec!["-c".to_string()]));
-    let perl_flags = compiled.exec_watch.iter().find(|watch| watch.name == "perl").map(|watch| watch.script_flags.clone());
+    let perl_flags =
+        compiled.exec_watch.iter().find(|watch| watch.name == "perl").map(|watch| watch.script_flags.clone());
     assert_eq!(perl_flags, Some(vec!["-e".to_string(), "-E".to_string()]));
     for watch in &compiled.exec_watch {
         assert!(watch.name.len() < guard_common::NAME_LEN, "{}", watch.name);
@@ -271,7 +313,8 @@ fn lpm_entries_inherit_covering_ports() {
         ],
         7,
     );
-    let entry = |text: &str| tables.v4.iter().find(|entry| entry.net.to_string() == text).map(|entry| entry.ports.clone());
+    let entry =
+        |text: &str| tables.v4.iter().find(|entry| entry.net.to_string() == text).map(|entry| entry.ports.clone());
     assert_eq!(entry("10.0.0.0/8"), Some(listed(&[443])));
     assert_eq!(entry("10.1.0.0/16"), Some(listed(&[22, 443])));
     assert_eq!(entry("10.1.2.0/24"), Some(AllowedPorts::Any));
@@ -309,15 +352,19 @@ fn lpm_lookup_equals_union_semantics() {
     ];
     let tables = build_lpm_tables(entries.iter().cloned(), 0);
     let addrs = [
-        [10, 0, 0, 1], [10, 128, 0, 1], [10, 130, 7, 1], [10, 130, 7, 200], [10, 200, 0, 0], [10, 127, 255, 255],
-        [172, 20, 0, 1], [8, 8, 8, 8],
+        [10, 0, 0, 1],
+        [10, 128, 0, 1],
+        [10, 130, 7, 1],
+        [10, 130, 7, 200],
+        [10, 200, 0, 0],
+        [10, 127, 255, 255],
+        [172, 20, 0, 1],
+        [8, 8, 8, 8],
     ];
     for addr in addrs {
         let addr = Ipv4Addr::from(addr);
         for port in 0..10 {
-            let union = entries
-                .iter()
-                .any(|(net, ports)| net.contains(&IpAddr::V4(addr)) && ports.allows(port));
+            let union = entries.iter().any(|(net, ports)| net.contains(&IpAddr::V4(addr)) && ports.allows(port));
             assert_eq!(lpm_port_allowed(&tables.v4, addr, port), union, "{addr}:{port}");
         }
     }
@@ -357,10 +404,17 @@ scope:
     let Some(network) = compiled.network.as_ref() else {
         panic!("no network scope");
     };
-    let hosts: Vec<(&str, AllowedPorts)> = network.hosts.iter().map(|host| (host.host.as_str(), host.ports.clone())).collect();
+    let hosts: Vec<(&str, AllowedPorts)> =
+        network.hosts.iter().map(|host| (host.host.as_str(), host.ports.clone())).collect();
     assert_eq!(hosts, vec![("github.com", listed(&[22, 443])), ("pypi.org", AllowedPorts::Any)]);
     let tables = network.with_resolved_hosts(&[
-        ("github.com".into(), vec![IpAddr::V4(Ipv4Addr::new(10, 1, 1, 1)), "2001:db8::1".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))]),
+        (
+            "github.com".into(),
+            vec![
+                IpAddr::V4(Ipv4Addr::new(10, 1, 1, 1)),
+                "2001:db8::1".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            ],
+        ),
         ("unknown.example".into(), vec![IpAddr::V4(Ipv4Addr::new(1, 1, 1, 1))]),
     ]);
     // The host address inside 10/8 gets 22 and 443 (443 inherited).

@@ -31,15 +31,6 @@ fn assert_single_problem(yaml: &str, line: u64, column: u64, needle: &str) {
     let problems = parse_problems(yaml);
     assert_eq!(problems.len(), 1, "expected one problem, got {problems:#?}");
     let problem = &problems[0];
-    assert_eq!(
-        (problem.line, problem.column),
-        (line, column),
-        "wrong location for {:?}",
-        problem.message
-    );
-    assert!(
-        problem.message.contains(needle),
-        "message {:?} does not contain {needle:?}",
-        problem.message
-    );
+    assert_eq!((problem.line, problem.column), (line, column), "wrong location for {:?}", problem.message);
+    assert!(problem.message.contains(needle), "message {:?} does not contain {needle:?}", problem.message);
 }

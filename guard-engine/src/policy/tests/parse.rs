@@ -1,9 +1,7 @@
 //! Parsing and validation errors: each names the right line and column.
 
 use super::{assert_single_problem, parse_ok, parse_problems};
-use crate::policy::{
-    AllowTarget, AllowedPorts, ExecAction, Mode, RootPath, Severity, parse_policy,
-};
+use crate::policy::{AllowTarget, AllowedPorts, ExecAction, Mode, RootPath, Severity, parse_policy};
 
 #[test]
 fn unknown_key_is_an_error_at_the_key() {
@@ -148,7 +146,7 @@ fn empty_required_lists_are_errors() {
     let yaml = "scope:\n  files:\n    write_roots: []\n";
     assert_single_problem(yaml, 3, 18, "`write_roots` must list at least one directory");
     let yaml = "destructive:\n  rules:\n    - id: r\n      match: {programs: []}\n";
-    assert_single_problem(yaml, 4, 30, "`programs` must name at least one program");
+    assert_single_problem(yaml, 4, 25, "`programs` must name at least one program");
     let yaml = "credentials:\n  rules:\n    - id: c\n      names: []\n      paths: [~/.netrc]\n";
     assert_single_problem(yaml, 4, 14, "`names` is empty");
     let yaml = "destructive:\n  rules:\n    - id: r\n      match:\n        programs: [rm]\n        any: []\n";
@@ -211,7 +209,10 @@ scope:
 
 #[test]
 fn display_is_file_line_column_problem_per_line() {
-    let error = match parse_policy("/etc/guard/policy.yaml", "mode: enforce\nscope:\n  network:\n    allow: [10.0.0.0/33, \"x:0\"]\n") {
+    let error = match parse_policy(
+        "/etc/guard/policy.yaml",
+        "mode: enforce\nscope:\n  network:\n    allow: [10.0.0.0/33, \"x:0\"]\n",
+    ) {
         Ok(_) => panic!("expected an error"),
         Err(error) => error,
     };

@@ -43,9 +43,9 @@ pub fn scan_credentials(creds: &CompiledCredentials, matcher: &CredentialPathMat
         }
         if path.literal {
             // stat follows symlinks: what an open would reach.
-            if let Ok(meta) = std::fs::metadata(&path.glob) {
-                if meta.is_file() && matcher.classify(&path.glob).is_some() {
-                    result.files.entry(identity(&meta)).or_insert((path.rule, path.glob.clone()));
+            if let Ok(meta) = std::fs::metadata(&path.path) {
+                if meta.is_file() && matcher.classify(&path.path).is_some() {
+                    result.files.entry(identity(&meta)).or_insert((path.rule, path.path.clone()));
                 }
             }
             continue;

@@ -51,7 +51,8 @@ pub struct ExecContext {
     pub argv: Vec<String>,
     /// The process's working directory (absolute; anything else counts as unknown).
     pub cwd: String,
-    /// The environment, when read (may be empty).
+    /// The environment, when read (may be empty). Not consulted yet: variables are never
+    /// expanded, so an operand that uses one counts as unresolvable (the safe side).
     pub env: Vec<(String, String)>,
 }
 

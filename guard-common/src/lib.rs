@@ -37,6 +37,7 @@ pub mod maps {
     pub const EXEC_WATCH_INODES: &str = "EXEC_WATCH_INODES";
     pub const EXEC_WATCH_NAMES: &str = "EXEC_WATCH_NAMES";
     pub const EXEC_WATCH_PATHS: &str = "EXEC_WATCH_PATHS";
+    pub const HELD_ANY: &str = "HELD_ANY";
     pub const HELD: &str = "HELD";
 }
 
@@ -55,6 +56,9 @@ pub mod programs {
     pub const SENDMSG4: &str = "guard_sendmsg4";
     pub const SENDMSG6: &str = "guard_sendmsg6";
     pub const LSM_PROBE: &str = "guard_lsm_probe";
+    pub const RAW_SYS_ENTER: &str = "guard_raw_sys_enter";
+    pub const SIGNAL_GENERATE: &str = "guard_signal_generate";
+    pub const ENTER_PTRACE: &str = "guard_enter_ptrace";
 }
 
 /// Name of the global holding kernel structure offsets (set by the loader from BTF).
@@ -68,6 +72,21 @@ pub mod kind {
     pub const SENDMSG: u32 = 4;
     pub const FORK: u32 = 5;
     pub const EXIT: u32 = 6;
+    /// A session process went for a held task or the daemon (`SelfEvent`).
+    pub const SELF_PROTECT: u32 = 7;
+}
+
+/// What a `SelfEvent` is about.
+pub mod protect {
+    /// A signal from a session process to a held task: the sender is killed.
+    pub const SIGNAL_HELD: u32 = 1;
+    /// A signal from a session process to the daemon: the sender is killed.
+    pub const SIGNAL_DAEMON: u32 = 2;
+    /// ptrace of a held task or the daemon: the tracer is killed.
+    pub const PTRACE: u32 = 3;
+    /// A held task was continued by someone other than the daemon and is stopped again at
+    /// its first system call.
+    pub const ESCAPED_HOLD: u32 = 4;
 }
 
 /// What the kernel did (`EventHeader::action`).
@@ -126,6 +145,7 @@ pub mod stat {
     pub const DENIED: u32 = 8;
     pub const KILLED: u32 = 9;
     pub const HELD: u32 = 10;
+    pub const SELF_PROTECT: u32 = 11;
     pub const COUNT: u32 = 16;
 }
 
@@ -371,6 +391,27 @@ pub struct NetEvent {
     pub addr: [u8; 16],
 }
 
+/// A held exec, as the kernel records it (`HELD`, keyed by tgid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeldInfo {
+    pub session_id: u64,
+    pub since_ns: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SelfEvent {
+    pub header: EventHeader,
+    /// The task that was targeted (tgid).
+    pub target_tgid: u32,
+    /// `protect::*`.
+    pub what: u32,
+    /// The signal number, or the ptrace request.
+    pub detail: u32,
+    pub _pad: u32,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ForkEvent {
@@ -410,6 +451,8 @@ mod pod {
     unsafe impl aya::Pod for OpenEvent {}
     unsafe impl aya::Pod for NetEvent {}
     unsafe impl aya::Pod for ForkEvent {}
+    unsafe impl aya::Pod for HeldInfo {}
+    unsafe impl aya::Pod for SelfEvent {}
     unsafe impl aya::Pod for ExitEvent {}
 }
 
@@ -427,6 +470,8 @@ mod layout_checks {
     const _: () = assert!(size_of::<OpenEvent>() == 72 + 16 + 24 + PATH_LEN + NAME_LEN);
     const _: () = assert!(size_of::<NetEvent>() == 72 + 16 + 16);
     const _: () = assert!(size_of::<ForkEvent>() == 72 + 16);
+    const _: () = assert!(size_of::<SelfEvent>() == 72 + 16);
+    const _: () = assert!(size_of::<HeldInfo>() == 16);
     const _: () = assert!(size_of::<ExitEvent>() == 72 + 8);
     const _: () = assert!(size_of::<Config>() == 36);
     const _: () = assert!(size_of::<KernelOffsets>() == 26 * 4);

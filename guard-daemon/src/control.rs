@@ -35,6 +35,15 @@ const MAX_REPLY_LINE: u64 = 16 << 20;
 /// (read a snapshot, do not wait on the event loop).
 pub trait ControlHandler: Send + Sync + 'static {
     fn status(&self) -> StatusReport;
+
+    /// Everything but `status`: pending holds and decisions. Runs on a runtime worker and may
+    /// block briefly (the daemon answers from its event loop).
+    fn handle(&self, request: Request, _peer: &PeerCred) -> Response {
+        match request {
+            Request::Status => Response::status(self.status()),
+            other => Response::error(format!("not supported by this daemon: {other:?}")),
+        }
+    }
 }
 
 /// Credentials of the connected peer (SO_PEERCRED).
@@ -189,9 +198,10 @@ impl Drop for ControlServer {
     }
 }
 
-fn dispatch<H: ControlHandler + ?Sized>(handler: &H, request: Request) -> Response {
+fn dispatch<H: ControlHandler + ?Sized>(handler: &H, request: Request, peer: &PeerCred) -> Response {
     match request {
         Request::Status => Response::status(handler.status()),
+        other => handler.handle(other, peer),
     }
 }
 
@@ -208,16 +218,20 @@ async fn serve_connection<H: ControlHandler + ?Sized>(
 ) {
     let cred = stream.peer_cred().map(|c| PeerCred { uid: c.uid(), gid: c.gid(), pid: c.pid() });
     let (reader, mut writer) = stream.into_split();
-    let allowed = match cred {
-        Ok(cred) => check(&cred).inspect_err(|_| {
-            log::warn!("control socket: refused uid {} gid {} pid {:?}", cred.uid, cred.gid, cred.pid);
-        }),
-        Err(err) => Err(format!("cannot read peer credentials: {err}")),
+    let peer = match cred {
+        Ok(cred) => match check(&cred) {
+            Ok(()) => cred,
+            Err(message) => {
+                log::warn!("control socket: refused uid {} gid {} pid {:?}", cred.uid, cred.gid, cred.pid);
+                let _ = write_reply(&mut writer, &Response::error(message)).await;
+                return;
+            }
+        },
+        Err(err) => {
+            let _ = write_reply(&mut writer, &Response::error(format!("cannot read peer credentials: {err}"))).await;
+            return;
+        }
     };
-    if let Err(message) = allowed {
-        let _ = write_reply(&mut writer, &Response::error(message)).await;
-        return;
-    }
     let mut reader = BufReader::new(reader);
     let mut line = Vec::new();
     loop {
@@ -236,7 +250,7 @@ async fn serve_connection<H: ControlHandler + ?Sized>(
             return;
         }
         let reply = match Request::parse_line(&line) {
-            Ok(request) => dispatch(handler, request),
+            Ok(request) => dispatch(handler, request, &peer),
             Err(err) => Response::error(err.to_string()),
         };
         if write_reply(&mut writer, &reply).await.is_err() {

@@ -6,6 +6,7 @@ mod audit_sink;
 mod cgroup;
 mod cli;
 mod control;
+mod daemon;
 mod kernel;
 mod hold;
 mod policy_load;

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use guard_common::{
-    Config, DevIno, ExecWatch, KernelOffsets, NAME_LEN, OpenArgs, PATH_LEN, PortSet, RuleRef, SessionState,
+    Config, DevIno, ExecWatch, HeldInfo, KernelOffsets, NAME_LEN, OpenArgs, PATH_LEN, PortSet, RuleRef, SessionState,
     stat,
 };
 
@@ -108,6 +108,16 @@ pub static EXEC_WATCH_NAMES: HashMap<[u8; NAME_LEN], ExecWatch> =
 /// bprm->file is already the interpreter.
 #[map]
 pub static EXEC_WATCH_PATHS: LpmTrie<[u8; PATH_LEN], ExecWatch> = LpmTrie::with_max_entries(1024, 0);
+
+/// Execs held for the daemon (tgid -> info). The kernel adds; the daemon removes an entry
+/// before it continues or kills the task, so a task still listed here and running again was
+/// continued by someone else.
+#[map]
+pub static HELD: HashMap<u32, HeldInfo> = HashMap::with_max_entries(4096, 0);
+
+/// Nonzero while anything may be held: lets the every-syscall check return after one lookup.
+#[map]
+pub static HELD_ANY: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Scratch space too large for the 512-byte BPF stack.
 #[repr(C)]

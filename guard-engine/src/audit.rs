@@ -118,6 +118,12 @@ pub struct AuditRecord {
     pub family: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child_pid: Option<u32>,
+    /// The task a self-protection record is about (held task or daemon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<u32>,
+    /// Id of a held command waiting for a person (`guard approve ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<u64>,
     /// Free-form details for daemon records (counters, tiers, errors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,

@@ -12,14 +12,19 @@ use serde::{Deserialize, Serialize};
 /// Longest request line the daemon accepts, newline excluded.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
 
-/// One request. Tagged by `cmd`: `{"cmd":"status"}`.
-///
-/// Later: `{"cmd":"pending"}`, `{"cmd":"approve","id":N}`, `{"cmd":"deny","id":N}`.
+/// One request. Tagged by `cmd`: `{"cmd":"status"}`, `{"cmd":"pending"}`,
+/// `{"cmd":"approve","id":N}`, `{"cmd":"deny","id":N}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     /// Tiers, sessions and counters of the running daemon.
     Status,
+    /// Commands held for a person's decision.
+    Pending,
+    /// Let a held command run.
+    Approve { id: u64 },
+    /// Kill a held command.
+    Deny { id: u64 },
 }
 
 impl Request {
@@ -70,15 +75,49 @@ pub struct Response {
     pub error: Option<String>,
     #[serde(default)]
     pub status: Option<StatusReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Vec<PendingHold>>,
+    /// What a decision did (approve/deny).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A command held before its first instruction, waiting for a person.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PendingHold {
+    pub id: u64,
+    pub session: String,
+    pub pid: u32,
+    pub exe: String,
+    /// Redacted: no secret value leaves the daemon.
+    pub argv: Vec<String>,
+    pub cwd: String,
+    pub rule: String,
+    /// Why it is held (the rule's reason, the escalation).
+    pub why: String,
+    pub age_secs: u64,
+    /// Seconds left before the hold times out and the command is killed.
+    pub timeout_in_secs: u64,
+    /// `seq` of the audit record that announced the hold.
+    pub seq: u64,
 }
 
 impl Response {
     pub fn status(report: StatusReport) -> Self {
-        Self { ok: true, error: None, status: Some(report) }
+        Self { ok: true, status: Some(report), ..Default::default() }
+    }
+
+    pub fn pending(holds: Vec<PendingHold>) -> Self {
+        Self { ok: true, pending: Some(holds), ..Default::default() }
+    }
+
+    pub fn done(message: impl Into<String>) -> Self {
+        Self { ok: true, message: Some(message.into()), ..Default::default() }
     }
 
     pub fn error(message: impl Into<String>) -> Self {
-        Self { ok: false, error: Some(message.into()), status: None }
+        Self { ok: false, error: Some(message.into()), ..Default::default() }
     }
 
     /// The reply as one line, without the trailing newline.

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use guard_common::{action, detector};
+use guard_common::{action, detector, protect};
 
 use crate::{
     audit::{AuditRecord, Sequencer, Severity, Verdict, format_ts},
@@ -221,6 +221,19 @@ impl Recorder {
             Body::Exit { .. } => {
                 record.event = "exit".into();
                 record.reason = Some(format!("{} exited", head.tgid));
+            }
+            Body::SelfProtect { target_tgid, what, detail } => {
+                record.event = "self_protection".into();
+                record.detector = Some("self_protection".into());
+                record.severity = Some(Severity::Critical);
+                record.target_pid = Some(*target_tgid);
+                record.reason = Some(match *what {
+                    protect::SIGNAL_HELD => format!("signal {detail} from {} to held task {target_tgid}: sender killed, the hold stands", head.tgid),
+                    protect::SIGNAL_DAEMON => format!("signal {detail} from {} to the guard daemon ({target_tgid}): sender killed", head.tgid),
+                    protect::PTRACE => format!("ptrace request {detail} from {} on protected task {target_tgid}: tracer killed", head.tgid),
+                    protect::ESCAPED_HOLD => format!("held task {target_tgid} was continued by someone other than guard: stopped again at its first system call"),
+                    other => format!("self-protection event {other} on task {target_tgid}"),
+                });
             }
         }
         self.seq.stamp(&mut record);

@@ -281,3 +281,90 @@ pub fn write_file(path: &Path, text: &str) {
 pub fn argv_has(record: &Value, arg: &str) -> bool {
     record["argv"].as_array().is_some_and(|a| a.iter().any(|v| v == arg))
 }
+
+// ---- Helpers for the detector tests ---------------------------------------------------------
+
+/// Was the process ended by SIGKILL (directly, or as a shell's exit status 137)?
+pub fn was_killed(status: &std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt as _;
+    status.signal() == Some(libc::SIGKILL) || status.code() == Some(128 + libc::SIGKILL)
+}
+
+/// The built-in default policy (`guard policy default`) as a JSON value, for a test to adjust
+/// and write back with [`policy_text`].
+pub fn default_policy_value() -> Value {
+    let out = Command::new(guard_bin()).args(["policy", "default"]).output().expect("running guard policy default");
+    assert!(out.status.success(), "guard policy default failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("default policy is UTF-8");
+    serde_saphyr::from_str::<Value>(&text).expect("parsing the default policy")
+}
+
+/// Policy text for a JSON value (JSON is YAML).
+pub fn policy_text(policy: &Value) -> String {
+    serde_json::to_string_pretty(policy).expect("serialising a policy")
+}
+
+/// Stand-in programs: executable shell scripts `DIR/<name>` that record their arguments in
+/// `DIR/<name>.ran` and exit 0. See [`ran_marker`] and [`path_with`].
+pub fn fake_tools(dir: &Path, names: &[&str]) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for name in names {
+        let path = dir.join(name);
+        let marker = ran_marker(dir, name);
+        write_file(&path, &format!("#!/bin/sh\necho \"$@\" > '{}'\n", marker.display()));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod stand-in");
+    }
+}
+
+/// The file a [`fake_tools`] stand-in writes when it runs.
+pub fn ran_marker(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.ran"))
+}
+
+/// `$PATH` with `dir` first.
+pub fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut path = std::ffi::OsString::from(dir.as_os_str());
+    if let Some(old) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(old);
+    }
+    path
+}
+
+/// Accept one connection and read it to the end, giving up after `timeout` (None: nothing came).
+pub fn accept_one(listener: &std::net::TcpListener, timeout: Duration) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    listener.set_nonblocking(true).expect("nonblocking listener");
+    let deadline = Instant::now() + timeout;
+    loop {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                stream.set_nonblocking(false).expect("blocking stream");
+                stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+                let mut buf = Vec::new();
+                let _ = stream.read_to_end(&mut buf);
+                return Some(buf);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(err) => panic!("accept: {err}"),
+        }
+    }
+}
+
+impl Guard {
+    /// The policy file given to `guard run` by [`Guard::start_with`].
+    pub fn policy_path(&self) -> PathBuf {
+        self.dir.path().join("policy.yaml")
+    }
+
+    /// The daemon's pid, from its `start` record.
+    pub fn daemon_pid(&self) -> i32 {
+        let start = self.wait_for("start record", |r| r["event"] == "start");
+        start["details"]["pid"].as_i64().unwrap_or_else(|| panic!("no details.pid in {start}")) as i32
+    }
+}

@@ -1,10 +1,12 @@
 //! The `guard` command line: one module per subcommand.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod decide;
 pub mod launch;
+pub mod pending;
 pub mod policy;
 pub mod run;
 pub mod status;
@@ -35,6 +37,12 @@ pub enum Command {
     /// Work with policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// List commands held for a person's decision.
+    Pending(pending::PendingArgs),
+    /// Let a held command run.
+    Approve(decide::DecideArgs),
+    /// Kill a held command before it runs.
+    Deny(decide::DecideArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -44,10 +52,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::main(args),
         Command::Tail(args) => tail::main(args),
         Command::Policy(cmd) => policy::main(cmd),
+        Command::Pending(args) => pending::main(args),
+        Command::Approve(args) => decide::approve(args),
+        Command::Deny(args) => decide::deny(args),
     }
-}
-
-/// `--socket` shared by the client subcommands.
-pub fn default_socket() -> PathBuf {
-    PathBuf::from(DEFAULT_SOCKET_PATH)
 }

@@ -1,6 +1,7 @@
 //! `guard run`: the daemon, in the foreground.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::ExitCode,
     sync::{Arc, Mutex},
@@ -9,25 +10,19 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use guard_common::{Config, stat};
-use guard_common::action;
+use guard_common::Config;
 use guard_engine::{
-    audit::{AuditRecord, Severity, Verdict},
-    destructive::{DestructiveEvaluator, ExecContext},
-    policy::Mode,
-    control::{Counters, HookStatus, StatusReport},
-    event::{Body, KernelEvent, decode},
-    records::{ClockBase, Enrichment, Recorder},
+    control::{HookStatus, StatusReport},
+    records::Recorder,
 };
 use tokio::{io::unix::AsyncFd, signal::unix::{SignalKind, signal}};
 
 use crate::{
     audit_sink::AuditSink,
-    cgroup::{self, Cgroup2, SessionIndex},
-    control::{ControlConfig, ControlHandler, ControlServer},
-    hold::{self, Held},
+    cgroup::{Cgroup2, SessionIndex},
+    control::{ControlConfig, ControlServer},
+    daemon::{Daemon, RESCAN_EVERY, Shared, clock_base, ensure_mounted, now_unix_ns},
     kernel::{Kernel, btf, tier},
-    policy_load::{self, LoadedPolicy},
     sys::RealSys,
 };
 
@@ -62,286 +57,6 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(run(args))
-}
-
-/// How often credential files and allow-list hosts are looked up again.
-const RESCAN_EVERY: Duration = Duration::from_secs(30);
-
-/// What `guard status` sees; refreshed by the event loop.
-struct Shared {
-    report: Mutex<StatusReport>,
-}
-
-impl ControlHandler for Shared {
-    fn status(&self) -> StatusReport {
-        self.report.lock().map(|r| r.clone()).unwrap_or_default()
-    }
-}
-
-fn now_unix_ns() -> i128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
-}
-
-fn clock_base() -> ClockBase {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let monotonic_ns = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
-    ClockBase { realtime_ns: now_unix_ns(), monotonic_ns }
-}
-
-/// Mount a pseudo filesystem the kernel side needs when it is missing.
-fn ensure_mounted(fstype: &str, target: &str) -> anyhow::Result<()> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
-    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(target)) {
-        return Ok(());
-    }
-    let c = |s: &str| std::ffi::CString::new(s).context("mount argument with NUL");
-    let (src, tgt, ty) = (c("none")?, c(target)?, c(fstype)?);
-    // SAFETY: valid C strings, no data argument.
-    let rc = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("mounting {fstype} at {target}"));
-    }
-    Ok(())
-}
-
-fn read_proc_list(pid: u32, what: &str) -> Option<Vec<String>> {
-    let raw = std::fs::read(format!("/proc/{pid}/{what}")).ok()?;
-    Some(raw.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
-}
-
-fn read_cwd(pid: u32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{pid}/cwd")).ok().map(|p| p.display().to_string())
-}
-
-struct Daemon {
-    kernel: Kernel,
-    policy: LoadedPolicy,
-    policy_path: Option<PathBuf>,
-    evaluator: DestructiveEvaluator,
-    /// False when the global kill switch makes every rule monitor-only.
-    enforce: bool,
-    recorder: Recorder,
-    sink: AuditSink,
-    sessions: SessionIndex,
-    shared: Arc<Shared>,
-    started: Instant,
-    base: StatusReport,
-    audit_records: u64,
-    last_dropped: u64,
-}
-
-impl Daemon {
-    fn emit(&mut self, record: &AuditRecord) {
-        self.audit_records += 1;
-        if let Err(err) = self.sink.write(record) {
-            // Losing the audit trail must be loud; the kernel side keeps enforcing regardless.
-            log::error!("writing audit record {}: {err}", record.seq);
-        }
-    }
-
-    fn handle_event(&mut self, bytes: &[u8]) {
-        let event = match decode(bytes) {
-            Ok(ev) => ev,
-            Err(err) => {
-                let record = self.recorder.daemon_record("decode_error", now_unix_ns(), format!("undecodable kernel event: {err}"));
-                self.emit(&record);
-                return;
-            }
-        };
-        let extra = self.enrich(&event);
-        let mut record = self.recorder.record(&event, extra);
-        if event.head.action == action::HOLD {
-            if let Body::Exec { filename, argv, .. } = &event.body {
-                self.judge_held(event.head.tgid, filename, argv, &mut record);
-            }
-        }
-        self.emit(&record);
-    }
-
-    /// Decide a held exec: read what it is about to run, apply the destructive rules, then
-    /// release or kill it. The record carries the final verdict.
-    fn judge_held(&mut self, pid: u32, filename: &str, kernel_argv: &[String], record: &mut AuditRecord) {
-        let started = Instant::now();
-        let held = match Held::open(pid) {
-            Ok(held) => held,
-            Err(err) => {
-                record.verdict = Some(Verdict::Allow);
-                record.reason = Some(format!("held exec of {filename} vanished before judgement: {err}"));
-                return;
-            }
-        };
-        held.wait_stopped(hold::STOP_WAIT);
-        let view = match held.view() {
-            Ok(view) => view,
-            Err(err) => {
-                // Cannot see what it would run: fail closed.
-                let _ = held.kill();
-                record.verdict = Some(Verdict::Kill);
-                record.reason = Some(format!("held exec of {filename} could not be inspected ({err}); killed"));
-                return;
-            }
-        };
-        let argv = if view.argv.is_empty() { kernel_argv.to_vec() } else { view.argv.clone() };
-        let context = ExecContext {
-            exe: filename.to_string(),
-            argv: argv.clone(),
-            cwd: view.cwd.clone().unwrap_or_default(),
-            env: view.env.clone(),
-        };
-        let matched = self.evaluator.evaluate(&context);
-        let waited = started.elapsed().as_micros();
-        record.argv = Some(argv);
-        record.cwd = view.cwd.clone();
-        let Some(m) = matched else {
-            let outcome = held.release();
-            record.verdict = Some(Verdict::Allow);
-            record.detector = None;
-            record.rule = None;
-            record.severity = Some(Severity::Info);
-            record.reason = Some(match outcome {
-                Ok(()) => format!("exec of {filename} held {waited} µs for judgement: no destructive rule matched"),
-                Err(err) => format!("exec of {filename} judged harmless but could not be released: {err}"),
-            });
-            return;
-        };
-        record.detector = Some("destructive".to_string());
-        record.rule = Some(m.rule_id.clone());
-        record.severity = Some(m.severity);
-        record.mitre = Some(m.mitre.clone());
-        // Until approvals exist, a `hold` rule under enforcement is a kill.
-        if m.mode == Mode::Enforce && self.enforce {
-            let outcome = held.kill();
-            record.verdict = Some(Verdict::Kill);
-            record.reason = Some(match outcome {
-                Ok(()) => format!("{}: `{}` killed before it ran (held {waited} µs)", m.reason, m.command),
-                Err(err) => format!("{}: `{}` could not be killed: {err}", m.reason, m.command),
-            });
-        } else {
-            let outcome = held.release();
-            record.verdict = Some(Verdict::Audit);
-            record.reason = Some(match outcome {
-                Ok(()) => format!("{}: `{}` allowed to run (monitor)", m.reason, m.command),
-                Err(err) => format!("{}: `{}` (monitor) could not be released: {err}", m.reason, m.command),
-            });
-        }
-    }
-
-    fn enrich(&mut self, event: &KernelEvent) -> Enrichment {
-        let session = match self.sessions.resolve(&RealSys, event.head.session_id) {
-            Ok(found) => found.map(|s| s.name.clone()),
-            Err(err) => {
-                log::warn!("resolving session {}: {err}", event.head.session_id);
-                None
-            }
-        };
-        let (argv, cwd) = match &event.body {
-            // The kernel's argv copy is complete unless truncated; then /proc has the rest if
-            // the process still runs (held execs are read while stopped, race-free). cwd is
-            // best effort.
-            Body::Exec { argv_truncated: true, .. } => (read_proc_list(event.head.tgid, "cmdline"), read_cwd(event.head.tgid)),
-            Body::Exec { .. } => (None, read_cwd(event.head.tgid)),
-            _ => (None, None),
-        };
-        Enrichment { session, argv, cwd }
-    }
-
-    /// SIGHUP: re-read the policy. An invalid one is refused and the running one stays in
-    /// force, untouched. `rescan_only` re-resolves the current policy (new credential files,
-    /// re-resolved hosts) without re-reading it.
-    fn reload(&mut self, rescan_only: bool) {
-        let path = if rescan_only { None } else { Some(self.policy_path.clone()) };
-        let loaded = match path {
-            None => policy_load::rescan(&self.policy),
-            Some(path) => policy_load::load(path.as_deref()),
-        };
-        let what = if rescan_only { "rescan" } else { "reload" };
-        let policy = match loaded {
-            Ok(policy) => policy,
-            Err(err) => {
-                let record = self.recorder.daemon_record(
-                    &format!("policy_{what}_failed"),
-                    now_unix_ns(),
-                    format!("policy {what} refused, the running policy stays in force: {err:#}"),
-                );
-                self.emit(&record);
-                return;
-            }
-        };
-        let mut config = policy.kernel_config(std::process::id());
-        config.enforce = u32::from(self.enforce);
-        let applied = self.kernel.write_policy(&policy.maps).and_then(|()| self.kernel.set_config(&config));
-        if let Err(err) = applied {
-            let record = self.recorder.daemon_record(
-                &format!("policy_{what}_failed"),
-                now_unix_ns(),
-                format!("writing the {what}ed policy into the kernel failed: {err:#}"),
-            );
-            self.emit(&record);
-            return;
-        }
-        if !rescan_only {
-            let mut record = self.recorder.daemon_record(
-                "policy_reload",
-                now_unix_ns(),
-                format!("policy {} reloaded ({} rules, {} credential files)", policy.source, policy.compiled.rules.len(), policy.maps.cred_inodes.len()),
-            );
-            record.details = Some(serde_json::json!({ "notes": policy.notes }));
-            self.emit(&record);
-        }
-        self.recorder.set_rules(policy.rule_infos());
-        self.evaluator = policy.evaluator.clone();
-        self.base.policy_source = policy.source.clone();
-        self.policy = policy;
-    }
-
-    fn refresh_status(&mut self) {
-        let stats = match self.kernel.stats() {
-            Ok(s) => s,
-            Err(err) => {
-                log::warn!("reading kernel counters: {err:#}");
-                return;
-            }
-        };
-        let dropped = stats[stat::EVENTS_DROPPED as usize];
-        if dropped > self.last_dropped {
-            let mut record = self.recorder.daemon_record(
-                "drops",
-                now_unix_ns(),
-                format!("{} kernel events lost (ring buffer full); {dropped} since start", dropped - self.last_dropped),
-            );
-            record.details = Some(serde_json::json!({ "dropped_total": dropped, "dropped_new": dropped - self.last_dropped }));
-            self.emit(&record);
-            self.last_dropped = dropped;
-        }
-        let sessions = cgroup::list_sessions(&RealSys, self.sessions.roots())
-            .map(|list| list.iter().map(|s| s.to_status()).collect())
-            .unwrap_or_default();
-        let mut report = self.base.clone();
-        report.uptime_secs = self.started.elapsed().as_secs();
-        report.sessions = sessions;
-        report.counters = Counters {
-            events: stats[stat::EVENTS_SENT as usize],
-            dropped,
-            exec: stats[stat::EXEC as usize],
-            open: stats[stat::OPEN as usize],
-            connect: stats[stat::CONNECT as usize],
-            sendmsg: stats[stat::SENDMSG as usize],
-            fork: stats[stat::FORK as usize],
-            exit: stats[stat::EXIT as usize],
-            denied: stats[stat::DENIED as usize],
-            killed: stats[stat::KILLED as usize],
-            held: stats[stat::HELD as usize],
-            audit_records: self.audit_records,
-        };
-        if let Ok(mut shared) = self.shared.report.lock() {
-            *shared = report;
-        }
-    }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -411,7 +126,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         audit_path: sink.describe(),
         ..Default::default()
     };
-    let shared = Arc::new(Shared { report: Mutex::new(base.clone()) });
+    let (calls_tx, mut calls) = tokio::sync::mpsc::unbounded_channel();
+    let shared = Arc::new(Shared { report: Mutex::new(base.clone()), calls: calls_tx });
     let server = ControlServer::bind(&ControlConfig::new(&args.socket))?;
     let server_task = tokio::spawn(server.serve(shared.clone()));
 
@@ -428,6 +144,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         base,
         audit_records: 0,
         last_dropped: 0,
+        pending: BTreeMap::new(),
+        next_hold_id: 0,
         policy,
     };
     let mut start = daemon.recorder.daemon_record(
@@ -473,7 +191,16 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     log::error!("flushing the audit stream: {err}");
                 }
             }
-            _ = tick.tick() => daemon.refresh_status(),
+            _ = tick.tick() => {
+                daemon.expire_holds();
+                daemon.refresh_status();
+            }
+            Some(call) = calls.recv() => {
+                daemon.control(call);
+                if let Err(err) = daemon.sink.flush() {
+                    log::error!("flushing the audit stream: {err}");
+                }
+            }
             _ = rescan.tick() => daemon.reload(true),
             _ = sighup.recv() => daemon.reload(false),
             _ = sigterm.recv() => break "SIGTERM",
@@ -493,6 +220,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     server_task.abort();
+    daemon.abandon_holds();
     let Daemon { kernel, mut recorder, mut sink, .. } = daemon;
     drop(ring);
     drop(kernel);

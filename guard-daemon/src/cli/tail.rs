@@ -334,7 +334,7 @@ impl Follower {
 }
 
 /// Replaces control characters (a file name may carry terminal escapes) and elides long text.
-fn clean(text: &str) -> String {
+pub(crate) fn clean(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_FIELD_CHARS + 8));
     for (count, ch) in text.chars().enumerate() {
         if count == MAX_FIELD_CHARS {

@@ -17,7 +17,9 @@ use aya::{
     },
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
 };
-use guard_common::{Config, DevIno, KernelOffsets, OFFSETS_GLOBAL, RuleRef, maps, programs, stat};
+use guard_common::{
+    Config, DevIno, HeldInfo, KernelOffsets, OFFSETS_GLOBAL, RuleRef, SessionState, maps, programs, stat,
+};
 
 use crate::policy_load::PreparedMaps;
 use guard_engine::control::{HookStatus, Tier};
@@ -39,6 +41,13 @@ const SCHED_HOOKS: &[(&str, &str)] = &[
     (programs::SCHED_EXEC, "sched_process_exec"),
     (programs::SCHED_FORK, "sched_process_fork"),
     (programs::SCHED_EXIT, "sched_process_exit"),
+    (programs::SIGNAL_GENERATE, "signal_generate"),
+];
+
+/// Plain tracepoints beside the open family: (category, name, program).
+const OTHER_TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("raw_syscalls", "sys_enter", programs::RAW_SYS_ENTER),
+    ("syscalls", "sys_enter_ptrace", programs::ENTER_PTRACE),
 ];
 
 const SOCK_ADDR_PROGRAMS: &[(&str, &str)] = &[
@@ -133,6 +142,19 @@ impl Kernel {
             &format!("tp_btf/sched_process_exec: SIGKILL/SIGSTOP before the new image runs ({lsm_reason})"),
         );
         self.host_hook("fork/exit", "tp_btf/sched_process_fork, sched_process_exit (lineage)");
+        for &(category, name, prog_name) in OTHER_TRACEPOINTS {
+            let prog: &mut TracePoint = self
+                .ebpf
+                .program_mut(prog_name)
+                .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
+                .try_into()?;
+            prog.load().map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
+            prog.attach(category, name).with_context(|| format!("attaching {prog_name} to {category}/{name}"))?;
+        }
+        self.host_hook(
+            "self-protection",
+            &format!("tp_btf/signal_generate and sys_enter_ptrace kill a session sender targeting a held task or the daemon; raw_syscalls/sys_enter stops a held task continued by anyone else ({lsm_reason})"),
+        );
 
         for &(tracepoint, prog_name) in OPEN_SYSCALLS {
             let prog: &mut TracePoint = self
@@ -288,6 +310,51 @@ impl Kernel {
         refill(self, maps::EXEC_WATCH_NAMES, &prepared.exec_names)?;
         refill_lpm(self, maps::EXEC_WATCH_PATHS, &prepared.exec_paths)?;
         refill(self, maps::EXEC_WATCH_INODES, &prepared.exec_inodes)?;
+        Ok(())
+    }
+
+    /// Forget a held task before continuing or killing it (so the kernel does not stop it
+    /// again), and lower the fast-path flag once nothing is held.
+    pub fn unhold(&mut self, tgid: u32) -> anyhow::Result<()> {
+        {
+            let mut held: HashMap<_, u32, HeldInfo> = HashMap::try_from(self.map(maps::HELD)?)?;
+            match held.remove(&tgid) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(err) => return Err(err).context("removing a held task"),
+            }
+        }
+        self.lower_held_flag()
+    }
+
+    /// Clear HELD_ANY when HELD is empty. Cleared first and re-checked after, so a hold the
+    /// kernel adds meanwhile (it lists, then flags) is never left unflagged.
+    fn lower_held_flag(&mut self) -> anyhow::Result<()> {
+        let mut flag: Array<_, u32> = Array::try_from(self.map(maps::HELD_ANY)?)?;
+        flag.set(0, 0, 0).context("clearing HELD_ANY")?;
+        let held: HashMap<_, u32, HeldInfo> = HashMap::try_from(self.map(maps::HELD)?)?;
+        let any = held.keys().next().is_some();
+        if any {
+            let mut flag: Array<_, u32> = Array::try_from(self.map(maps::HELD_ANY)?)?;
+            flag.set(0, 1, 0).context("setting HELD_ANY")?;
+        }
+        Ok(())
+    }
+
+    /// Sessions' kernel state (credential mark, escalations).
+    pub fn session_state(&mut self, session_id: u64) -> anyhow::Result<Option<SessionState>> {
+        let map: HashMap<_, u64, SessionState> = HashMap::try_from(self.map(maps::SESSIONS)?)?;
+        match map.get(&session_id, 0) {
+            Ok(state) => Ok(Some(state)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(err) => Err(err).context("reading SESSIONS"),
+        }
+    }
+
+    pub fn set_escalation(&mut self, session_id: u64, flags: u32) -> anyhow::Result<()> {
+        let mut map: HashMap<_, u64, SessionState> = HashMap::try_from(self.map(maps::SESSIONS)?)?;
+        let mut state = map.get(&session_id, 0).unwrap_or_default();
+        state.escalation |= flags;
+        map.insert(session_id, state, 0).context("writing SESSIONS")?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use guard_common::{
-    ARGS_LEN, ExecEvent, ExecWatch, NAME_LEN, PATH_LEN, action, detector, escalation, flags, kind, stat,
+    ARGS_LEN, ExecEvent, ExecWatch, HeldInfo, NAME_LEN, PATH_LEN, action, detector, escalation, flags, kind, stat,
     watch,
 };
 
@@ -75,6 +75,7 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         ev.header.rule = rule;
     }
     let act = ev.header.action;
+    let ev_time = ev.header.ktime_ns;
     // Submit before signalling so the daemon learns of a hold no later than it takes effect.
     entry.submit(0);
     sent(stat::EXEC);
@@ -85,6 +86,15 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
             maps::bump(stat::KILLED);
         }
         action::HOLD => {
+            let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+            let info = HeldInfo { session_id: session.session_id, since_ns: ev_time };
+            // Listed first, flagged second: the daemon clears the flag only after checking the
+            // list is empty, so it can never miss this entry.
+            let _ = maps::HELD.insert(&((pid_tgid >> 32) as u32), &info, 0);
+            if let Some(flag) = maps::HELD_ANY.get_ptr_mut(0) {
+                // SAFETY: a plain u32 store into map memory.
+                unsafe { *flag = 1 };
+            }
             // SAFETY: as above.
             unsafe { bpf_send_signal(SIGSTOP) };
             maps::bump(stat::HELD);

@@ -5,6 +5,7 @@ pub mod file;
 pub mod net;
 pub mod lsm;
 pub mod proc;
+pub mod protect;
 
 use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_ktime_get_ns};
 use guard_common::{EventHeader, KernelOffsets, action, detector, stat};
@@ -68,11 +69,15 @@ pub fn mark_credential(session_id: u64) {
     }
 }
 
-/// Escalation flags of a session, 0 when it has none.
+/// Escalation flags of a session, 0 when it has none. Touching a credential escalates at
+/// once, in the kernel: out-of-scope network is denied and watched execs are held.
 #[inline(always)]
 pub fn escalation(session_id: u64) -> u32 {
-    // SAFETY: copy of a plain u32.
+    // SAFETY: copy of plain u32s.
     match unsafe { maps::SESSIONS.get(&session_id) } {
+        Some(state) if state.credential_touched != 0 => {
+            state.escalation | guard_common::escalation::DENY_NET | guard_common::escalation::HOLD_EXEC
+        }
         Some(state) => state.escalation,
         None => 0,
     }

@@ -8,6 +8,7 @@ use guard_common::{Config, NameKey, RuleRef};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
+use super::chains::{ChainSpec, EscalationPolicy, ProvenanceSettings};
 use super::model::{CredentialPath, Detector, ExecAction, FILES_RULE_ID, Mode, NETWORK_RULE_ID, Policy};
 use super::names::{NamePattern, NameShape};
 use super::network::{AllowTarget, AllowedPorts, LpmTables, NetEntry, build_lpm_tables};
@@ -145,6 +146,11 @@ pub struct CompiledPolicy {
     pub hold_timeout_secs: u64,
     /// Normalised absolute directories where recursive deletion is allowed.
     pub scratch_roots: Vec<String>,
+    /// Trajectory chains for [`crate::trajectory::Trajectory`].
+    pub chains: Vec<ChainSpec>,
+    /// Extra escalations for sessions that touched a credential.
+    pub escalation: EscalationPolicy,
+    pub provenance: ProvenanceSettings,
     /// The policy's warnings plus compilation's (e.g. no home directories).
     pub warnings: Vec<String>,
 }
@@ -396,6 +402,9 @@ impl Policy {
             exec_watch: exec_watch_set(self),
             hold_timeout_secs: self.destructive.hold_timeout_secs,
             scratch_roots: self.destructive.scratch_roots.clone(),
+            chains: self.chains.clone(),
+            escalation: self.escalation,
+            provenance: self.provenance,
             warnings,
         }
     }

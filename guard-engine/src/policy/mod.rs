@@ -89,6 +89,7 @@
 //!   other problems (bad CIDR, port, regex, glob, name pattern, path, duplicate id, empty
 //!   list...) are collected and reported together.
 
+pub mod chains;
 pub mod compile;
 pub mod destructive_rules;
 mod error;
@@ -103,6 +104,9 @@ mod validate;
 mod tests;
 
 pub use crate::audit::Severity;
+pub use chains::{
+    ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, INCIDENT_CHAIN_ID, MAX_CHAIN_WINDOW_SECS, ProvenanceSettings,
+};
 pub use compile::{
     CompileContext, CompiledCredentialPath, CompiledCredentials, CompiledFiles, CompiledName, CompiledNetwork,
     CompiledPolicy, CredentialPathMatcher, RuleMeta, UnresolvedHost,

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::chains::{ChainSpec, EscalationPolicy, ProvenanceSettings};
 use super::destructive_rules::DestructiveRule;
 use super::names::NamePattern;
 use super::network::AllowEntry;
@@ -163,6 +164,9 @@ pub struct Policy {
     pub(crate) network: Option<NetworkScope>,
     pub(crate) files: Option<FileScope>,
     pub(crate) destructive: DestructiveSection,
+    pub(crate) chains: Vec<ChainSpec>,
+    pub(crate) escalation: EscalationPolicy,
+    pub(crate) provenance: ProvenanceSettings,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -193,6 +197,21 @@ impl Policy {
 
     pub fn destructive(&self) -> &DestructiveSection {
         &self.destructive
+    }
+
+    /// Trajectory chains: the built-in `incident` chain unless redefined or `chains: []`.
+    pub fn chains(&self) -> &[ChainSpec] {
+        &self.chains
+    }
+
+    /// Extra escalations for sessions that touched a credential (the built-in ones are
+    /// always on; see [`EscalationPolicy`]).
+    pub fn escalation(&self) -> EscalationPolicy {
+        self.escalation
+    }
+
+    pub fn provenance(&self) -> ProvenanceSettings {
+        self.provenance
     }
 
     /// Things the operator should know that are not errors, e.g. a missing section. The

@@ -6,6 +6,7 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::chains::{RawChain, RawEscalations, RawProvenance};
 use super::{ExecAction, Mode, OperandSelection};
 use crate::audit::Severity;
 
@@ -19,6 +20,9 @@ pub(crate) struct RawPolicy {
     pub credentials: Option<Spanned<RawCredentials>>,
     pub scope: Option<Spanned<RawScope>>,
     pub destructive: Option<Spanned<RawDestructive>>,
+    pub chains: Option<SpannedRules<RawChain>>,
+    pub escalations: Option<Spanned<RawEscalations>>,
+    pub provenance: Option<Spanned<RawProvenance>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use serde_saphyr::{Location, Spanned};
 
+use super::chains::{validate_chains, validate_escalations, validate_provenance};
 use super::destructive_rules::{DestructiveRule, validate_conditions, validate_programs};
 use super::error::Problems;
 use super::model::{
@@ -96,7 +97,31 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
         warnings.push("destructive.rules is empty: no command is held or blocked".into());
     }
 
-    Policy { mode, cgroup_roots, credential_rules, network, files, destructive, warnings }
+    let chains = validate_chains(raw.chains.as_ref(), problems, &mut warnings);
+    let escalation = validate_escalations(raw.escalations.as_ref());
+    let provenance = validate_provenance(raw.provenance.as_ref(), &mut warnings);
+
+    Policy {
+        mode,
+        cgroup_roots,
+        credential_rules,
+        network,
+        files,
+        destructive,
+        chains,
+        escalation,
+        provenance,
+        warnings,
+    }
+}
+
+/// 1-64 letters, digits, `-`, `_`, `.` or `:`, starting with a letter or digit (rule and
+/// chain ids).
+pub(super) fn id_is_well_formed(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && text.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 /// Rule ids must be unique across the whole policy; the scope rules' ids are reserved.
@@ -108,11 +133,7 @@ struct RuleIds {
 impl RuleIds {
     fn claim(&mut self, id: &Spanned<String>, problems: &mut Problems) -> bool {
         let text = id.value.as_str();
-        let well_formed = !text.is_empty()
-            && text.len() <= 64
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-            && text.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
-        if !well_formed {
+        if !id_is_well_formed(text) {
             problems.at_spanned(
                 id,
                 format!("bad rule id `{text}`: use 1-64 letters, digits, `-`, `_`, `.` or `:`, starting with a letter or digit"),
@@ -135,7 +156,7 @@ impl RuleIds {
     }
 }
 
-fn validate_mitre(mitre: Option<&Spanned<String>>, default: &str, problems: &mut Problems) -> String {
+pub(super) fn validate_mitre(mitre: Option<&Spanned<String>>, default: &str, problems: &mut Problems) -> String {
     let Some(mitre) = mitre else {
         return default.to_string();
     };

@@ -1,0 +1,530 @@
+//! The running daemon's state: kernel handle, policy, recorder, holds waiting for a person.
+//!
+//! `guard run` (cli/run.rs) builds it and drives it from one event loop; everything that
+//! changes state (kernel events, control requests, timers, signals) goes through that loop.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use guard_common::{action, escalation, stat};
+use guard_engine::{
+    audit::{AuditRecord, Severity, Verdict},
+    control::{Counters, PendingHold, Request, Response, StatusReport},
+    destructive::{DestructiveEvaluator, ExecContext},
+    event::{Body, KernelEvent, decode},
+    policy::{ExecAction, Mode},
+    records::{ClockBase, Enrichment, Recorder},
+};
+
+use crate::{
+    audit_sink::AuditSink,
+    cgroup::{self, SessionIndex},
+    control::{ControlHandler, PeerCred},
+    hold::{self, Held},
+    kernel::Kernel,
+    policy_load::{self, LoadedPolicy},
+    sys::RealSys,
+};
+
+/// A command held for a person.
+pub struct PendingEntry {
+    pub hold: PendingHold,
+    pub held: Held,
+    pub since: Instant,
+    pub timeout: Duration,
+}
+
+/// How often credential files and allow-list hosts are looked up again.
+pub const RESCAN_EVERY: Duration = Duration::from_secs(30);
+
+/// How long a control client waits for the event loop to answer.
+const CONTROL_REPLY_WAIT: Duration = Duration::from_secs(10);
+
+/// A control request the event loop answers (it owns the holds and the kernel maps).
+pub struct ControlCall {
+    pub request: Request,
+    pub peer: PeerCred,
+    pub reply: std::sync::mpsc::SyncSender<Response>,
+}
+
+/// What the control socket sees: a status snapshot refreshed by the event loop, and a channel
+/// into the loop for everything that changes state.
+pub struct Shared {
+    pub report: Mutex<StatusReport>,
+    pub calls: tokio::sync::mpsc::UnboundedSender<ControlCall>,
+}
+
+impl ControlHandler for Shared {
+    fn status(&self) -> StatusReport {
+        self.report.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn handle(&self, request: Request, peer: &PeerCred) -> Response {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        if self.calls.send(ControlCall { request, peer: *peer, reply }).is_err() {
+            return Response::error("the daemon is shutting down");
+        }
+        // A short blocking wait on a runtime worker (the multi-threaded runtime keeps others).
+        tokio::task::block_in_place(|| answer.recv_timeout(CONTROL_REPLY_WAIT))
+            .unwrap_or_else(|_| Response::error("the daemon did not answer in time"))
+    }
+}
+
+pub fn now_unix_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+pub fn clock_base() -> ClockBase {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let monotonic_ns = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
+    ClockBase { realtime_ns: now_unix_ns(), monotonic_ns }
+}
+
+/// Mount a pseudo filesystem the kernel side needs when it is missing.
+pub fn ensure_mounted(fstype: &str, target: &str) -> anyhow::Result<()> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
+    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(target)) {
+        return Ok(());
+    }
+    let c = |s: &str| std::ffi::CString::new(s).context("mount argument with NUL");
+    let (src, tgt, ty) = (c("none")?, c(target)?, c(fstype)?);
+    // SAFETY: valid C strings, no data argument.
+    let rc = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("mounting {fstype} at {target}"));
+    }
+    Ok(())
+}
+
+fn read_proc_list(pid: u32, what: &str) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/{what}")).ok()?;
+    Some(raw.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+}
+
+fn read_cwd(pid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok().map(|p| p.display().to_string())
+}
+
+pub struct Daemon {
+    pub kernel: Kernel,
+    pub policy: LoadedPolicy,
+    pub policy_path: Option<PathBuf>,
+    pub evaluator: DestructiveEvaluator,
+    /// False when the global kill switch makes every rule monitor-only.
+    pub enforce: bool,
+    pub recorder: Recorder,
+    pub sink: AuditSink,
+    pub sessions: SessionIndex,
+    pub shared: Arc<Shared>,
+    pub started: Instant,
+    pub base: StatusReport,
+    pub audit_records: u64,
+    pub last_dropped: u64,
+    /// Commands held for a person, by hold id.
+    pub pending: BTreeMap<u64, PendingEntry>,
+    pub next_hold_id: u64,
+}
+
+impl Daemon {
+    pub fn emit(&mut self, record: &AuditRecord) {
+        self.audit_records += 1;
+        if let Err(err) = self.sink.write(record) {
+            // Losing the audit trail must be loud; the kernel side keeps enforcing regardless.
+            log::error!("writing audit record {}: {err}", record.seq);
+        }
+    }
+
+    pub fn handle_event(&mut self, bytes: &[u8]) {
+        let event = match decode(bytes) {
+            Ok(ev) => ev,
+            Err(err) => {
+                let record = self.recorder.daemon_record("decode_error", now_unix_ns(), format!("undecodable kernel event: {err}"));
+                self.emit(&record);
+                return;
+            }
+        };
+        let extra = self.enrich(&event);
+        let mut record = self.recorder.record(&event, extra);
+        if event.head.action == action::HOLD {
+            if let Body::Exec { filename, argv, .. } = &event.body {
+                self.judge_held(&event, filename, argv, &mut record);
+            }
+        }
+        self.emit(&record);
+    }
+
+    /// Decide a held exec: read what it is about to run, apply the destructive rules, then
+    /// release it, kill it, or keep it for a person. The record carries the verdict.
+    fn judge_held(&mut self, event: &KernelEvent, filename: &str, kernel_argv: &[String], record: &mut AuditRecord) {
+        let pid = event.head.tgid;
+        let started = Instant::now();
+        let held = match Held::open(pid) {
+            Ok(held) => held,
+            Err(err) => {
+                self.unhold(pid);
+                record.verdict = Some(Verdict::Allow);
+                record.reason = Some(format!("held exec of {filename} vanished before judgement: {err}"));
+                return;
+            }
+        };
+        held.wait_stopped(hold::STOP_WAIT);
+        let view = match held.view() {
+            Ok(view) => view,
+            Err(err) => {
+                // Cannot see what it would run: fail closed.
+                self.unhold(pid);
+                let _ = held.kill();
+                record.verdict = Some(Verdict::Kill);
+                record.reason = Some(format!("held exec of {filename} could not be inspected ({err}); killed"));
+                return;
+            }
+        };
+        let argv = if view.argv.is_empty() { kernel_argv.to_vec() } else { view.argv.clone() };
+        let context = ExecContext {
+            exe: filename.to_string(),
+            argv: argv.clone(),
+            cwd: view.cwd.clone().unwrap_or_default(),
+            env: view.env.clone(),
+        };
+        let matched = self.evaluator.evaluate(&context);
+        let waited = started.elapsed().as_micros();
+        record.argv = Some(argv.clone());
+        record.cwd = view.cwd.clone();
+        let state = self.kernel.session_state(event.head.session_id).ok().flatten().unwrap_or_default();
+        let escalated = state.credential_touched != 0 || state.escalation & escalation::HOLD_EXEC != 0;
+        let frozen = state.escalation & escalation::FREEZE != 0;
+
+        let Some(m) = matched else {
+            if frozen && self.enforce {
+                let why = format!("session frozen after touching a credential: every exec waits for a person (held {waited} µs so far)");
+                self.pend(event, held, filename, &argv, view.cwd.as_deref(), "escalation.freeze", why, record);
+                return;
+            }
+            self.unhold(pid);
+            let outcome = held.release();
+            record.verdict = Some(Verdict::Allow);
+            record.detector = None;
+            record.rule = None;
+            record.severity = Some(Severity::Info);
+            record.reason = Some(match outcome {
+                Ok(()) => format!("exec of {filename} held {waited} µs for judgement: no destructive rule matched"),
+                Err(err) => format!("exec of {filename} judged harmless but could not be released: {err}"),
+            });
+            return;
+        };
+        record.detector = Some("destructive".to_string());
+        record.rule = Some(m.rule_id.clone());
+        record.severity = Some(m.severity);
+        record.mitre = Some(m.mitre.clone());
+        let wants_person = m.action == ExecAction::Hold || escalated || frozen;
+        if self.enforce && wants_person {
+            let why = if m.action == ExecAction::Hold {
+                format!("{}: `{}` needs a person's confirmation", m.reason, m.command)
+            } else {
+                format!(
+                    "{}: `{}` held for a person because this session touched a credential (rule mode {})",
+                    m.reason,
+                    m.command,
+                    m.mode.as_str()
+                )
+            };
+            self.pend(event, held, filename, &argv, view.cwd.as_deref(), &m.rule_id, why, record);
+            return;
+        }
+        self.unhold(pid);
+        if m.mode == Mode::Enforce && self.enforce {
+            let outcome = held.kill();
+            record.verdict = Some(Verdict::Kill);
+            record.reason = Some(match outcome {
+                Ok(()) => format!("{}: `{}` killed before it ran (held {waited} µs)", m.reason, m.command),
+                Err(err) => format!("{}: `{}` could not be killed: {err}", m.reason, m.command),
+            });
+        } else {
+            let outcome = held.release();
+            record.verdict = Some(Verdict::Audit);
+            record.reason = Some(match outcome {
+                Ok(()) => format!("{}: `{}` allowed to run (monitor)", m.reason, m.command),
+                Err(err) => format!("{}: `{}` (monitor) could not be released: {err}", m.reason, m.command),
+            });
+        }
+    }
+
+    /// Keep a held command stopped until `guard approve`/`guard deny` or the timeout.
+    #[allow(clippy::too_many_arguments)]
+    fn pend(
+        &mut self,
+        event: &KernelEvent,
+        held: Held,
+        filename: &str,
+        argv: &[String],
+        cwd: Option<&str>,
+        rule: &str,
+        why: String,
+        record: &mut AuditRecord,
+    ) {
+        self.next_hold_id += 1;
+        let id = self.next_hold_id;
+        let timeout = Duration::from_secs(self.policy.compiled.hold_timeout_secs);
+        record.verdict = Some(Verdict::Hold);
+        record.hold_id = Some(id);
+        record.reason = Some(format!(
+            "{why}; waiting for `guard approve {id}` or `guard deny {id}` (denied after {} s)",
+            timeout.as_secs()
+        ));
+        let hold = PendingHold {
+            id,
+            session: record.session.clone().unwrap_or_default(),
+            pid: event.head.tgid,
+            exe: filename.to_string(),
+            argv: argv.to_vec(),
+            cwd: cwd.unwrap_or_default().to_string(),
+            rule: rule.to_string(),
+            why,
+            age_secs: 0,
+            timeout_in_secs: timeout.as_secs(),
+            seq: record.seq,
+        };
+        self.pending.insert(id, PendingEntry { hold, held, since: Instant::now(), timeout });
+    }
+
+    /// Forget a held task in the kernel before it is continued or killed.
+    fn unhold(&mut self, pid: u32) {
+        if let Err(err) = self.kernel.unhold(pid) {
+            log::error!("clearing the kernel hold of {pid}: {err:#}");
+        }
+    }
+
+    /// Record the end of a pending hold.
+    fn close_hold(&mut self, entry: PendingEntry, event: &str, verdict: Verdict, reason: String) {
+        let mut record = AuditRecord {
+            ts: guard_engine::audit::format_ts(now_unix_ns()),
+            session: Some(entry.hold.session.clone()),
+            pid: Some(entry.hold.pid),
+            exe: Some(entry.hold.exe.clone()),
+            event: event.to_string(),
+            verdict: Some(verdict),
+            detector: Some("destructive".into()),
+            rule: Some(entry.hold.rule.clone()),
+            severity: Some(Severity::High),
+            reason: Some(reason),
+            argv: Some(entry.hold.argv.clone()),
+            cwd: Some(entry.hold.cwd.clone()),
+            hold_id: Some(entry.hold.id),
+            ..Default::default()
+        };
+        self.recorder.stamp(&mut record);
+        self.emit(&record);
+        if let Err(err) = self.sink.flush() {
+            log::error!("flushing the audit stream: {err}");
+        }
+    }
+
+    /// A person's decision on a pending hold.
+    fn decide(&mut self, id: u64, approve: bool, peer: &PeerCred) -> Response {
+        let Some(entry) = self.pending.remove(&id) else {
+            return Response::error(format!("no pending hold {id} (`guard pending` lists them)"));
+        };
+        let pid = entry.hold.pid;
+        self.unhold(pid);
+        let who = format!("uid {} (pid {})", peer.uid, peer.pid.map_or_else(|| "?".to_string(), |p| p.to_string()));
+        let age = entry.since.elapsed().as_secs();
+        if approve {
+            let outcome = entry.held.release();
+            let message = match &outcome {
+                Ok(()) => format!("hold {id} approved by {who} after {age} s: `{}` runs", entry.hold.argv.join(" ")),
+                Err(err) => format!("hold {id} approved by {who} but could not be continued: {err}"),
+            };
+            self.close_hold(entry, "approve", Verdict::Allow, message.clone());
+            if outcome.is_ok() { Response::done(message) } else { Response::error(message) }
+        } else {
+            let outcome = entry.held.kill();
+            let message = match &outcome {
+                Ok(()) => format!("hold {id} denied by {who} after {age} s: `{}` killed before it ran", entry.hold.argv.join(" ")),
+                Err(err) => format!("hold {id} denied by {who} but could not be killed: {err}"),
+            };
+            self.close_hold(entry, "deny", Verdict::Kill, message.clone());
+            if outcome.is_ok() { Response::done(message) } else { Response::error(message) }
+        }
+    }
+
+    /// Deny holds past their timeout, and forget holds whose task is gone.
+    pub fn expire_holds(&mut self) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, e)| e.since.elapsed() >= e.timeout || hold::process_state(e.hold.pid).is_none_or(|s| s == 'Z' || s == 'X'))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let Some(entry) = self.pending.remove(&id) else { continue };
+            self.unhold(entry.hold.pid);
+            if entry.since.elapsed() >= entry.timeout {
+                let outcome = entry.held.kill();
+                let reason = match outcome {
+                    Ok(()) => format!("hold {id} timed out after {} s without a decision: killed before it ran", entry.timeout.as_secs()),
+                    Err(err) => format!("hold {id} timed out but could not be killed: {err}"),
+                };
+                self.close_hold(entry, "hold_timeout", Verdict::Kill, reason);
+            } else {
+                let reason = format!("hold {id}: the held task is gone (killed from outside)");
+                self.close_hold(entry, "hold_ended", Verdict::Kill, reason);
+            }
+        }
+    }
+
+    /// Fail closed on shutdown: nothing held runs without a decision.
+    pub fn abandon_holds(&mut self) {
+        let ids: Vec<u64> = self.pending.keys().copied().collect();
+        for id in ids {
+            let Some(entry) = self.pending.remove(&id) else { continue };
+            self.unhold(entry.hold.pid);
+            let _ = entry.held.kill();
+            let reason = format!("hold {id}: guard is stopping; the held command was killed (fail closed)");
+            self.close_hold(entry, "hold_abandoned", Verdict::Kill, reason);
+        }
+    }
+
+    /// Answer a control request from the event loop.
+    pub fn control(&mut self, call: ControlCall) {
+        let response = match call.request {
+            Request::Status => Response::status(self.shared.status()),
+            Request::Pending => Response::pending(
+                self.pending
+                    .values()
+                    .map(|e| {
+                        let mut hold = e.hold.clone();
+                        hold.age_secs = e.since.elapsed().as_secs();
+                        hold.timeout_in_secs = e.timeout.saturating_sub(e.since.elapsed()).as_secs();
+                        hold
+                    })
+                    .collect(),
+            ),
+            Request::Approve { id } => self.decide(id, true, &call.peer),
+            Request::Deny { id } => self.decide(id, false, &call.peer),
+        };
+        // The client may have given up; nothing to do then.
+        let _ = call.reply.send(response);
+    }
+
+    fn enrich(&mut self, event: &KernelEvent) -> Enrichment {
+        let session = match self.sessions.resolve(&RealSys, event.head.session_id) {
+            Ok(found) => found.map(|s| s.name.clone()),
+            Err(err) => {
+                log::warn!("resolving session {}: {err}", event.head.session_id);
+                None
+            }
+        };
+        let (argv, cwd) = match &event.body {
+            // The kernel's argv copy is complete unless truncated; then /proc has the rest if
+            // the process still runs (held execs are read while stopped, race-free). cwd is
+            // best effort.
+            Body::Exec { argv_truncated: true, .. } => (read_proc_list(event.head.tgid, "cmdline"), read_cwd(event.head.tgid)),
+            Body::Exec { .. } => (None, read_cwd(event.head.tgid)),
+            _ => (None, None),
+        };
+        Enrichment { session, argv, cwd }
+    }
+
+    /// SIGHUP: re-read the policy. An invalid one is refused and the running one stays in
+    /// force, untouched. `rescan_only` re-resolves the current policy (new credential files,
+    /// re-resolved hosts) without re-reading it.
+    pub fn reload(&mut self, rescan_only: bool) {
+        let path = if rescan_only { None } else { Some(self.policy_path.clone()) };
+        let loaded = match path {
+            None => policy_load::rescan(&self.policy),
+            Some(path) => policy_load::load(path.as_deref()),
+        };
+        let what = if rescan_only { "rescan" } else { "reload" };
+        let policy = match loaded {
+            Ok(policy) => policy,
+            Err(err) => {
+                let record = self.recorder.daemon_record(
+                    &format!("policy_{what}_failed"),
+                    now_unix_ns(),
+                    format!("policy {what} refused, the running policy stays in force: {err:#}"),
+                );
+                self.emit(&record);
+                return;
+            }
+        };
+        let mut config = policy.kernel_config(std::process::id());
+        config.enforce = u32::from(self.enforce);
+        let applied = self.kernel.write_policy(&policy.maps).and_then(|()| self.kernel.set_config(&config));
+        if let Err(err) = applied {
+            let record = self.recorder.daemon_record(
+                &format!("policy_{what}_failed"),
+                now_unix_ns(),
+                format!("writing the {what}ed policy into the kernel failed: {err:#}"),
+            );
+            self.emit(&record);
+            return;
+        }
+        if !rescan_only {
+            let mut record = self.recorder.daemon_record(
+                "policy_reload",
+                now_unix_ns(),
+                format!("policy {} reloaded ({} rules, {} credential files)", policy.source, policy.compiled.rules.len(), policy.maps.cred_inodes.len()),
+            );
+            record.details = Some(serde_json::json!({ "notes": policy.notes }));
+            self.emit(&record);
+        }
+        self.recorder.set_rules(policy.rule_infos());
+        self.evaluator = policy.evaluator.clone();
+        self.base.policy_source = policy.source.clone();
+        self.policy = policy;
+    }
+
+    pub fn refresh_status(&mut self) {
+        let stats = match self.kernel.stats() {
+            Ok(s) => s,
+            Err(err) => {
+                log::warn!("reading kernel counters: {err:#}");
+                return;
+            }
+        };
+        let dropped = stats[stat::EVENTS_DROPPED as usize];
+        if dropped > self.last_dropped {
+            let mut record = self.recorder.daemon_record(
+                "drops",
+                now_unix_ns(),
+                format!("{} kernel events lost (ring buffer full); {dropped} since start", dropped - self.last_dropped),
+            );
+            record.details = Some(serde_json::json!({ "dropped_total": dropped, "dropped_new": dropped - self.last_dropped }));
+            self.emit(&record);
+            self.last_dropped = dropped;
+        }
+        let sessions = cgroup::list_sessions(&RealSys, self.sessions.roots())
+            .map(|list| list.iter().map(|s| s.to_status()).collect())
+            .unwrap_or_default();
+        let mut report = self.base.clone();
+        report.uptime_secs = self.started.elapsed().as_secs();
+        report.sessions = sessions;
+        report.counters = Counters {
+            events: stats[stat::EVENTS_SENT as usize],
+            dropped,
+            exec: stats[stat::EXEC as usize],
+            open: stats[stat::OPEN as usize],
+            connect: stats[stat::CONNECT as usize],
+            sendmsg: stats[stat::SENDMSG as usize],
+            fork: stats[stat::FORK as usize],
+            exit: stats[stat::EXIT as usize],
+            denied: stats[stat::DENIED as usize],
+            killed: stats[stat::KILLED as usize],
+            held: stats[stat::HELD as usize],
+            audit_records: self.audit_records,
+        };
+        if let Ok(mut shared) = self.shared.report.lock() {
+            *shared = report;
+        }
+    }
+}

@@ -44,11 +44,14 @@ impl AuditSink {
         }
     }
 
+    /// One `write_all` per record, newline included: the buffer is then only ever flushed at
+    /// line boundaries, so a reader never sees half a record.
     pub fn write(&mut self, record: &AuditRecord) -> io::Result<()> {
-        let line = record.to_json_line();
+        let mut line = record.to_json_line();
+        line.push('\n');
         match self {
-            AuditSink::File { out, .. } => writeln!(out, "{line}"),
-            AuditSink::Stdout(out) => writeln!(out.lock(), "{line}"),
+            AuditSink::File { out, .. } => out.write_all(line.as_bytes()),
+            AuditSink::Stdout(out) => out.lock().write_all(line.as_bytes()),
         }
     }
 

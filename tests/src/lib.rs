@@ -151,7 +151,13 @@ impl Guard {
     /// Every record written so far (malformed lines fail the test: the stream must be clean).
     pub fn records(&self) -> Vec<Value> {
         let Ok(text) = fs::read_to_string(&self.audit) else { return Vec::new() };
-        text.lines()
+        // A last line without its newline is still being written.
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..=end],
+            None => "",
+        };
+        complete
+            .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap_or_else(|err| panic!("malformed audit line {l:?}: {err}")))
             .collect()

@@ -31,6 +31,7 @@ pub mod maps {
     pub const CRED_NAMES: &str = "CRED_NAMES";
     pub const CRED_NAME_PREFIX: &str = "CRED_NAME_PREFIX";
     pub const CRED_NAME_SUFFIX: &str = "CRED_NAME_SUFFIX";
+    pub const CRED_EXEMPT_DIRS: &str = "CRED_EXEMPT_DIRS";
     pub const WRITE_ROOTS: &str = "WRITE_ROOTS";
     pub const NET_ALLOW4: &str = "NET_ALLOW4";
     pub const NET_ALLOW6: &str = "NET_ALLOW6";
@@ -213,6 +214,15 @@ pub struct DevIno {
     pub ino: u64,
 }
 
+/// Key of `WRITE_ROOTS`: a directory under which writes are in scope, for one session
+/// (`session` = its cgroup id) or for all (`session` = 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WriteRootKey {
+    pub session: u64,
+    pub dir: DevIno,
+}
+
 /// What a compiled rule says when its key matches.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -257,6 +267,13 @@ pub struct SessionState {
     /// Escalation flags written by the daemon (`escalation::*`).
     pub escalation: u32,
 }
+
+/// Nonzero in `Config::write_scope` when the policy lists `$CWD`: until the daemon registered
+/// a session's workspace, the kernel records its out-of-scope writes instead of killing.
+pub const WRITE_SCOPE_SESSION_CWD: u32 = 2;
+
+/// `SessionState::escalation` bit the daemon sets once the session's workspace is registered.
+pub const SESSION_WORKSPACE_KNOWN: u32 = 1 << 31;
 
 pub mod escalation {
     /// Out-of-scope network use is denied whatever the rule's mode.
@@ -439,6 +456,7 @@ mod pod {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for DevIno {}
+    unsafe impl aya::Pod for WriteRootKey {}
     unsafe impl aya::Pod for RuleRef {}
     unsafe impl aya::Pod for ExecWatch {}
     unsafe impl aya::Pod for SessionState {}

@@ -130,6 +130,8 @@ pub struct Daemon {
     pub base: StatusReport,
     pub audit_records: u64,
     pub last_dropped: u64,
+    /// Sessions already announced (and their workspace registered).
+    pub seen_sessions: std::collections::HashSet<u64>,
     /// Commands held for a person, by hold id.
     pub pending: BTreeMap<u64, PendingEntry>,
     pub next_hold_id: u64,
@@ -153,6 +155,9 @@ impl Daemon {
                 return;
             }
         };
+        if self.seen_sessions.insert(event.head.session_id) {
+            self.first_sight(&event);
+        }
         let extra = self.enrich(&event);
         let mut record = self.recorder.record(&event, extra);
         if event.head.action == action::HOLD {
@@ -200,6 +205,10 @@ impl Daemon {
         let waited = started.elapsed().as_micros();
         record.argv = Some(argv.clone());
         record.cwd = view.cwd.clone();
+        if view.exe.is_some() {
+            // What /proc says is executing (the interpreter for a `#!` script).
+            record.exe = view.exe.clone();
+        }
         let state = self.kernel.session_state(event.head.session_id).ok().flatten().unwrap_or_default();
         let escalated = state.credential_touched != 0 || state.escalation & escalation::HOLD_EXEC != 0;
         let frozen = state.escalation & escalation::FREEZE != 0;
@@ -295,6 +304,33 @@ impl Daemon {
             seq: record.seq,
         };
         self.pending.insert(id, PendingEntry { hold, held, since: Instant::now(), timeout });
+    }
+
+    /// A session's first event: register its workspace (`$CWD` write roots) from the working
+    /// directory of its first process, and say so in the audit stream.
+    fn first_sight(&mut self, event: &KernelEvent) {
+        let session = self.sessions.resolve(&RealSys, event.head.session_id).ok().flatten().map(|s| s.name.clone());
+        let mut reason = format!("session {} seen first (cgroup {})", session.as_deref().unwrap_or("?"), event.head.session_id);
+        let mut cwd_text = None;
+        if self.policy.wants_session_workspace() {
+            let cwd = std::fs::read_link(format!("/proc/{}/cwd", event.head.tgid));
+            match cwd.and_then(|dir| std::fs::metadata(&dir).map(|meta| (dir, meta))) {
+                Ok((dir, meta)) => match self.kernel.register_workspace(event.head.session_id, crate::scan::identity(&meta)) {
+                    Ok(()) => {
+                        reason.push_str(&format!("; workspace {} is a write root for it", dir.display()));
+                        cwd_text = Some(dir.display().to_string());
+                    }
+                    Err(err) => reason.push_str(&format!("; registering workspace {} failed: {err:#}", dir.display())),
+                },
+                Err(err) => reason.push_str(&format!("; its workspace could not be read ({err}): writes stay recorded, not killed")),
+            }
+        }
+        let mut record = self.recorder.daemon_record("session", now_unix_ns(), reason);
+        record.session = session;
+        record.cgroup_id = Some(event.head.session_id);
+        record.pid = Some(event.head.tgid);
+        record.cwd = cwd_text;
+        self.emit(&record);
     }
 
     /// Forget a held task in the kernel before it is continued or killed.

@@ -30,6 +30,8 @@ pub struct PreparedMaps {
     pub cred_names: Vec<(NameKey, RuleRef)>,
     pub cred_prefixes: Vec<(u32, NameKey, RuleRef)>,
     pub cred_suffixes: Vec<(u32, NameKey, RuleRef)>,
+    /// Directories exempted with `!dir/` paths: name matches below them are no credentials.
+    pub cred_exempt_dirs: Vec<(DevIno, u32)>,
     pub write_roots: Vec<(DevIno, String)>,
     pub net4: Vec<(u32, [u8; 4], PortSet)>,
     pub net6: Vec<(u32, [u8; 16], PortSet)>,
@@ -95,6 +97,13 @@ fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result
     maps.cred_names = creds.exact_names.iter().map(|n| (n.key, n.rule)).collect();
     maps.cred_prefixes = creds.prefix_names.iter().map(|n| (n.prefix_bits, n.key, n.rule)).collect();
     maps.cred_suffixes = creds.suffix_names.iter().map(|n| (n.prefix_bits, n.key, n.rule)).collect();
+    for path in creds.paths.iter().filter(|p| p.rule.exempt != 0 && p.glob.ends_with("/**")) {
+        if let Ok(meta) = std::fs::metadata(&path.scan_root) {
+            if meta.is_dir() {
+                maps.cred_exempt_dirs.push((identity(&meta), 1));
+            }
+        }
+    }
     if let Some(rule) = creds.proc_environ {
         // `environ` of another process: the kernel matches the name; see the open probe.
         let key = guard_engine::policy::names::name_key(*b"environ");
@@ -165,7 +174,16 @@ fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result
 
 impl LoadedPolicy {
     pub fn kernel_config(&self, daemon_tgid: u32) -> Config {
-        self.compiled.kernel_config(daemon_tgid, true)
+        let mut config = self.compiled.kernel_config(daemon_tgid, true);
+        if self.wants_session_workspace() {
+            config.write_scope |= guard_common::WRITE_SCOPE_SESSION_CWD;
+        }
+        config
+    }
+
+    /// The policy lists `$CWD` among its write roots: each session's workspace counts.
+    pub fn wants_session_workspace(&self) -> bool {
+        self.compiled.files.as_ref().is_some_and(|files| files.write_roots_session_cwd)
     }
 
     pub fn rule_infos(&self) -> Vec<RuleInfo> {

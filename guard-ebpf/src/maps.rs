@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use guard_common::{
-    Config, DevIno, ExecWatch, HeldInfo, KernelOffsets, NAME_LEN, OpenArgs, PATH_LEN, PortSet, RuleRef, SessionState,
+    Config, DevIno, ExecWatch, HeldInfo, WriteRootKey, KernelOffsets, NAME_LEN, OpenArgs, PATH_LEN, PortSet, RuleRef, SessionState,
     stat,
 };
 
@@ -88,9 +88,14 @@ pub static CRED_NAME_PREFIX: LpmTrie<[u8; NAME_LEN], RuleRef> = LpmTrie::with_ma
 #[map]
 pub static CRED_NAME_SUFFIX: LpmTrie<[u8; NAME_LEN], RuleRef> = LpmTrie::with_max_entries(1024, 0);
 
+/// Directories whose files never count as credentials by name (public CA certificates under
+/// /etc/ssl/certs are `*.pem` too).
+#[map]
+pub static CRED_EXEMPT_DIRS: HashMap<DevIno, u32> = HashMap::with_max_entries(256, 0);
+
 /// Directories under which sessions may open files for writing.
 #[map]
-pub static WRITE_ROOTS: HashMap<DevIno, u32> = HashMap::with_max_entries(1024, 0);
+pub static WRITE_ROOTS: HashMap<WriteRootKey, u32> = HashMap::with_max_entries(4096, 0);
 
 /// Network allow-list.
 #[map]

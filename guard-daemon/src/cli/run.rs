@@ -145,6 +145,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         audit_records: 0,
         last_dropped: 0,
         pending: BTreeMap::new(),
+        seen_sessions: Default::default(),
         next_hold_id: 0,
         policy,
     };

@@ -18,7 +18,8 @@ use aya::{
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
 };
 use guard_common::{
-    Config, DevIno, HeldInfo, KernelOffsets, OFFSETS_GLOBAL, RuleRef, SessionState, maps, programs, stat,
+    Config, DevIno, HeldInfo, KernelOffsets, OFFSETS_GLOBAL, RuleRef, SessionState, WriteRootKey, maps, programs,
+    stat,
 };
 
 use crate::policy_load::PreparedMaps;
@@ -71,6 +72,8 @@ fn load_error(what: &str, err: aya::programs::ProgramError) -> anyhow::Error {
 
 pub struct Kernel {
     ebpf: Ebpf,
+    /// Session workspaces (`$CWD` write roots) registered so far; kept across reloads.
+    workspaces: Vec<WriteRootKey>,
     hooks: Vec<HookStatus>,
     sock_addr_loaded: bool,
 }
@@ -85,7 +88,7 @@ impl Kernel {
             .override_global(OFFSETS_GLOBAL, offsets, true)
             .load(EBPF_OBJECT)
             .context("loading guard's eBPF object")?;
-        Ok(Self { ebpf, hooks: Vec::new(), sock_addr_loaded: false })
+        Ok(Self { ebpf, workspaces: Vec::new(), hooks: Vec::new(), sock_addr_loaded: false })
     }
 
     /// Try to load (never attach) the BPF LSM probe program: Err says why the lsm tier is out.
@@ -303,7 +306,11 @@ impl Kernel {
         refill(self, maps::CRED_NAMES, &prepared.cred_names)?;
         refill_lpm(self, maps::CRED_NAME_PREFIX, &prepared.cred_prefixes)?;
         refill_lpm(self, maps::CRED_NAME_SUFFIX, &prepared.cred_suffixes)?;
-        let roots: Vec<(DevIno, u32)> = prepared.write_roots.iter().map(|(id, _)| (*id, 1)).collect();
+        refill(self, maps::CRED_EXEMPT_DIRS, &prepared.cred_exempt_dirs)?;
+        // Global roots from the policy, plus the session workspaces registered so far.
+        let mut roots: Vec<(WriteRootKey, u32)> =
+            prepared.write_roots.iter().map(|(dir, _)| (WriteRootKey { session: 0, dir: *dir }, 1)).collect();
+        roots.extend(self.workspaces.iter().map(|key| (*key, 1)));
         refill(self, maps::WRITE_ROOTS, &roots)?;
         refill_lpm(self, maps::NET_ALLOW4, &prepared.net4)?;
         refill_lpm(self, maps::NET_ALLOW6, &prepared.net6)?;
@@ -348,6 +355,19 @@ impl Kernel {
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(err) => Err(err).context("reading SESSIONS"),
         }
+    }
+
+    /// Make `dir` a write root of one session, and tell the kernel the workspace is known.
+    pub fn register_workspace(&mut self, session_id: u64, dir: DevIno) -> anyhow::Result<()> {
+        let key = WriteRootKey { session: session_id, dir };
+        {
+            let mut map: HashMap<_, WriteRootKey, u32> = HashMap::try_from(self.map(maps::WRITE_ROOTS)?)?;
+            map.insert(key, 1, 0).context("writing WRITE_ROOTS")?;
+        }
+        if !self.workspaces.contains(&key) {
+            self.workspaces.push(key);
+        }
+        self.set_escalation(session_id, guard_common::SESSION_WORKSPACE_KNOWN)
     }
 
     pub fn set_escalation(&mut self, session_id: u64, flags: u32) -> anyhow::Result<()> {

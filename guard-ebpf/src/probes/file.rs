@@ -15,7 +15,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use guard_common::{
-    DevIno, KernelOffsets, MAX_DIR_DEPTH, NAME_LEN, OpenArgs, OpenEvent, RuleRef, action,
+    DevIno, KernelOffsets, MAX_DIR_DEPTH, NAME_LEN, OpenArgs, OpenEvent, RuleRef, WriteRootKey, action,
     detector, flags, kind, stat,
 };
 
@@ -176,10 +176,15 @@ fn decide(
     }
     if writes {
         let Some(cfg) = maps::config() else { return };
-        if cfg.write_scope != 0 && !under_write_root(off, dentry) {
+        if cfg.write_scope != 0 && !under_write_root(off, dentry, session.session_id) {
             ev.header.detector = detector::SCOPE_FILE;
             ev.header.rule = cfg.write_rule;
-            ev.header.action = if enforcing(cfg.write_mode) { action::KILL } else { action::AUDIT };
+            // With `$CWD` roots, a session whose workspace the daemon has not registered yet
+            // is recorded, not killed: its workspace may be exactly where it writes.
+            let workspace_pending = cfg.write_scope & guard_common::WRITE_SCOPE_SESSION_CWD != 0
+                && super::escalation(session.session_id) & guard_common::SESSION_WORKSPACE_KNOWN == 0;
+            ev.header.action =
+                if enforcing(cfg.write_mode) && !workspace_pending { action::KILL } else { action::AUDIT };
         }
     }
 }
@@ -257,6 +262,10 @@ fn credential_match(
         // A process reading its own environment learns nothing new.
         return None;
     }
+    // A name match inside an exempt directory (public certificates) is no credential.
+    if under_dir(off, dentry, |dir| unsafe { maps::CRED_EXEMPT_DIRS.get(dir) }.is_some()) {
+        return None;
+    }
     Some((chosen, false))
 }
 
@@ -291,18 +300,28 @@ fn own_proc_dir(off: &KernelOffsets, dentry: u64) -> bool {
     value == pid_tgid >> 32 || value == pid_tgid & 0xffff_ffff
 }
 
-/// Is the opened file below one of the write roots? Walks the dentry's parents (bounded).
+/// Is the opened file below one of the write roots (global or the session's own)?
 #[inline(always)]
-fn under_write_root(off: &KernelOffsets, dentry: u64) -> bool {
+fn under_write_root(off: &KernelOffsets, dentry: u64, session_id: u64) -> bool {
+    // SAFETY (both lookups): presence checks only.
+    under_dir(off, dentry, |dir| {
+        unsafe { maps::WRITE_ROOTS.get(&WriteRootKey { session: 0, dir: *dir }) }.is_some()
+            || unsafe { maps::WRITE_ROOTS.get(&WriteRootKey { session: session_id, dir: *dir }) }.is_some()
+    })
+}
+
+/// Does `listed` hold for the dentry or one of its parents? Walks at most MAX_DIR_DEPTH
+/// levels, within the dentry's filesystem.
+#[inline(always)]
+fn under_dir(off: &KernelOffsets, dentry: u64, listed: impl Fn(&DevIno) -> bool) -> bool {
     let mut current = dentry;
     let mut depth = 0;
     while depth < MAX_DIR_DEPTH {
         if current == 0 {
             return false;
         }
-        let identity = kread::dentry_identity(off, current);
-        // SAFETY: presence check only.
-        if unsafe { maps::WRITE_ROOTS.get(&identity) }.is_some() {
+        let dir = kread::dentry_identity(off, current);
+        if listed(&dir) {
             return true;
         }
         let parent: u64 = read_at(current, off.dentry_d_parent).unwrap_or(0);

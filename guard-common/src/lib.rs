@@ -38,6 +38,7 @@ pub mod maps {
     pub const EXEC_WATCH_INODES: &str = "EXEC_WATCH_INODES";
     pub const EXEC_WATCH_NAMES: &str = "EXEC_WATCH_NAMES";
     pub const EXEC_WATCH_PATHS: &str = "EXEC_WATCH_PATHS";
+    pub const PROTECTED: &str = "PROTECTED";
     pub const HELD_ANY: &str = "HELD_ANY";
     pub const HELD: &str = "HELD";
 }
@@ -57,6 +58,15 @@ pub mod programs {
     pub const SENDMSG4: &str = "guard_sendmsg4";
     pub const SENDMSG6: &str = "guard_sendmsg6";
     pub const LSM_PROBE: &str = "guard_lsm_probe";
+    pub const LSM_FILE_OPEN: &str = "guard_lsm_file_open";
+    pub const LSM_BPRM_CHECK: &str = "guard_lsm_bprm_check";
+    pub const LSM_INODE_UNLINK: &str = "guard_lsm_inode_unlink";
+    pub const LSM_INODE_RMDIR: &str = "guard_lsm_inode_rmdir";
+    pub const LSM_INODE_RENAME: &str = "guard_lsm_inode_rename";
+    pub const LSM_PATH_TRUNCATE: &str = "guard_lsm_path_truncate";
+    pub const LSM_TASK_KILL: &str = "guard_lsm_task_kill";
+    pub const LSM_PTRACE: &str = "guard_lsm_ptrace";
+    pub const LSM_BPF: &str = "guard_lsm_bpf";
     pub const RAW_SYS_ENTER: &str = "guard_raw_sys_enter";
     pub const SIGNAL_GENERATE: &str = "guard_signal_generate";
     pub const ENTER_PTRACE: &str = "guard_enter_ptrace";
@@ -75,6 +85,8 @@ pub mod kind {
     pub const EXIT: u32 = 6;
     /// A session process went for a held task or the daemon (`SelfEvent`).
     pub const SELF_PROTECT: u32 = 7;
+    /// unlink/rmdir/rename/truncate refused or flagged by the lsm tier (`FsEvent`).
+    pub const FS_CHANGE: u32 = 8;
 }
 
 /// What a `SelfEvent` is about.
@@ -88,6 +100,16 @@ pub mod protect {
     /// A held task was continued by someone other than the daemon and is stopped again at
     /// its first system call.
     pub const ESCAPED_HOLD: u32 = 4;
+    /// bpf() from a session process (lsm tier: refused).
+    pub const BPF: u32 = 5;
+}
+
+/// Filesystem changes the lsm tier judges (`FsEvent::op`).
+pub mod fsop {
+    pub const UNLINK: u32 = 1;
+    pub const RMDIR: u32 = 2;
+    pub const RENAME: u32 = 3;
+    pub const TRUNCATE: u32 = 4;
 }
 
 /// What the kernel did (`EventHeader::action`).
@@ -111,6 +133,8 @@ pub mod detector {
     pub const SCOPE_NET: u32 = 2;
     pub const SCOPE_FILE: u32 = 3;
     pub const DESTRUCTIVE: u32 = 4;
+    /// Tampering with guard or escaping the session (cgroupfs, bpffs, guard's own files).
+    pub const SELF_PROTECT: u32 = 5;
 }
 
 /// Event flag bits (`EventHeader::flags`).
@@ -169,7 +193,9 @@ pub struct Config {
     pub _pad: [u8; 2],
     pub net_rule: u32,
     pub write_rule: u32,
-    pub _reserved: u32,
+    /// Nonzero when the lsm tier is attached: LSM hooks refuse (EPERM) what the host tier
+    /// would kill, and the host-tier programs only report.
+    pub lsm: u32,
 }
 
 /// Kernel structure offsets read from BTF by the loader (aya-ebpf has no CO-RE).
@@ -203,6 +229,8 @@ pub struct KernelOffsets {
     /// Nonzero once the loader filled the struct; programs do nothing until then.
     pub valid: u32,
     pub file_f_flags: u32,
+    pub sb_s_magic: u32,
+    pub _pad: u32,
 }
 
 /// The identity of a file: the kernel's `s_dev` (MKDEV(major, minor) = major << 20 | minor)
@@ -431,6 +459,19 @@ pub struct SelfEvent {
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsEvent {
+    pub header: EventHeader,
+    /// The file or directory acted on.
+    pub file: DevIno,
+    /// `fsop::*`.
+    pub op: u32,
+    pub _pad: u32,
+    /// Its name (final component).
+    pub name: [u8; NAME_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ForkEvent {
     pub header: EventHeader,
     pub child_pid: u32,
@@ -469,6 +510,7 @@ mod pod {
     unsafe impl aya::Pod for OpenEvent {}
     unsafe impl aya::Pod for NetEvent {}
     unsafe impl aya::Pod for ForkEvent {}
+    unsafe impl aya::Pod for FsEvent {}
     unsafe impl aya::Pod for HeldInfo {}
     unsafe impl aya::Pod for SelfEvent {}
     unsafe impl aya::Pod for ExitEvent {}
@@ -488,11 +530,12 @@ mod layout_checks {
     const _: () = assert!(size_of::<OpenEvent>() == 72 + 16 + 24 + PATH_LEN + NAME_LEN);
     const _: () = assert!(size_of::<NetEvent>() == 72 + 16 + 16);
     const _: () = assert!(size_of::<ForkEvent>() == 72 + 16);
+    const _: () = assert!(size_of::<FsEvent>() == 72 + 16 + 8 + NAME_LEN);
     const _: () = assert!(size_of::<SelfEvent>() == 72 + 16);
     const _: () = assert!(size_of::<HeldInfo>() == 16);
     const _: () = assert!(size_of::<ExitEvent>() == 72 + 8);
     const _: () = assert!(size_of::<Config>() == 36);
-    const _: () = assert!(size_of::<KernelOffsets>() == 26 * 4);
+    const _: () = assert!(size_of::<KernelOffsets>() == 28 * 4);
     const _: () = assert!(size_of::<DevIno>() == 16);
     const _: () = assert!(size_of::<RuleRef>() == 8);
     const _: () = assert!(size_of::<ExecWatch>() == 8);

@@ -38,6 +38,8 @@ pub static GUARD_OFFSETS: KernelOffsets = KernelOffsets {
     mm_arg_end: 0,
     valid: 0,
     file_f_flags: 0,
+    sb_s_magic: 0,
+    _pad: 0,
 };
 
 #[inline(always)]
@@ -92,6 +94,10 @@ pub static CRED_NAME_SUFFIX: LpmTrie<[u8; NAME_LEN], RuleRef> = LpmTrie::with_ma
 /// /etc/ssl/certs are `*.pem` too).
 #[map]
 pub static CRED_EXEMPT_DIRS: HashMap<DevIno, u32> = HashMap::with_max_entries(256, 0);
+
+/// guard's own files (policy, audit stream): sessions never open them for writing.
+#[map]
+pub static PROTECTED: HashMap<DevIno, u32> = HashMap::with_max_entries(64, 0);
 
 /// Directories under which sessions may open files for writing.
 #[map]

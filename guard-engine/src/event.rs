@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use guard_common::{
-    DevIno, EventHeader, ExecEvent, ExitEvent, ForkEvent, NetEvent, OpenEvent, SelfEvent, c_bytes,
+    DevIno, EventHeader, ExecEvent, ExitEvent, ForkEvent, FsEvent, NetEvent, OpenEvent, SelfEvent, c_bytes,
     flags, kind,
 };
 use thiserror::Error;
@@ -45,6 +45,8 @@ pub enum Body {
     Sendmsg { addr: IpAddr, port: u16, sock_type: u32, protocol: u32, v4_mapped: bool },
     Fork { child_pid: u32, child_tgid: u32, child_start_ns: u64 },
     Exit { start_ns: u64 },
+    /// unlink/rmdir/rename/truncate judged by the lsm tier (`guard_common::fsop::*`).
+    FsChange { file: DevIno, op: u32, name: String },
     /// A session process went for a held task or the daemon (`guard_common::protect::*`).
     SelfProtect { target_tgid: u32, what: u32, detail: u32 },
 }
@@ -152,6 +154,10 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::EXIT => {
             let ev: ExitEvent = sized(bytes, header.kind)?;
             Body::Exit { start_ns: ev.start_ns }
+        }
+        kind::FS_CHANGE => {
+            let ev: FsEvent = sized(bytes, header.kind)?;
+            Body::FsChange { file: ev.file, op: ev.op, name: text(&ev.name) }
         }
         kind::SELF_PROTECT => {
             let ev: SelfEvent = sized(bytes, header.kind)?;

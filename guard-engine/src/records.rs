@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use guard_common::{action, detector, protect};
+use guard_common::{action, detector, fsop, protect};
 
 use crate::{
     audit::{AuditRecord, Sequencer, Severity, Verdict, format_ts},
@@ -65,6 +65,7 @@ fn detector_name(code: u32) -> Option<&'static str> {
         detector::SCOPE_NET => Some("scope_network"),
         detector::SCOPE_FILE => Some("scope_file"),
         detector::DESTRUCTIVE => Some("destructive"),
+        detector::SELF_PROTECT => Some("self_protection"),
         _ => None,
     }
 }
@@ -191,8 +192,12 @@ impl Recorder {
                 } else {
                     format!("{path} (file {name})")
                 };
+                let rule_text = rule_text.or_else(|| {
+                    (head.detector == detector::SELF_PROTECT).then(|| "guard's own files, bpffs or another cgroup (tampering / escape)".to_string())
+                });
                 record.reason = Some(match verdict {
                     Verdict::Kill => format!("open of {what} killed before the data reached user space: {}", rule_text.unwrap_or_default()),
+                    Verdict::Deny => format!("open of {what} refused (EPERM) before it happened: {}", rule_text.unwrap_or_default()),
                     Verdict::Audit => format!("open of {what} matched {} (monitor)", rule_text.unwrap_or_default()),
                     _ if *ret < 0 => format!("open of {path} failed with errno {}", -ret),
                     _ => format!("open of {what}"),
@@ -222,16 +227,35 @@ impl Recorder {
                 record.event = "exit".into();
                 record.reason = Some(format!("{} exited", head.tgid));
             }
+            Body::FsChange { file, op, name } => {
+                record.event = match *op {
+                    fsop::UNLINK => "unlink",
+                    fsop::RMDIR => "rmdir",
+                    fsop::RENAME => "rename",
+                    fsop::TRUNCATE => "truncate",
+                    _ => "fs_change",
+                }
+                .into();
+                record.path = Some(name.clone());
+                record.dev = Some(format_dev(file.dev));
+                record.ino = Some(file.ino);
+                record.reason = Some(match verdict {
+                    Verdict::Deny => format!("{} of {name} refused (EPERM) before it happened: {}", record.event, rule_text.unwrap_or_default()),
+                    _ => format!("{} of {name} matched {} (monitor)", record.event, rule_text.unwrap_or_default()),
+                });
+            }
             Body::SelfProtect { target_tgid, what, detail } => {
                 record.event = "self_protection".into();
                 record.detector = Some("self_protection".into());
                 record.severity = Some(Severity::Critical);
                 record.target_pid = Some(*target_tgid);
+                let fate = if verdict == Verdict::Deny { "refused (EPERM)" } else { "sender killed" };
                 record.reason = Some(match *what {
-                    protect::SIGNAL_HELD => format!("signal {detail} from {} to held task {target_tgid}: sender killed, the hold stands", head.tgid),
-                    protect::SIGNAL_DAEMON => format!("signal {detail} from {} to the guard daemon ({target_tgid}): sender killed", head.tgid),
-                    protect::PTRACE => format!("ptrace request {detail} from {} on protected task {target_tgid}: tracer killed", head.tgid),
+                    protect::SIGNAL_HELD => format!("signal {detail} from {} to held task {target_tgid}: {fate}, the hold stands", head.tgid),
+                    protect::SIGNAL_DAEMON => format!("signal {detail} from {} to the guard daemon ({target_tgid}): {fate}", head.tgid),
+                    protect::PTRACE => format!("ptrace request {detail} from {} on protected task {target_tgid}: {}", head.tgid, if verdict == Verdict::Deny { "refused (EPERM)" } else { "tracer killed" }),
                     protect::ESCAPED_HOLD => format!("held task {target_tgid} was continued by someone other than guard: stopped again at its first system call"),
+                    protect::BPF => format!("bpf() command {detail} from session process {} refused", head.tgid),
                     other => format!("self-protection event {other} on task {target_tgid}"),
                 });
             }

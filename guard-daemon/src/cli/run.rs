@@ -93,14 +93,15 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let tier = tier::decide(lsm_list.as_deref(), || kernel.probe_lsm());
     let tier_reason = match &tier {
         tier::Tier::Host { reason } => reason.clone(),
-        tier::Tier::Lsm => "BPF LSM available, but this build enforces through the host tier".to_string(),
+        tier::Tier::Lsm => "BPF LSM active and accepting programs: refusals happen before the operation".to_string(),
     };
 
     let mut sessions = SessionIndex::new(roots.clone());
     sessions.rescan(&RealSys).context("scanning session cgroups")?;
     let root_ids: Vec<u64> = sessions.root_ids().iter().map(|(_, id)| *id).collect();
 
-    let config: Config = policy.kernel_config(std::process::id());
+    let mut config: Config = policy.kernel_config(std::process::id());
+    config.lsm = u32::from(tier == tier::Tier::Lsm);
     kernel.set_config(&config)?;
     kernel.set_roots(&root_ids)?;
     kernel.write_policy(&policy.maps)?;
@@ -108,6 +109,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         kernel.attach_cgroup(root)?;
     }
     kernel.attach_tracing(&tier_reason)?;
+    if tier == tier::Tier::Lsm {
+        kernel.attach_lsm()?;
+    }
     let ring = kernel.take_ring_buffer()?;
     // SAFETY: the AsyncFd owns the RingBuf, which owns the fd: it stays open while registered.
     let mut ring = unsafe { AsyncFd::register(ring) }
@@ -115,6 +119,14 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("registering the ring buffer with the event loop")?;
 
     let sink = AuditSink::open(&args.audit)?;
+    // No session may rewrite the policy or the audit trail.
+    let own_files: Vec<_> = [args.policy.as_deref(), Some(args.audit.as_path())]
+        .into_iter()
+        .flatten()
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .map(|meta| crate::scan::identity(&meta))
+        .collect();
+    kernel.set_protected(&own_files)?;
     let hooks: Vec<HookStatus> = kernel.hooks().to_vec();
     let base = StatusReport {
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -105,6 +105,8 @@ pub fn kernel_offsets(path: &str) -> Result<KernelOffsets, BtfError> {
         inode_i_ino: o("inode", "i_ino")?,
         inode_i_sb: o("inode", "i_sb")?,
         sb_s_dev: o("super_block", "s_dev")?,
+        sb_s_magic: o("super_block", "s_magic")?,
+        _pad: 0,
         mm_exe_file: o("mm_struct", "exe_file")?,
         mm_arg_start: o("mm_struct", "arg_start")?,
         mm_arg_end: o("mm_struct", "arg_end")?,

@@ -197,6 +197,50 @@ impl Kernel {
         Ok(())
     }
 
+    /// Attach the lsm tier (only after `probe_lsm` succeeded): hooks that refuse with EPERM.
+    pub fn attach_lsm(&mut self) -> anyhow::Result<()> {
+        const LSM_HOOKS: &[(&str, &str)] = &[
+            (programs::LSM_FILE_OPEN, "file_open"),
+            (programs::LSM_BPRM_CHECK, "bprm_check_security"),
+            (programs::LSM_INODE_UNLINK, "inode_unlink"),
+            (programs::LSM_INODE_RMDIR, "inode_rmdir"),
+            (programs::LSM_INODE_RENAME, "inode_rename"),
+            (programs::LSM_PATH_TRUNCATE, "path_truncate"),
+            (programs::LSM_TASK_KILL, "task_kill"),
+            (programs::LSM_PTRACE, "ptrace_access_check"),
+            (programs::LSM_BPF, "bpf"),
+        ];
+        let btf = aya::Btf::from_sys_fs().context("reading kernel BTF for lsm programs")?;
+        for &(prog_name, hook) in LSM_HOOKS {
+            let prog: &mut aya::programs::Lsm = self
+                .ebpf
+                .program_mut(prog_name)
+                .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
+                .try_into()?;
+            prog.load(hook, &btf).map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
+            prog.attach().with_context(|| format!("attaching {prog_name} to lsm/{hook}"))?;
+        }
+        for (hook, reason) in [
+            ("open", "lsm/file_open: credential, write-scope and tampering opens refused with EPERM before they happen"),
+            ("exec", "lsm/bprm_check_security refuses by file identity; the exec hold (tp_btf) judges argv"),
+            ("unlink/rmdir/rename/truncate", "lsm/inode_unlink, inode_rmdir, inode_rename, path_truncate: refused on credentials and outside write roots"),
+            ("self-protection", "lsm/task_kill, ptrace_access_check, bpf: refused for session tasks"),
+        ] {
+            self.hooks.retain(|h| h.hook != hook);
+            self.hooks.push(HookStatus { hook: hook.to_string(), tier: Tier::Lsm, attached: true, reason: Some(reason.to_string()) });
+        }
+        Ok(())
+    }
+
+    /// guard's own files (policy, audit stream): no session opens them for writing.
+    pub fn set_protected(&mut self, files: &[DevIno]) -> anyhow::Result<()> {
+        let mut map: HashMap<_, DevIno, u32> = HashMap::try_from(self.map(maps::PROTECTED)?)?;
+        for id in files {
+            map.insert(id, 1, 0).context("writing PROTECTED")?;
+        }
+        Ok(())
+    }
+
     /// Attach the sock_addr programs to one root cgroup (its whole subtree inherits them).
     pub fn attach_cgroup(&mut self, root: &Path) -> anyhow::Result<()> {
         let cgroup = File::open(root).with_context(|| format!("opening cgroup {}", root.display()))?;

@@ -31,6 +31,7 @@ const O_WRONLY: u64 = 0o1;
 const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
 const AT_FDCWD: i64 = -100;
+const EPERM: i64 = 1;
 
 // Syscall tracepoint argument offsets (stable: common header, syscall nr, then 8-byte args).
 const ARG0: usize = 16;
@@ -97,6 +98,10 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let ret = arg(&ctx, ARG0) as i64;
+    // On the lsm tier the file_open hook already reported (and refused) this open.
+    if ret == -EPERM && maps::config().is_some_and(|cfg| cfg.lsm != 0) {
+        return 0;
+    }
 
     let Some(mut entry) = maps::EVENTS.reserve::<OpenEvent>(0) else {
         dropped();
@@ -136,7 +141,7 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
         }
         let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
         let writes = (f_flags as u64 & O_ACCMODE) != 0 || args.flags & (O_CREAT | O_TRUNC) != 0;
-        decide(&off, &session, ev, dentry, name_ptr, writes);
+        decide(&off, &session, ev, file, dentry, name_ptr, writes);
     }
 
     let act = ev.header.action;
@@ -150,49 +155,104 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// A file decision: which detector and rule, and whether enforcement applies (kill on the
+/// host tier, EPERM on the lsm tier) or the match is only recorded.
+pub struct FileVerdict {
+    pub detector: u32,
+    pub rule: u32,
+    pub enforced: bool,
+    pub from_inode: bool,
+}
+
+const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
+
+/// Judge an open of `file` by a session process. Shared by the exit tracepoint (host tier)
+/// and the `file_open` LSM hook (lsm tier).
+#[inline(always)]
+pub fn judge_open(
+    off: &KernelOffsets,
+    session: &session::Session,
+    file: u64,
+    identity: &DevIno,
+    dentry: u64,
+    name_ptr: u64,
+    writes: bool,
+) -> Option<FileVerdict> {
+    if let Some((rule, from_inode)) = credential_match(off, identity, dentry, name_ptr) {
+        if !from_inode {
+            // Remember the file's identity: a hardlink to it under another name is the same
+            // credential from now on.
+            let _ = maps::CRED_INODES.insert(identity, &rule, 0);
+        }
+        mark_credential(session.session_id);
+        return Some(FileVerdict {
+            detector: detector::CREDENTIAL,
+            rule: rule.rule,
+            enforced: enforcing(rule.mode),
+            from_inode,
+        });
+    }
+    if !writes {
+        return None;
+    }
+    // Escape and tampering: cgroupfs (moving to another cgroup), bpffs, guard's own files.
+    let inode: u64 = read_at(file, off.file_f_inode).unwrap_or(0);
+    let sb: u64 = read_at(inode, off.inode_i_sb).unwrap_or(0);
+    let magic: u64 = read_at(sb, off.sb_s_magic).unwrap_or(0);
+    // SAFETY: presence check only.
+    let protected = unsafe { maps::PROTECTED.get(identity) }.is_some();
+    // cgroupfs: writing inside the session's own subtree (moving to a nested cgroup) is fine;
+    // a cgroup directory's inode number is its cgroup id.
+    let escape = magic == CGROUP2_SUPER_MAGIC
+        && !under_dir(off, dentry, |dir: &DevIno| dir.ino == session.session_id);
+    if escape || magic == BPF_FS_MAGIC || protected {
+        return Some(FileVerdict {
+            detector: detector::SELF_PROTECT,
+            rule: u32::MAX,
+            enforced: enforcing(guard_common::mode::ENFORCE),
+            from_inode: protected,
+        });
+    }
+    let cfg = maps::config()?;
+    if cfg.write_scope != 0 && !under_write_root(off, dentry, session.session_id) {
+        // With `$CWD` roots, a session whose workspace the daemon has not registered yet is
+        // recorded, not stopped: its workspace may be exactly where it writes.
+        let workspace_pending = cfg.write_scope & guard_common::WRITE_SCOPE_SESSION_CWD != 0
+            && super::escalation(session.session_id) & guard_common::SESSION_WORKSPACE_KNOWN == 0;
+        return Some(FileVerdict {
+            detector: detector::SCOPE_FILE,
+            rule: cfg.write_rule,
+            enforced: enforcing(cfg.write_mode) && !workspace_pending,
+            from_inode: false,
+        });
+    }
+    None
+}
+
 #[inline(always)]
 fn decide(
     off: &KernelOffsets,
     session: &session::Session,
     ev: &mut OpenEvent,
+    file: u64,
     dentry: u64,
     name_ptr: u64,
     writes: bool,
 ) {
-    if let Some((rule, from_inode)) = credential_match(off, &ev.file, dentry, name_ptr) {
-        if !from_inode {
-            // Remember the file's identity: a hardlink to it under another name is the same
-            // credential from now on.
-            let _ = maps::CRED_INODES.insert(&ev.file, &rule, 0);
-        }
-        mark_credential(session.session_id);
-        ev.header.detector = detector::CREDENTIAL;
-        ev.header.rule = rule.rule;
-        if from_inode {
-            ev.header.flags |= flags::MATCH_INODE;
-        }
-        ev.header.action = if enforcing(rule.mode) { action::KILL } else { action::AUDIT };
-        return;
+    let Some(verdict) = judge_open(off, session, file, &ev.file, dentry, name_ptr, writes) else { return };
+    ev.header.detector = verdict.detector;
+    ev.header.rule = verdict.rule;
+    if verdict.from_inode {
+        ev.header.flags |= flags::MATCH_INODE;
     }
-    if writes {
-        let Some(cfg) = maps::config() else { return };
-        if cfg.write_scope != 0 && !under_write_root(off, dentry, session.session_id) {
-            ev.header.detector = detector::SCOPE_FILE;
-            ev.header.rule = cfg.write_rule;
-            // With `$CWD` roots, a session whose workspace the daemon has not registered yet
-            // is recorded, not killed: its workspace may be exactly where it writes.
-            let workspace_pending = cfg.write_scope & guard_common::WRITE_SCOPE_SESSION_CWD != 0
-                && super::escalation(session.session_id) & guard_common::SESSION_WORKSPACE_KNOWN == 0;
-            ev.header.action =
-                if enforcing(cfg.write_mode) && !workspace_pending { action::KILL } else { action::AUDIT };
-        }
-    }
+    ev.header.action = if verdict.enforced { action::KILL } else { action::AUDIT };
 }
 
 /// Credential by identity first, then by the opened dentry's name: exact, exempting or
 /// matching suffix (reversed trie), then prefix.
 #[inline(always)]
-fn credential_match(
+pub fn credential_match(
     off: &KernelOffsets,
     identity: &DevIno,
     dentry: u64,
@@ -302,7 +362,7 @@ fn own_proc_dir(off: &KernelOffsets, dentry: u64) -> bool {
 
 /// Is the opened file below one of the write roots (global or the session's own)?
 #[inline(always)]
-fn under_write_root(off: &KernelOffsets, dentry: u64, session_id: u64) -> bool {
+pub fn under_write_root(off: &KernelOffsets, dentry: u64, session_id: u64) -> bool {
     // SAFETY (both lookups): presence checks only.
     under_dir(off, dentry, |dir| {
         unsafe { maps::WRITE_ROOTS.get(&WriteRootKey { session: 0, dir: *dir }) }.is_some()

@@ -1,12 +1,302 @@
-//! BPF LSM: the probe that decides the tier at start-up.
+//! The lsm tier: BPF LSM hooks refuse (EPERM) before the operation happens, where the host
+//! tier can only kill afterwards. Same maps and decisions as the host tier (`file::judge_open`,
+//! the HELD map, the daemon's tgid); attached only when the kernel accepts `lsm/` programs.
 //!
-//! Loaded, never attached: if the kernel accepts an `lsm/` program, the lsm tier is possible.
-//! (Some kernels list `bpf` among active LSMs yet refuse the load, e.g. when trampolines are
-//! blocked, so the list alone is not proof.)
+//! Every hook's last argument is the verdict of the LSM programs before it: a non-zero value
+//! is passed on unchanged.
 
-use aya_ebpf::{macros::lsm, programs::LsmContext};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes},
+    macros::lsm,
+    programs::LsmContext,
+};
+use guard_common::{
+    ExecWatch, FsEvent, NAME_LEN, OpenEvent, action, detector, fsop, kind, protect, stat,
+    watch,
+};
+
+use super::{dropped, enforcing, fill_header, file, sent};
+use crate::{
+    kread::{self, read_at},
+    maps, session,
+};
+
+const EPERM: i32 = -1;
+const O_ACCMODE: u32 = 0o3;
+const O_TRUNC: u32 = 0o1000;
 
 #[lsm(hook = "file_open")]
 pub fn guard_lsm_probe(_ctx: LsmContext) -> i32 {
+    // Loaded, never attached: the tier probe (see kernel/tier.rs).
     0
 }
+
+/// `file_open(struct file *file)`.
+#[lsm(hook = "file_open")]
+pub fn guard_lsm_file_open(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(1);
+    if previous != 0 {
+        return previous;
+    }
+    let Some(session) = session::current() else { return 0 };
+    let off = maps::offsets();
+    if off.valid == 0 {
+        return 0;
+    }
+    let file: u64 = ctx.arg(0);
+    let identity = kread::file_identity(&off, file);
+    let dentry = kread::file_dentry(&off, file);
+    let name_ptr = kread::dentry_name_ptr(&off, dentry);
+    let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
+    // O_TRUNC is still in f_flags here: the truncation comes after this hook.
+    let writes = f_flags & O_ACCMODE != 0 || f_flags & O_TRUNC != 0;
+    let Some(verdict) = file::judge_open(&off, &session, file, &identity, dentry, name_ptr, writes) else {
+        return 0;
+    };
+    let act = if verdict.enforced { action::DENY } else { action::AUDIT };
+    if let Some(mut entry) = maps::EVENTS.reserve::<OpenEvent>(0) {
+        // SAFETY: the reservation is exactly one OpenEvent; every field is written below.
+        let ev = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header(&mut ev.header, kind::OPEN, &session, &off);
+        ev.header.action = act;
+        ev.header.detector = verdict.detector;
+        ev.header.rule = verdict.rule;
+        if verdict.from_inode {
+            ev.header.flags |= guard_common::flags::MATCH_INODE;
+        }
+        ev.file = identity;
+        ev.flags = f_flags as u64;
+        ev.dfd = 0;
+        ev.ret = if verdict.enforced { -1 } else { 0 };
+        // The path as the caller gave it is not at hand here; the dentry name stands in.
+        ev.path[0] = 0;
+        ev.name[0] = 0;
+        // SAFETY: kernel string, bounded copies.
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.path[..NAME_LEN]) };
+        // SAFETY: as above.
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.name) };
+        entry.submit(0);
+        sent(stat::OPEN);
+    } else {
+        dropped();
+    }
+    if verdict.enforced {
+        maps::bump(stat::DENIED);
+        EPERM
+    } else {
+        0
+    }
+}
+
+/// `bprm_check_security(struct linux_binprm *bprm)`: exec refused by file identity. The exec
+/// hold (tracepoint) still judges argv for everything the policy watches.
+#[lsm(hook = "bprm_check_security")]
+pub fn guard_lsm_bprm_check(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(1);
+    if previous != 0 {
+        return previous;
+    }
+    let Some(_session) = session::current() else { return 0 };
+    let off = maps::offsets();
+    if off.valid == 0 {
+        return 0;
+    }
+    let bprm: u64 = ctx.arg(0);
+    let file: u64 = read_at(bprm, off.bprm_file).unwrap_or(0);
+    let identity = kread::file_identity(&off, file);
+    // SAFETY: copy of a plain value.
+    let Some(w) = (unsafe { maps::EXEC_WATCH_INODES.get(&identity) }).copied() else { return 0 };
+    if deny_exec(&w) {
+        maps::bump(stat::DENIED);
+        return EPERM;
+    }
+    0
+}
+
+#[inline(always)]
+fn deny_exec(w: &ExecWatch) -> bool {
+    w.kind == watch::DENY && enforcing(w.mode)
+}
+
+/// Judge a change to `dentry` (the thing removed, renamed or truncated).
+#[inline(always)]
+fn judge_change(dentry: u64, op: u32) -> i32 {
+    let Some(session) = session::current() else { return 0 };
+    let off = maps::offsets();
+    if off.valid == 0 {
+        return 0;
+    }
+    let identity = kread::dentry_identity(&off, dentry);
+    // SAFETY: copy of a plain value.
+    let credential = unsafe { maps::CRED_INODES.get(&identity) }.copied();
+    let (det, rule, enforced) = if let Some(rule) = credential {
+        (detector::CREDENTIAL, rule.rule, enforcing(rule.mode))
+    } else {
+        let Some(cfg) = maps::config() else { return 0 };
+        if cfg.write_scope == 0 || file::under_write_root(&off, dentry, session.session_id) {
+            return 0;
+        }
+        let workspace_pending = cfg.write_scope & guard_common::WRITE_SCOPE_SESSION_CWD != 0
+            && super::escalation(session.session_id) & guard_common::SESSION_WORKSPACE_KNOWN == 0;
+        (detector::SCOPE_FILE, cfg.write_rule, enforcing(cfg.write_mode) && !workspace_pending)
+    };
+    if let Some(mut entry) = maps::EVENTS.reserve::<FsEvent>(0) {
+        // SAFETY: the reservation is exactly one FsEvent; every field is written below.
+        let ev = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header(&mut ev.header, kind::FS_CHANGE, &session, &off);
+        ev.header.action = if enforced { action::DENY } else { action::AUDIT };
+        ev.header.detector = det;
+        ev.header.rule = rule;
+        ev.file = identity;
+        ev.op = op;
+        ev._pad = 0;
+        ev.name[0] = 0;
+        let name_ptr = kread::dentry_name_ptr(&off, dentry);
+        // SAFETY: kernel string, bounded copy.
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.name) };
+        entry.submit(0);
+        sent(stat::OPEN);
+    } else {
+        dropped();
+    }
+    if enforced {
+        maps::bump(stat::DENIED);
+        EPERM
+    } else {
+        0
+    }
+}
+
+/// `inode_unlink(struct inode *dir, struct dentry *dentry)`.
+#[lsm(hook = "inode_unlink")]
+pub fn guard_lsm_inode_unlink(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(2);
+    if previous != 0 {
+        return previous;
+    }
+    judge_change(ctx.arg(1), fsop::UNLINK)
+}
+
+/// `inode_rmdir(struct inode *dir, struct dentry *dentry)`.
+#[lsm(hook = "inode_rmdir")]
+pub fn guard_lsm_inode_rmdir(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(2);
+    if previous != 0 {
+        return previous;
+    }
+    judge_change(ctx.arg(1), fsop::RMDIR)
+}
+
+/// `inode_rename(struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
+/// struct dentry *new_dentry)`: judged on what is moved away.
+#[lsm(hook = "inode_rename")]
+pub fn guard_lsm_inode_rename(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(4);
+    if previous != 0 {
+        return previous;
+    }
+    judge_change(ctx.arg(1), fsop::RENAME)
+}
+
+/// `path_truncate(const struct path *path)`.
+#[lsm(hook = "path_truncate")]
+pub fn guard_lsm_path_truncate(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(1);
+    if previous != 0 {
+        return previous;
+    }
+    let off = maps::offsets();
+    let path: u64 = ctx.arg(0);
+    let dentry: u64 = read_at(path, off.path_dentry).unwrap_or(0);
+    judge_change(dentry, fsop::TRUNCATE)
+}
+
+/// Report a refused attempt on a held task, the daemon, or bpf().
+#[inline(always)]
+fn report_self(session: &session::Session, target: u32, what: u32, detail: u32) {
+    let off = maps::offsets();
+    let Some(mut entry) = maps::EVENTS.reserve::<guard_common::SelfEvent>(0) else {
+        dropped();
+        return;
+    };
+    // SAFETY: the reservation is exactly one SelfEvent; every field is written below.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, kind::SELF_PROTECT, session, &off);
+    ev.header.action = action::DENY;
+    ev.header.detector = detector::SELF_PROTECT;
+    ev.target_tgid = target;
+    ev.what = what;
+    ev.detail = detail;
+    ev._pad = 0;
+    entry.submit(0);
+    sent(stat::SELF_PROTECT);
+    maps::bump(stat::DENIED);
+}
+
+/// Is `tgid` a held task or the daemon (and not the caller itself)?
+#[inline(always)]
+fn protected_task(tgid: u32) -> Option<u32> {
+    let me = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == 0 || tgid == me {
+        return None;
+    }
+    // SAFETY: presence check only.
+    if unsafe { maps::HELD.get(&tgid) }.is_some() {
+        return Some(protect::SIGNAL_HELD);
+    }
+    if maps::config().is_some_and(|cfg| cfg.daemon_tgid == tgid) {
+        return Some(protect::SIGNAL_DAEMON);
+    }
+    None
+}
+
+/// `task_kill(struct task_struct *p, struct kernel_siginfo *info, int sig, const struct cred *cred)`.
+#[lsm(hook = "task_kill")]
+pub fn guard_lsm_task_kill(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(4);
+    if previous != 0 {
+        return previous;
+    }
+    let Some(session) = session::current() else { return 0 };
+    let off = maps::offsets();
+    let task: u64 = ctx.arg(0);
+    let sig: u64 = ctx.arg(2);
+    let target: u32 = read_at(task, off.task_tgid).unwrap_or(0);
+    let Some(what) = protected_task(target) else { return 0 };
+    report_self(&session, target, what, sig as u32);
+    EPERM
+}
+
+/// `ptrace_access_check(struct task_struct *child, unsigned int mode)`.
+#[lsm(hook = "ptrace_access_check")]
+pub fn guard_lsm_ptrace(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(2);
+    if previous != 0 {
+        return previous;
+    }
+    let Some(session) = session::current() else { return 0 };
+    let off = maps::offsets();
+    let task: u64 = ctx.arg(0);
+    let mode: u64 = ctx.arg(1);
+    let target: u32 = read_at(task, off.task_tgid).unwrap_or(0);
+    if protected_task(target).is_none() {
+        return 0;
+    }
+    report_self(&session, target, protect::PTRACE, mode as u32);
+    EPERM
+}
+
+/// `bpf(int cmd, union bpf_attr *attr, unsigned int size, ...)`: no bpf() from sessions.
+/// (The hook gained an argument in 6.9, so the previous verdict's position differs; guard is
+/// the only BPF LSM user it expects, and refuses only for session tasks.)
+#[lsm(hook = "bpf")]
+pub fn guard_lsm_bpf(ctx: LsmContext) -> i32 {
+    let Some(session) = session::current() else { return 0 };
+    let cmd: u64 = ctx.arg(0);
+    if !enforcing(guard_common::mode::ENFORCE) {
+        return 0;
+    }
+    report_self(&session, 0, protect::BPF, cmd as u32);
+    EPERM
+}
+

@@ -176,7 +176,7 @@ impl CompiledPolicy {
             _pad: [0; 2],
             net_rule: network.map_or(u32::MAX, |network| network.rule),
             write_rule: files.map_or(u32::MAX, |files| files.rule),
-            _reserved: 0,
+            lsm: 0,
         }
     }
 }

@@ -10,3 +10,5 @@ pub mod event;
 pub mod records;
 pub mod policy;
 pub mod destructive;
+pub mod trajectory;
+pub mod provenance;

@@ -227,3 +227,129 @@ pub(crate) fn validate_provenance(
     }
     ProvenanceSettings { enabled }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{CompileContext, Problem, default_policy, parse_policy};
+
+    fn parse_ok(yaml: &str) -> super::super::Policy {
+        parse_policy("test.yaml", yaml).unwrap_or_else(|error| panic!("expected the policy to parse:\n{error}"))
+    }
+
+    fn problems(yaml: &str) -> Vec<Problem> {
+        match parse_policy("test.yaml", yaml) {
+            Ok(_) => panic!("expected an error for:\n{yaml}"),
+            Err(error) => error.problems,
+        }
+    }
+
+    #[track_caller]
+    fn assert_single_problem(yaml: &str, line: u64, column: u64, needle: &str) {
+        let found = problems(yaml);
+        assert_eq!(found.len(), 1, "expected one problem, got {found:#?}");
+        assert_eq!((found[0].line, found[0].column), (line, column), "wrong location for {:?}", found[0].message);
+        assert!(found[0].message.contains(needle), "{:?} does not contain {needle:?}", found[0].message);
+    }
+
+    #[test]
+    fn default_policy_has_the_incident_chain_and_no_extra_escalation() {
+        let policy = default_policy();
+        assert_eq!(policy.chains(), &[ChainSpec::incident()]);
+        assert_eq!(policy.escalation(), EscalationPolicy::default());
+        assert!(policy.provenance().enabled);
+        let compiled = policy.compile(&CompileContext { homes: vec!["/home/a".into()] });
+        assert_eq!(compiled.chains, vec![ChainSpec::incident()]);
+        assert!(compiled.provenance.enabled);
+    }
+
+    #[test]
+    fn the_incident_chain_is_built_in() {
+        let policy = parse_ok("mode: monitor\n");
+        assert_eq!(policy.chains(), &[ChainSpec::incident()]);
+        assert!(!policy.warnings().iter().any(|warning| warning.contains("chains")));
+        assert!(policy.provenance().enabled);
+        assert_eq!(policy.escalation(), EscalationPolicy::default());
+    }
+
+    #[test]
+    fn an_empty_chain_list_disables_chains_with_a_warning() {
+        let policy = parse_ok("chains: []\n");
+        assert!(policy.chains().is_empty());
+        assert!(policy.warnings().iter().any(|warning| warning.contains("chains: []") && warning.contains("incident")));
+    }
+
+    #[test]
+    fn written_chains_keep_the_incident_chain_unless_they_redefine_it() {
+        let yaml = "\
+chains:
+  - id: tamper
+    stages: [credential_discovery, self_protection]
+    window_secs: 60
+    severity: high
+";
+        let policy = parse_ok(yaml);
+        let ids: Vec<&str> = policy.chains().iter().map(|chain| chain.id.as_str()).collect();
+        assert_eq!(ids, vec!["incident", "tamper"]);
+        let tamper = &policy.chains()[1];
+        assert_eq!(tamper.stages, vec![StageKind::CredentialAccess, StageKind::SelfProtection]);
+        assert_eq!((tamper.window_secs, tamper.severity, tamper.mitre.as_deref()), (60, Severity::High, None));
+
+        let yaml = "\
+chains:
+  - id: incident
+    stages: [credential_discovery, destructive_action]
+";
+        let policy = parse_ok(yaml);
+        assert_eq!(policy.chains().len(), 1);
+        assert_eq!(policy.chains()[0].stages.len(), 2);
+        assert_eq!(policy.chains()[0].window_secs, DEFAULT_CHAIN_WINDOW_SECS);
+        assert_eq!(policy.chains()[0].severity, Severity::Critical);
+    }
+
+    #[test]
+    fn chain_problems_are_located() {
+        let yaml = "chains:\n  - id: c\n    stages: [credential_discovery, exfiltration]\n";
+        assert_single_problem(yaml, 3, 36, "unknown stage `exfiltration`: expected one of credential_discovery");
+        let yaml = "chains:\n  - id: c\n    stages: [credential_discovery]\n";
+        assert_single_problem(yaml, 3, 13, "at least two stages");
+        let yaml = "chains:\n  - id: c\n    stages: [credential_discovery, out_of_scope_use]\n    window_secs: 0\n";
+        assert_single_problem(yaml, 4, 18, "window_secs must be between 1 and 86400");
+        let yaml = "chains:\n  - id: c\n    stages: [credential_discovery, out_of_scope_use]\n    window_secs: 86401\n";
+        assert_single_problem(yaml, 4, 18, "window_secs must be between 1 and 86400");
+        let yaml = "\
+chains:
+  - id: c
+    stages: [credential_discovery, out_of_scope_use]
+  - id: c
+    stages: [credential_discovery, destructive_action]
+";
+        assert_single_problem(yaml, 4, 9, "duplicate chain id `c` (first used at line 2, column 9)");
+        let yaml = "chains:\n  - id: 'bad id'\n    stages: [credential_discovery, out_of_scope_use]\n";
+        assert_single_problem(yaml, 2, 9, "bad chain id `bad id`");
+        let yaml = "chains:\n  - id: c\n    stages: [credential_discovery, out_of_scope_use]\n    mitre: X1\n";
+        assert_single_problem(yaml, 4, 12, "bad MITRE ATT&CK technique `X1`");
+        let yaml = "chains:\n  - id: c\n    stages: [credential_discovery, out_of_scope_use]\n    windw_secs: 5\n";
+        assert_single_problem(yaml, 4, 5, "unknown field `windw_secs`");
+    }
+
+    #[test]
+    fn escalations_and_provenance() {
+        let policy = parse_ok("escalations:\n  on_credential: [freeze_session, hold_all_exec, freeze_session]\n");
+        assert_eq!(policy.escalation(), EscalationPolicy { freeze_session: true, hold_all_exec: true });
+        let policy = parse_ok("escalations: {}\n");
+        assert_eq!(policy.escalation(), EscalationPolicy::default());
+        let yaml = "escalations:\n  on_credential: [freeze_session, reboot]\n";
+        let found = problems(yaml);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].line, 2);
+        assert!(found[0].message.contains("reboot"), "{:?}", found[0].message);
+        assert_single_problem("escalations:\n  on_credentials: []\n", 2, 3, "unknown field `on_credentials`");
+
+        let policy = parse_ok("provenance:\n  enabled: false\n");
+        assert!(!policy.provenance().enabled);
+        assert!(policy.warnings().iter().any(|warning| warning.contains("provenance is disabled")));
+        assert!(parse_ok("provenance: {}\n").provenance().enabled);
+        assert_single_problem("provenance:\n  enable: true\n", 2, 3, "unknown field `enable`");
+    }
+}

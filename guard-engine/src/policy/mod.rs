@@ -45,6 +45,17 @@
 //!           - flag: [-r, -R, --recursive]
 //!           - flag: [-f, --force]
 //!           - outside_scratch: all
+//! chains:                       # optional; see "Chains" below
+//!   - id: incident              # unique among chains; same charset as rule ids
+//!     description: credential discovery, then out-of-scope use, then a destructive action
+//!     stages: [credential_discovery, out_of_scope_use, destructive_action]   # >= 2, in order
+//!     window_secs: 600          # first to last stage; default 600, 1..=86400
+//!     severity: critical        # default critical
+//!     mitre: T1485              # optional
+//! escalations:                  # optional
+//!   on_credential: [freeze_session, hold_all_exec]   # extras; default none
+//! provenance:                   # optional
+//!   enabled: true               # default true
 //! ```
 //!
 //! The match language is described in [`destructive_rules`].
@@ -84,6 +95,20 @@
 //!   outside the scratch roots. `rm -r` without `-f` is not matched by the default rule.
 //! * The rule table ([`CompiledPolicy::rules`], index = `RuleRef.rule`) lists credential rules,
 //!   then `scope.network`, then `scope.files`, then destructive rules, each in file order.
+//! * Chains ([`crate::trajectory`]): stage names are `credential_discovery` (a `credential`
+//!   record), `out_of_scope_use` (`scope_network`/`scope_file`), `destructive_action`
+//!   (`destructive`) and `self_protection`. The `incident` chain ([`ChainSpec::incident`]) is
+//!   built in: a policy without `chains` gets it, a `chains` list that does not define an
+//!   `incident` chain gets it too (first), and a chain with id `incident` replaces it. Only
+//!   `chains: []` turns chain detection off, and that adds a warning.
+//! * Escalations: once a session touched a credential, its out-of-scope network use is denied
+//!   and its destructive commands are held for approval whatever the rule's mode or action;
+//!   this is always on and cannot be turned off here. `on_credential` adds `freeze_session`
+//!   (freeze the session cgroup) and/or `hold_all_exec` (hold every exec of the session)
+//!   ([`EscalationPolicy`]).
+//! * Provenance ([`crate::provenance`]): `enabled: false` stops learning fingerprints of
+//!   secrets read from credential files (and adds a warning); redaction of known token
+//!   formats from the audit stream stays on.
 //! * Errors: every problem is reported as `FILE:LINE:COLUMN: problem`. YAML syntax errors,
 //!   unknown keys, wrong types and unknown enum values stop parsing at the first one; all
 //!   other problems (bad CIDR, port, regex, glob, name pattern, path, duplicate id, empty

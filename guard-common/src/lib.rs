@@ -230,7 +230,7 @@ pub struct KernelOffsets {
     pub valid: u32,
     pub file_f_flags: u32,
     pub sb_s_magic: u32,
-    pub _pad: u32,
+    pub task_group_leader: u32,
 }
 
 /// The identity of a file: the kernel's `s_dev` (MKDEV(major, minor) = major << 20 | minor)
@@ -386,6 +386,8 @@ pub struct EventHeader {
     pub rule: u32,
     pub flags: u32,
     pub comm: [u8; COMM_LEN],
+    /// The process's start time (ns since boot): with `tgid`, a key pid reuse cannot confuse.
+    pub start_ns: u64,
 }
 
 #[repr(C)]
@@ -523,17 +525,17 @@ mod layout_checks {
     use super::*;
     use core::mem::{offset_of, size_of};
 
-    const _: () = assert!(size_of::<EventHeader>() == 72);
+    const _: () = assert!(size_of::<EventHeader>() == 80);
     const _: () = assert!(offset_of!(EventHeader, session_id) == 24);
     const _: () = assert!(offset_of!(EventHeader, comm) == 56);
-    const _: () = assert!(size_of::<ExecEvent>() == 72 + 16 + 8 + PATH_LEN + ARGS_LEN);
-    const _: () = assert!(size_of::<OpenEvent>() == 72 + 16 + 24 + PATH_LEN + NAME_LEN);
-    const _: () = assert!(size_of::<NetEvent>() == 72 + 16 + 16);
-    const _: () = assert!(size_of::<ForkEvent>() == 72 + 16);
-    const _: () = assert!(size_of::<FsEvent>() == 72 + 16 + 8 + NAME_LEN);
-    const _: () = assert!(size_of::<SelfEvent>() == 72 + 16);
+    const _: () = assert!(size_of::<ExecEvent>() == 80 + 16 + 8 + PATH_LEN + ARGS_LEN);
+    const _: () = assert!(size_of::<OpenEvent>() == 80 + 16 + 24 + PATH_LEN + NAME_LEN);
+    const _: () = assert!(size_of::<NetEvent>() == 80 + 16 + 16);
+    const _: () = assert!(size_of::<ForkEvent>() == 80 + 16);
+    const _: () = assert!(size_of::<FsEvent>() == 80 + 16 + 8 + NAME_LEN);
+    const _: () = assert!(size_of::<SelfEvent>() == 80 + 16);
     const _: () = assert!(size_of::<HeldInfo>() == 16);
-    const _: () = assert!(size_of::<ExitEvent>() == 72 + 8);
+    const _: () = assert!(size_of::<ExitEvent>() == 80 + 8);
     const _: () = assert!(size_of::<Config>() == 36);
     const _: () = assert!(size_of::<KernelOffsets>() == 28 * 4);
     const _: () = assert!(size_of::<DevIno>() == 16);

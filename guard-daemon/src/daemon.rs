@@ -14,6 +14,8 @@ use anyhow::Context as _;
 use guard_common::{action, escalation, stat};
 use guard_engine::{
     audit::{AuditRecord, Severity, Verdict},
+    provenance::{Origin, ProvenanceStore},
+    trajectory::{ProcessKey, Significant, Trajectory},
     control::{Counters, PendingHold, Request, Response, StatusReport},
     destructive::{DestructiveEvaluator, ExecContext},
     event::{Body, KernelEvent, decode},
@@ -30,6 +32,9 @@ use crate::{
     policy_load::{self, LoadedPolicy},
     sys::RealSys,
 };
+
+/// Largest credential file the daemon reads to fingerprint its secrets.
+const MAX_CREDENTIAL_FILE: u64 = 1 << 20;
 
 /// A command held for a person.
 pub struct PendingEntry {
@@ -130,6 +135,13 @@ pub struct Daemon {
     pub base: StatusReport,
     pub audit_records: u64,
     pub last_dropped: u64,
+    /// The session trajectory: chains of significant events across a session's processes.
+    pub trajectory: Trajectory,
+    /// Keyed fingerprints of secrets sessions read (never the values).
+    pub provenance: ProvenanceStore,
+    pub clock: ClockBase,
+    /// Each session's workspace (its first process's working directory), when known.
+    pub workspaces: std::collections::HashMap<u64, PathBuf>,
     /// Sessions already announced (and their workspace registered).
     pub seen_sessions: std::collections::HashSet<u64>,
     /// Commands held for a person, by hold id.
@@ -139,6 +151,20 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn emit(&mut self, record: &AuditRecord) {
+        // No secret value ever reaches the audit stream: known secrets and known token
+        // formats are redacted from argv and reasons.
+        let mut redacted;
+        let mut record = record;
+        if record.argv.is_some() || record.reason.is_some() {
+            redacted = record.clone();
+            if let Some(argv) = &record.argv {
+                redacted.argv = Some(self.provenance.redact_argv(argv));
+            }
+            if let Some(reason) = &record.reason {
+                redacted.reason = Some(self.provenance.redact_text(reason));
+            }
+            record = &redacted;
+        }
         self.audit_records += 1;
         if let Err(err) = self.sink.write(record) {
             // Losing the audit trail must be loud; the kernel side keeps enforcing regardless.
@@ -160,17 +186,136 @@ impl Daemon {
         }
         let extra = self.enrich(&event);
         let mut record = self.recorder.record(&event, extra);
+        let mut held_env = None;
         if event.head.action == action::HOLD {
             if let Body::Exec { filename, argv, .. } = &event.body {
-                self.judge_held(&event, filename, argv, &mut record);
+                held_env = self.judge_held(&event, filename, argv, &mut record);
             }
         }
         self.emit(&record);
+        self.follow(&event, &record, held_env);
+    }
+
+    /// What a record means beyond itself: lineage and chains (trajectory), secrets read and
+    /// secrets used (provenance).
+    fn follow(&mut self, event: &KernelEvent, record: &AuditRecord, held_env: Option<Vec<(String, String)>>) {
+        let process = ProcessKey { pid: event.head.tgid, start_ns: event.head.start_ns };
+        match &event.body {
+            Body::Fork { child_tgid, child_start_ns, .. } => {
+                self.trajectory.fork(process, ProcessKey { pid: *child_tgid, start_ns: *child_start_ns });
+            }
+            Body::Exit { .. } => self.trajectory.exit(process),
+            Body::Open { path, file: Some(file), .. }
+                if record.detector.as_deref() == Some("credential") && record.verdict == Some(Verdict::Audit) =>
+            {
+                self.learn_credential_file(event, record.seq, path, file);
+            }
+            Body::Exec { argv, .. } => {
+                let argv = record.argv.clone().unwrap_or_else(|| argv.clone());
+                let env = held_env.unwrap_or_default();
+                let uses = self.provenance.check_exec(&argv, &env);
+                for used in uses {
+                    let origin = &used.origin;
+                    let mut rec = AuditRecord {
+                        ts: record.ts.clone(),
+                        session: record.session.clone(),
+                        cgroup_id: record.cgroup_id,
+                        pid: record.pid,
+                        ppid: record.ppid,
+                        comm: record.comm.clone(),
+                        exe: record.exe.clone(),
+                        event: "provenance".into(),
+                        verdict: Some(Verdict::Audit),
+                        detector: Some("provenance".into()),
+                        severity: Some(Severity::High),
+                        mitre: Some("T1552.001".into()),
+                        reason: Some(format!(
+                            "secret {}from {} (read by pid {}, record {}) used by {} in {} [{}]",
+                            origin.name.as_deref().map(|n| format!("{n} ")).unwrap_or_default(),
+                            origin.file,
+                            origin.reader_pid,
+                            origin.record_seq,
+                            record.exe.as_deref().unwrap_or("?"),
+                            used.where_,
+                            used.fingerprint_short,
+                        )),
+                        argv: Some(argv.clone()),
+                        details: serde_json::to_value(&used).ok(),
+                        ..Default::default()
+                    };
+                    self.recorder.stamp(&mut rec);
+                    self.emit(&rec);
+                }
+                if !env.is_empty() || event.head.action == action::HOLD {
+                    let origin = Origin {
+                        file: format!("argv and environment of held pid {}", event.head.tgid),
+                        reader_pid: event.head.tgid,
+                        record_seq: record.seq,
+                        session: event.head.session_id,
+                        name: None,
+                    };
+                    self.provenance.learn_pairs(&env, &origin);
+                    self.provenance.learn_argv(&argv, &origin);
+                }
+            }
+            _ => {}
+        }
+        let ts_ns = self.clock.wall_ns(event.head.ktime_ns);
+        if let Some(significant) = Significant::from_record(record, event.head.session_id, process, ts_ns) {
+            for progress in self.trajectory.observe(significant) {
+                let mut chain = progress.to_audit_record();
+                self.recorder.stamp(&mut chain);
+                self.emit(&chain);
+            }
+        }
+    }
+
+    /// A session read a credential file (monitor mode): fingerprint its secrets. The file is
+    /// re-opened by path and accepted only if it is the very inode the kernel reported.
+    fn learn_credential_file(&mut self, event: &KernelEvent, seq: u64, path: &str, file: &guard_common::DevIno) {
+        // A short-lived reader (`cat .env`) is often gone by now: its parent's working
+        // directory and the session's workspace are the next best guesses for a relative
+        // path. Only the very inode the kernel reported is accepted.
+        let candidates: Vec<std::path::PathBuf> = if path.starts_with('/') {
+            vec![std::path::PathBuf::from(path)]
+        } else {
+            [event.head.tgid, event.head.ppid]
+                .iter()
+                .filter_map(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).ok())
+                .chain(self.workspaces.get(&event.head.session_id).cloned())
+                .map(|dir| dir.join(path))
+                .collect()
+        };
+        let Some((full, meta)) = candidates.into_iter().find_map(|candidate| {
+            let meta = std::fs::metadata(&candidate).ok()?;
+            (crate::scan::identity(&meta) == *file).then_some((candidate, meta))
+        }) else {
+            return;
+        };
+        if meta.len() > MAX_CREDENTIAL_FILE {
+            return;
+        }
+        let Ok(text) = std::fs::read_to_string(&full) else { return };
+        let origin = Origin {
+            file: full.display().to_string(),
+            reader_pid: event.head.tgid,
+            record_seq: seq,
+            session: event.head.session_id,
+            name: None,
+        };
+        self.provenance.learn_file(&text, &origin);
     }
 
     /// Decide a held exec: read what it is about to run, apply the destructive rules, then
     /// release it, kill it, or keep it for a person. The record carries the verdict.
-    fn judge_held(&mut self, event: &KernelEvent, filename: &str, kernel_argv: &[String], record: &mut AuditRecord) {
+    /// Returns the held process's environment when it could be read (for provenance).
+    fn judge_held(
+        &mut self,
+        event: &KernelEvent,
+        filename: &str,
+        kernel_argv: &[String],
+        record: &mut AuditRecord,
+    ) -> Option<Vec<(String, String)>> {
         let pid = event.head.tgid;
         let started = Instant::now();
         let held = match Held::open(pid) {
@@ -179,7 +324,7 @@ impl Daemon {
                 self.unhold(pid);
                 record.verdict = Some(Verdict::Allow);
                 record.reason = Some(format!("held exec of {filename} vanished before judgement: {err}"));
-                return;
+                return None;
             }
         };
         held.wait_stopped(hold::STOP_WAIT);
@@ -191,7 +336,7 @@ impl Daemon {
                 let _ = held.kill();
                 record.verdict = Some(Verdict::Kill);
                 record.reason = Some(format!("held exec of {filename} could not be inspected ({err}); killed"));
-                return;
+                return None;
             }
         };
         let argv = if view.argv.is_empty() { kernel_argv.to_vec() } else { view.argv.clone() };
@@ -217,7 +362,7 @@ impl Daemon {
             if frozen && self.enforce {
                 let why = format!("session frozen after touching a credential: every exec waits for a person (held {waited} µs so far)");
                 self.pend(event, held, filename, &argv, view.cwd.as_deref(), "escalation.freeze", why, record);
-                return;
+                return Some(view.env);
             }
             self.unhold(pid);
             let outcome = held.release();
@@ -229,7 +374,7 @@ impl Daemon {
                 Ok(()) => format!("exec of {filename} held {waited} µs for judgement: no destructive rule matched"),
                 Err(err) => format!("exec of {filename} judged harmless but could not be released: {err}"),
             });
-            return;
+            return Some(view.env);
         };
         record.detector = Some("destructive".to_string());
         record.rule = Some(m.rule_id.clone());
@@ -248,7 +393,7 @@ impl Daemon {
                 )
             };
             self.pend(event, held, filename, &argv, view.cwd.as_deref(), &m.rule_id, why, record);
-            return;
+            return Some(view.env);
         }
         self.unhold(pid);
         if m.mode == Mode::Enforce && self.enforce {
@@ -266,6 +411,7 @@ impl Daemon {
                 Err(err) => format!("{}: `{}` (monitor) could not be released: {err}", m.reason, m.command),
             });
         }
+        Some(view.env)
     }
 
     /// Keep a held command stopped until `guard approve`/`guard deny` or the timeout.
@@ -295,7 +441,7 @@ impl Daemon {
             session: record.session.clone().unwrap_or_default(),
             pid: event.head.tgid,
             exe: filename.to_string(),
-            argv: argv.to_vec(),
+            argv: self.provenance.redact_argv(argv),
             cwd: cwd.unwrap_or_default().to_string(),
             rule: rule.to_string(),
             why,
@@ -312,13 +458,19 @@ impl Daemon {
         let session = self.sessions.resolve(&RealSys, event.head.session_id).ok().flatten().map(|s| s.name.clone());
         let mut reason = format!("session {} seen first (cgroup {})", session.as_deref().unwrap_or("?"), event.head.session_id);
         let mut cwd_text = None;
-        if self.policy.wants_session_workspace() {
+        if !self.policy.wants_session_workspace() {
+            if let Ok(dir) = std::fs::read_link(format!("/proc/{}/cwd", event.head.tgid)) {
+                cwd_text = Some(dir.display().to_string());
+                self.workspaces.insert(event.head.session_id, dir);
+            }
+        } else {
             let cwd = std::fs::read_link(format!("/proc/{}/cwd", event.head.tgid));
             match cwd.and_then(|dir| std::fs::metadata(&dir).map(|meta| (dir, meta))) {
                 Ok((dir, meta)) => match self.kernel.register_workspace(event.head.session_id, crate::scan::identity(&meta)) {
                     Ok(()) => {
                         reason.push_str(&format!("; workspace {} is a write root for it", dir.display()));
                         cwd_text = Some(dir.display().to_string());
+                        self.workspaces.insert(event.head.session_id, dir);
                     }
                     Err(err) => reason.push_str(&format!("; registering workspace {} failed: {err:#}", dir.display())),
                 },

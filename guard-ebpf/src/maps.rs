@@ -39,7 +39,7 @@ pub static GUARD_OFFSETS: KernelOffsets = KernelOffsets {
     valid: 0,
     file_f_flags: 0,
     sb_s_magic: 0,
-    _pad: 0,
+    task_group_leader: 0,
 };
 
 #[inline(always)]

@@ -13,7 +13,9 @@ use clap::Args;
 use guard_common::Config;
 use guard_engine::{
     control::{HookStatus, StatusReport},
+    provenance::ProvenanceStore,
     records::Recorder,
+    trajectory::Trajectory,
 };
 use tokio::{io::unix::AsyncFd, signal::unix::{SignalKind, signal}};
 
@@ -43,6 +45,13 @@ pub struct RunArgs {
     /// Control socket for `guard status` and friends.
     #[arg(long, value_name = "PATH", default_value = super::DEFAULT_SOCKET_PATH)]
     pub socket: PathBuf,
+}
+
+/// A fresh key per daemon run: fingerprints mean nothing outside it.
+fn fingerprint_key() -> anyhow::Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|err| anyhow::anyhow!("reading random bytes for the fingerprint key: {err}"))?;
+    Ok(key)
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -143,12 +152,16 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let server = ControlServer::bind(&ControlConfig::new(&args.socket))?;
     let server_task = tokio::spawn(server.serve(shared.clone()));
 
+    let clock = clock_base();
     let mut daemon = Daemon {
         kernel,
         policy_path: args.policy.clone(),
         evaluator: policy.evaluator.clone(),
         enforce: config.enforce != 0,
-        recorder: Recorder::new(policy.rule_infos(), clock_base()),
+        recorder: Recorder::new(policy.rule_infos(), clock),
+        clock,
+        trajectory: Trajectory::new(policy.compiled.chains.clone()),
+        provenance: ProvenanceStore::new(fingerprint_key()?),
         sink,
         sessions,
         shared,
@@ -158,6 +171,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         last_dropped: 0,
         pending: BTreeMap::new(),
         seen_sessions: Default::default(),
+        workspaces: Default::default(),
         next_hold_id: 0,
         policy,
     };

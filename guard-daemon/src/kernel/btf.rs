@@ -106,7 +106,7 @@ pub fn kernel_offsets(path: &str) -> Result<KernelOffsets, BtfError> {
         inode_i_sb: o("inode", "i_sb")?,
         sb_s_dev: o("super_block", "s_dev")?,
         sb_s_magic: o("super_block", "s_magic")?,
-        _pad: 0,
+        task_group_leader: o("task_struct", "group_leader")?,
         mm_exe_file: o("mm_struct", "exe_file")?,
         mm_arg_start: o("mm_struct", "arg_start")?,
         mm_arg_end: o("mm_struct", "arg_end")?,

@@ -183,6 +183,27 @@ impl Cgroup2 {
     }
 }
 
+/// Extended attribute on a session cgroup naming its workspace (the directory `guard launch`
+/// ran in). The daemon reads it race-free, even when every session process already exited.
+pub const WORKSPACE_XATTR: &str = "trusted.guard.workspace";
+
+/// Record `dir` as the session's workspace unless one is recorded already (the first launch
+/// into a session defines it).
+pub fn record_workspace(sys: &dyn Sys, session: &Path, dir: &Path) -> Result<(), CgroupError> {
+    if let Ok(Some(_)) = sys.get_xattr(session, WORKSPACE_XATTR) {
+        return Ok(());
+    }
+    sys.set_xattr(session, WORKSPACE_XATTR, dir.as_os_str().as_encoded_bytes())
+        .map_err(|err| CgroupError::io("setxattr", session, err))
+}
+
+/// The workspace recorded on a session cgroup, if any.
+pub fn workspace(sys: &dyn Sys, session: &Path) -> Option<PathBuf> {
+    let raw = sys.get_xattr(session, WORKSPACE_XATTR).ok()??;
+    let text = String::from_utf8(raw).ok()?;
+    Some(PathBuf::from(text))
+}
+
 /// Checks a session name: 1-64 bytes of `[A-Za-z0-9._-]`, no leading dot (so no `.`, `..` or
 /// hidden names), hence no `/`.
 pub fn validate_session_name(name: &str) -> Result<(), CgroupError> {

@@ -455,16 +455,24 @@ impl Daemon {
     /// A session's first event: register its workspace (`$CWD` write roots) from the working
     /// directory of its first process, and say so in the audit stream.
     fn first_sight(&mut self, event: &KernelEvent) {
-        let session = self.sessions.resolve(&RealSys, event.head.session_id).ok().flatten().map(|s| s.name.clone());
+        let found = self.sessions.resolve(&RealSys, event.head.session_id).ok().flatten().cloned();
+        let session = found.as_ref().map(|s| s.name.clone());
+        // `guard launch` records the workspace on the session cgroup; /proc is the fallback
+        // for sessions made some other way (and races with short-lived processes).
+        let recorded = found.as_ref().and_then(|s| cgroup::workspace(&RealSys, &s.path));
         let mut reason = format!("session {} seen first (cgroup {})", session.as_deref().unwrap_or("?"), event.head.session_id);
         let mut cwd_text = None;
+        let from_proc = || std::fs::read_link(format!("/proc/{}/cwd", event.head.tgid));
         if !self.policy.wants_session_workspace() {
-            if let Ok(dir) = std::fs::read_link(format!("/proc/{}/cwd", event.head.tgid)) {
+            if let Some(dir) = recorded.clone().or_else(|| from_proc().ok()) {
                 cwd_text = Some(dir.display().to_string());
                 self.workspaces.insert(event.head.session_id, dir);
             }
         } else {
-            let cwd = std::fs::read_link(format!("/proc/{}/cwd", event.head.tgid));
+            let cwd = match recorded.clone() {
+                Some(dir) => Ok(dir),
+                None => from_proc(),
+            };
             match cwd.and_then(|dir| std::fs::metadata(&dir).map(|meta| (dir, meta))) {
                 Ok((dir, meta)) => match self.kernel.register_workspace(event.head.session_id, crate::scan::identity(&meta)) {
                     Ok(()) => {

@@ -8,7 +8,7 @@
 use std::{
     ffi::{OsStr, OsString},
     io,
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 /// One entry of a directory listing.
@@ -43,6 +43,10 @@ pub trait Sys {
     /// The text of /proc/self/mountinfo.
     fn mountinfo(&self) -> io::Result<String>;
     fn getpid(&self) -> u32;
+    /// Extended attributes (cgroupfs keeps `trusted.*` ones on cgroup directories).
+    fn set_xattr(&self, path: &Path, name: &str, value: &[u8]) -> io::Result<()>;
+    fn get_xattr(&self, path: &Path, name: &str) -> io::Result<Option<Vec<u8>>>;
+    fn current_dir(&self) -> io::Result<PathBuf>;
     /// execvp(3): replaces the process image; returns only on failure. `program` is looked up
     /// in PATH unless it contains a slash.
     fn exec(&self, program: &OsStr, args: &[OsString]) -> io::Error;
@@ -101,6 +105,18 @@ impl Sys for RealSys {
         std::process::id()
     }
 
+    fn set_xattr(&self, path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+        xattr::set(path, name, value)
+    }
+
+    fn get_xattr(&self, path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+        xattr::get(path, name)
+    }
+
+    fn current_dir(&self) -> io::Result<PathBuf> {
+        std::env::current_dir()
+    }
+
     fn exec(&self, program: &OsStr, args: &[OsString]) -> io::Error {
         use std::os::unix::process::CommandExt;
         std::process::Command::new(program).args(args).exec()
@@ -151,6 +167,8 @@ mod fake {
         failures: HashMap<(FakeOp, PathBuf), i32>,
         execs: Vec<(OsString, Vec<OsString>)>,
         exec_errno: i32,
+        xattrs: HashMap<(PathBuf, String), Vec<u8>>,
+        cwd: PathBuf,
     }
 
     /// An in-memory file system; below `cgroup_mount` it behaves like cgroupfs.
@@ -178,6 +196,8 @@ mod fake {
                     failures: HashMap::new(),
                     execs: Vec::new(),
                     exec_errno: libc::ENOEXEC,
+                    xattrs: HashMap::new(),
+                    cwd: PathBuf::from("/work"),
                 }),
             }
         }
@@ -424,6 +444,23 @@ mod fake {
 
         fn getpid(&self) -> u32 {
             self.lock().pid
+        }
+
+        fn set_xattr(&self, path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+            let mut st = self.lock();
+            if !st.nodes.contains_key(path) {
+                return Err(errno(libc::ENOENT));
+            }
+            st.xattrs.insert((path.to_path_buf(), name.to_string()), value.to_vec());
+            Ok(())
+        }
+
+        fn get_xattr(&self, path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+            Ok(self.lock().xattrs.get(&(path.to_path_buf(), name.to_string())).cloned())
+        }
+
+        fn current_dir(&self) -> io::Result<PathBuf> {
+            Ok(self.lock().cwd.clone())
         }
 
         fn exec(&self, program: &OsStr, args: &[OsString]) -> io::Error {

@@ -1,0 +1,140 @@
+//! Issue "Trajectory, approvals and credential provenance": the incident chain across
+//! processes of one session, and a secret followed from the file it was read from to the
+//! command that used it (host tier).
+
+use std::process::{Command, Stdio};
+
+use guard_tests::{Guard, TempDir, can_run, write_file};
+
+const TOKEN: &str = "rw_9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+
+/// Everything in monitor mode, so only the trajectory (escalation, chains) changes outcomes.
+const POLICY: &str = r#"
+credentials:
+  rules:
+    - id: dotenv
+      mode: monitor
+      severity: critical
+      names: [".env"]
+scope:
+  network:
+    mode: monitor
+    allow_loopback: false
+    allow: ["127.0.0.2/32"]
+destructive:
+  hold_timeout_secs: 3
+  rules:
+    - id: http-delete
+      mode: monitor
+      severity: high
+      mitre: T1485
+      match:
+        programs: [curl]
+        all:
+          - option_value:
+              options: [-X, --request]
+              regex: '(?i)^delete$'
+"#;
+
+struct Workspace {
+    dir: TempDir,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        let dir = TempDir::new("trajectory");
+        write_file(&dir.path().join(".env"), &format!("RAILWAY_TOKEN={TOKEN}\nAWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"));
+        // A stand-in curl: the real thing must never reach a production API from a test.
+        let bin = dir.path().join("bin");
+        write_file(&bin.join("curl"), &format!("#!/bin/sh\necho \"$@\" >> {}/ran\n", dir.path().display()));
+        assert!(Command::new("chmod").arg("+x").arg(bin.join("curl")).status().unwrap().success());
+        Workspace { dir }
+    }
+
+    fn launch(&self, guard: &Guard, args: &[&str]) -> std::process::Output {
+        let path = format!("{}:{}", self.dir.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+        guard
+            .launch_cmd("incident", args)
+            .current_dir(self.dir.path())
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+#[test]
+#[ignore = "needs root: loads BPF programs and creates cgroups"]
+fn incident_chain_across_three_processes_lists_every_seq() {
+    if !can_run("incident_chain_across_three_processes_lists_every_seq") {
+        return;
+    }
+    let ws = Workspace::new();
+    let guard = Guard::start_with(Some(POLICY), &[]);
+
+    // 1. credential discovery (monitor: the read succeeds, the session is marked).
+    let out = ws.launch(&guard, &["cat", ".env"]);
+    assert!(out.status.success());
+    let cred = guard.wait_for("credential read", |r| r["detector"] == "credential" && r["verdict"] == "audit");
+
+    // 2. out-of-scope use: the network rule is monitor, but the marked session is denied.
+    let out = ws.launch(
+        &guard,
+        &["python3", "-c", "import socket\ntry:\n socket.create_connection(('127.0.0.3', 9), timeout=2)\nexcept PermissionError:\n print('EPERM')"],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "EPERM", "{out:?}");
+    let scope = guard.wait_for("out-of-scope connect", |r| r["detector"] == "scope_network" && r["verdict"] == "deny");
+
+    // 3. destructive action: held for a person (monitor rule, escalated), times out, killed.
+    let out = ws.launch(&guard, &["curl", "-X", "DELETE", "http://127.0.0.3:9/v1/volumes/prod"]);
+    assert!(!out.status.success());
+    assert!(!ws.dir.path().join("ran").exists(), "the destructive command ran");
+    let destructive = guard.wait_for("destructive hold", |r| r["detector"] == "destructive" && r["verdict"] == "hold");
+
+    let pids: Vec<u64> = [&cred, &scope, &destructive].iter().map(|r| r["pid"].as_u64().unwrap()).collect();
+    assert!(pids[0] != pids[1] && pids[1] != pids[2] && pids[0] != pids[2], "stages should come from three processes: {pids:?}");
+    let complete = guard.wait_for("complete chain record", |r| r["event"] == "chain" && r["details"]["complete"] == true);
+    assert_eq!(complete["rule"], "incident");
+    assert_eq!(complete["session"], "incident");
+    assert_eq!(complete["severity"], "critical");
+    let stages = complete["details"]["stages"].as_array().unwrap();
+    let seqs: Vec<u64> = stages.iter().map(|s| s["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![cred["seq"].as_u64().unwrap(), scope["seq"].as_u64().unwrap(), destructive["seq"].as_u64().unwrap()]);
+    let names: Vec<&str> = stages.iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(names, ["credential_discovery", "out_of_scope_use", "destructive_action"]);
+    // Each stage was announced as it was reached.
+    let partial = guard.records().into_iter().filter(|r| r["event"] == "chain" && r["details"]["complete"] == false).count();
+    assert_eq!(partial, 2, "one chain record per stage before completion");
+}
+
+#[test]
+#[ignore = "needs root: loads BPF programs and creates cgroups"]
+fn provenance_follows_a_token_from_the_file_to_curl_and_redacts_it() {
+    if !can_run("provenance_follows_a_token_from_the_file_to_curl_and_redacts_it") {
+        return;
+    }
+    let ws = Workspace::new();
+    let guard = Guard::start_with(Some(POLICY), &[]);
+    let out = ws.launch(&guard, &["cat", ".env"]);
+    assert!(out.status.success());
+    let read = guard.wait_for("credential read", |r| r["detector"] == "credential" && r["verdict"] == "audit");
+
+    let header = format!("Authorization: Bearer {TOKEN}");
+    let _ = ws.launch(&guard, &["curl", "-s", "-X", "DELETE", "-H", &header, "http://127.0.0.3:9/v1/volumes/prod"]);
+    let used = guard.wait_for("provenance record", |r| r["event"] == "provenance");
+    let origin = &used["details"]["origin"];
+    assert!(origin["file"].as_str().unwrap().ends_with("/.env"), "{used}");
+    assert_eq!(origin["record_seq"], read["seq"]);
+    assert_eq!(origin["reader_pid"], read["pid"]);
+    assert_eq!(origin["name"], "RAILWAY_TOKEN");
+    // The token's argv slot (a `#!` script's argv starts with its interpreter) holds only the
+    // redacted form.
+    let slot = used["details"]["where"].as_str().unwrap();
+    let index: usize = slot.trim_start_matches("argv[").trim_end_matches(']').parse().unwrap_or_else(|_| panic!("{used}"));
+    let arg = used["argv"][index].as_str().unwrap();
+    assert!(arg.starts_with("Authorization: Bearer [REDACTED"), "{used}");
+
+    guard.settle("incident");
+    let text = std::fs::read_to_string(&guard.audit).unwrap();
+    assert!(!text.contains(TOKEN), "a secret value reached the audit stream");
+}

@@ -69,6 +69,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Handlers first: a SIGHUP or SIGTERM arriving during start-up must not take the default
+    // action (terminate) once anything is attached, or after the `start` record is out.
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     ensure_mounted("tracefs", "/sys/kernel/tracing")?;
     // securityfs only serves the tier probe; its absence just means "no lsm tier".
     if let Err(err) = ensure_mounted("securityfs", "/sys/kernel/security") {
@@ -195,9 +200,6 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     daemon.sink.flush().context("writing the audit stream")?;
     daemon.refresh_status();
 
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut rescan = tokio::time::interval(RESCAN_EVERY);
     rescan.tick().await;

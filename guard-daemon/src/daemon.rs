@@ -39,6 +39,8 @@ const MAX_CREDENTIAL_FILE: u64 = 1 << 20;
 /// A command held for a person.
 pub struct PendingEntry {
     pub hold: PendingHold,
+    pub severity: Option<Severity>,
+    pub mitre: Option<String>,
     pub held: Held,
     pub since: Instant,
     pub timeout: Duration,
@@ -449,7 +451,8 @@ impl Daemon {
             timeout_in_secs: timeout.as_secs(),
             seq: record.seq,
         };
-        self.pending.insert(id, PendingEntry { hold, held, since: Instant::now(), timeout });
+        let (severity, mitre) = (record.severity, record.mitre.clone());
+        self.pending.insert(id, PendingEntry { hold, severity, mitre, held, since: Instant::now(), timeout });
     }
 
     /// A session's first event: register its workspace (`$CWD` write roots) from the working
@@ -511,7 +514,8 @@ impl Daemon {
             verdict: Some(verdict),
             detector: Some("destructive".into()),
             rule: Some(entry.hold.rule.clone()),
-            severity: Some(Severity::High),
+            severity: entry.severity.or(Some(Severity::High)),
+            mitre: entry.mitre.clone(),
             reason: Some(reason),
             argv: Some(entry.hold.argv.clone()),
             cwd: Some(entry.hold.cwd.clone()),
@@ -655,7 +659,15 @@ impl Daemon {
         };
         let mut config = policy.kernel_config(std::process::id());
         config.enforce = u32::from(self.enforce);
-        let applied = self.kernel.write_policy(&policy.maps).and_then(|()| self.kernel.set_config(&config));
+        // Learned credential inodes follow their rule by id into the new rule table.
+        let old_rules = &self.policy.compiled.rules;
+        let new_rules = &policy.compiled.rules;
+        let remap = |old: guard_common::RuleRef| {
+            let id = &old_rules.get(old.rule as usize)?.id;
+            let (index, rule) = new_rules.iter().enumerate().find(|(_, r)| &r.id == id)?;
+            Some(guard_common::RuleRef { rule: index as u32, mode: rule.mode.kernel_value(), ..old })
+        };
+        let applied = self.kernel.write_policy(&policy.maps, remap).and_then(|()| self.kernel.set_config(&config));
         if let Err(err) = applied {
             let record = self.recorder.daemon_record(
                 &format!("policy_{what}_failed"),

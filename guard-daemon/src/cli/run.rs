@@ -79,6 +79,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Err(err) = ensure_mounted("securityfs", "/sys/kernel/security") {
         log::warn!("{err:#}");
     }
+    // The policy first: an invalid one must leave the machine exactly as it was.
+    let policy = crate::policy_load::load(args.policy.as_deref())?;
     let cgroup2 = Cgroup2::discover(&RealSys).context("finding the cgroup2 mount")?;
     let default_root = match &args.root {
         Some(root) => cgroup2.resolve_root(root).with_context(|| format!("--root {}", root.display()))?,
@@ -93,7 +95,6 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let policy = crate::policy_load::load(args.policy.as_deref())?;
     for root in &policy.compiled.cgroup_roots {
         let root = cgroup2.resolve_root(Path::new(root)).with_context(|| format!("policy cgroup root {root}"))?;
         if !roots.contains(&root) {
@@ -118,7 +119,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.lsm = u32::from(tier == tier::Tier::Lsm);
     kernel.set_config(&config)?;
     kernel.set_roots(&root_ids)?;
-    kernel.write_policy(&policy.maps)?;
+    kernel.write_policy(&policy.maps, Some)?;
     for root in &roots {
         kernel.attach_cgroup(root)?;
     }
@@ -234,6 +235,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             _ = sighup.recv() => daemon.reload(false),
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
+        }
+        // Whatever the step wrote (holds timing out, reload results) reaches readers now.
+        if let Err(err) = daemon.sink.flush() {
+            log::error!("flushing the audit stream: {err}");
         }
     };
 

@@ -298,7 +298,14 @@ impl Kernel {
     /// Write the compiled policy's entries. New entries go in first and stale ones come out
     /// after, so a reload never opens a window where the old protection is gone and the new
     /// one not yet there.
-    pub fn write_policy(&mut self, prepared: &PreparedMaps) -> anyhow::Result<()> {
+    /// `remap` carries over the inodes the kernel learned (hardlinks of name-matched files)
+    /// to the new rule table: a rule that still exists keeps them (with its new index and
+    /// mode), a rule that is gone drops them.
+    pub fn write_policy(
+        &mut self,
+        prepared: &PreparedMaps,
+        remap: impl Fn(RuleRef) -> Option<RuleRef>,
+    ) -> anyhow::Result<()> {
         fn refill<K: aya::Pod + PartialEq, V: aya::Pod>(
             kernel: &mut Kernel,
             name: &str,
@@ -335,14 +342,16 @@ impl Kernel {
             }
             Ok(())
         }
-        // Inodes the kernel learned (hardlinks of name-matched files) are kept: they stay
-        // credentials until the daemon restarts.
+        // Inodes the kernel learned (hardlinks of name-matched files) stay credentials under
+        // the rule that still claims them.
         let mut cred_inodes = prepared.cred_inodes.clone();
         {
             let learned: HashMap<_, DevIno, RuleRef> = HashMap::try_from(self.map(maps::CRED_INODES)?)?;
             for (key, value) in learned.iter().filter_map(Result::ok) {
                 if !cred_inodes.iter().any(|(k, _)| *k == key) {
-                    cred_inodes.push((key, value));
+                    if let Some(rule) = remap(value) {
+                        cred_inodes.push((key, rule));
+                    }
                 }
             }
         }

@@ -35,6 +35,8 @@ pub struct Head {
     pub rule: Option<u32>,
     pub flags: u32,
     pub comm: String,
+    /// The process's start time (ns since boot).
+    pub start_ns: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +105,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         rule: (header.rule != u32::MAX).then_some(header.rule),
         flags: header.flags,
         comm: text(&header.comm),
+        start_ns: header.start_ns,
     };
     let body = match header.kind {
         kind::EXEC => {
@@ -230,6 +233,7 @@ mod tests {
             rule: u32::MAX,
             flags: 0,
             comm,
+            start_ns: 7,
         }
     }
 

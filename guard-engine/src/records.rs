@@ -316,6 +316,7 @@ mod tests {
             rule,
             flags: 0,
             comm: "cat".into(),
+            start_ns: 1,
         }
     }
 

@@ -5,19 +5,21 @@
 //! - `run`: setup + build, then run `guard run` as root with the built-in default policy.
 //! - `test`: THE test command (what `.ci/run` runs): setup + build + the whole test suite.
 //! - `bench`: measure guard's overhead and write BENCHMARKS.md.
+//! - `vm-test`: boot Debian kernels with BPF LSM under qemu and run the guest suite (tests/vm).
 
 mod bench;
 mod cgroup;
 mod flow;
 mod setup;
 mod util;
+mod vm;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "Developer tasks for the guard workspace")]
+#[command(name = "xtask", bin_name = "cargo xtask", about = "Developer tasks for the guard workspace")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,6 +61,8 @@ enum Command {
     },
     /// Measure guard's overhead on openat, fork+exec and connect; writes BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Boot Debian kernels with BPF LSM (6.12, 6.1) under qemu and run the guest suite (tests/vm).
+    VmTest(vm::VmArgs),
     /// One benchmark loop; prints a JSON line (used by `bench`).
     #[command(hide = true)]
     BenchWorker(bench::worker::WorkerArgs),
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Run { release, args } => flow::run(release, &args),
         Command::Test { release, timeout } => flow::test(release, timeout),
         Command::Bench(args) => bench::bench(&args).map(|_| ExitCode::SUCCESS),
+        Command::VmTest(args) => vm::vm_test(&args),
         Command::BenchWorker(args) => bench::worker::main(&args).map(|_| ExitCode::SUCCESS),
     };
     match result {

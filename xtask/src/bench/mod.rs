@@ -94,6 +94,17 @@ pub static WORKLOADS: &[Workload] = &[
         baseline: None,
     },
     Workload {
+        key: "exec-held",
+        label: "fork + exec of a watched name (`kubectl`, a copy of /bin/true: held, judged, released) + wait",
+        op: Op::Exec,
+        worker_args: &["--program", HELD_PROGRAM],
+        iters: 1_500,
+        conditions: &Condition::ALL,
+        // Compared with plain /bin/true without guard: the same binary, so the difference
+        // inside a session is the cost of the hold.
+        baseline: Some("exec"),
+    },
+    Workload {
         key: "connect",
         label: "TCP connect 127.0.0.1 + close",
         op: Op::Connect,
@@ -157,6 +168,18 @@ pub fn median(samples: &[f64]) -> f64 {
     }
 }
 
+/// A copy of /bin/true under a name the default policy watches: its exec is held, judged
+/// harmless (no rule matches `kubectl` without arguments) and released.
+const HELD_PROGRAM: &str = "/tmp/guard-bench-bin/kubectl";
+
+fn prepare_held_program() -> Result<()> {
+    let path = Path::new(HELD_PROGRAM);
+    let dir = path.parent().context("HELD_PROGRAM has no directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::copy("/bin/true", path).with_context(|| format!("copying /bin/true to {HELD_PROGRAM}"))?;
+    Ok(())
+}
+
 /// A worker's timeout: generous, only a guard against hangs.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -172,6 +195,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let scale = if args.quick { 10 } else { 1 };
     let exe = std::env::current_exe().context("cannot find the xtask executable (the bench worker)")?;
     let root = crate::workspace_root();
+    // Before any measurement: the date and load average describe the run's start.
+    let machine = report::Machine::detect(&root);
     let output = args.output.clone().unwrap_or_else(|| root.join("BENCHMARKS.md"));
 
     let guard_bin = resolve_guard(args)?;
@@ -191,6 +216,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         );
     }
     util::catch_signals();
+    prepare_held_program()?;
 
     let mut cells: Vec<Cell> = Vec::new();
     for w in WORKLOADS {
@@ -252,7 +278,6 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         daemon_info = Some(format!("{}{}", bin.display(), daemon_args_note(&args.daemon_args)));
     }
 
-    let machine = report::Machine::detect(&root);
     let text = report::render(&report::Report {
         machine: &machine,
         cells: &cells,

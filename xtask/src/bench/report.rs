@@ -16,6 +16,8 @@ pub struct Machine {
     pub date: String,
     pub commit: String,
     pub worker_profile: &'static str,
+    /// /proc/loadavg's 1, 5 and 15 minute averages when the run started.
+    pub load: String,
 }
 
 impl Machine {
@@ -38,6 +40,9 @@ impl Machine {
             date: utc_date_time(secs),
             commit: git_commit(root),
             worker_profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+            load: std::fs::read_to_string("/proc/loadavg")
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|_| "unknown".to_string()),
         }
     }
 }
@@ -126,7 +131,7 @@ pub fn table(cells: &[Cell]) -> String {
             let min = cell.samples.iter().copied().fold(f64::INFINITY, f64::min);
             let max = cell.samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let (ratio, delta) = match baseline(cells, cell) {
-                Some(base) => (format!("{:.2}×", med / base), format!("{:+.0}", med - base)),
+                Some(base) => (format!("{:.2}×", med / base), fmt_delta(med - base)),
                 None => ("–".to_string(), "–".to_string()),
             };
             let _ = writeln!(
@@ -142,6 +147,14 @@ pub fn table(cells: &[Cell]) -> String {
         }
     }
     out
+}
+
+/// `+1,234`, `-95.3`, `0`.
+fn fmt_delta(delta: f64) -> String {
+    if delta == 0.0 {
+        return "0".to_string();
+    }
+    format!("{}{}", if delta < 0.0 { "-" } else { "+" }, fmt_ns(delta.abs()))
 }
 
 /// `851,234` for large values, `95.3` below 100.
@@ -170,10 +183,18 @@ pub fn render(r: &Report<'_>) -> String {
     let _ = writeln!(out, "- Date: {}", m.date);
     let _ = writeln!(out, "- Kernel: {}", m.kernel);
     let _ = writeln!(out, "- CPU: {} ({} cores available)", m.cpu, m.cores);
+    let _ = writeln!(
+        out,
+        "- Load average at the start (1, 5, 15 min): {} (other work on the machine inflates and scatters the numbers)",
+        m.load
+    );
     let _ = writeln!(out, "- Commit: {}", m.commit);
     match r.guard {
         Some(guard) => {
-            let _ = writeln!(out, "- guard: `{guard}`, started as `guard run --audit <temp file>`");
+            let _ = writeln!(
+                out,
+                "- guard: `{guard}`, started as `guard run --audit <temp file> --socket <temp socket>` (built-in default policy)"
+            );
         }
         None => out.push_str("- guard: not measured (`--absent-only`): only the baseline below\n"),
     }
@@ -192,7 +213,7 @@ pub fn render(r: &Report<'_>) -> String {
         let measured = r.cells.iter().any(|cell| cell.condition == c && !cell.samples.is_empty());
         let what = match c {
             Condition::Absent => {
-                "no guard daemon running (checked with `guard status` when a guard binary is available)"
+                "no guard daemon on the machine (checked: no `guard run` process in /proc, and `guard status` fails)"
             }
             Condition::Outside => {
                 "the daemon runs; the worker is in no session, like every process guard does not govern"
@@ -256,6 +277,9 @@ mod tests {
         assert_eq!(fmt_ns(1234.0), "1,234");
         assert_eq!(fmt_ns(850_958.7), "850,959");
         assert_eq!(fmt_ns(1_221_277.3), "1,221,277");
+        assert_eq!(fmt_delta(0.0), "0");
+        assert_eq!(fmt_delta(854_331.2), "+854,331");
+        assert_eq!(fmt_delta(-12.34), "-12.3");
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod maps {
     pub const CRED_NAME_SUFFIX: &str = "CRED_NAME_SUFFIX";
     pub const CRED_EXEMPT_DIRS: &str = "CRED_EXEMPT_DIRS";
     pub const WRITE_ROOTS: &str = "WRITE_ROOTS";
+    pub const READ_ROOTS: &str = "READ_ROOTS";
     pub const NET_ALLOW4: &str = "NET_ALLOW4";
     pub const NET_ALLOW6: &str = "NET_ALLOW6";
     pub const EXEC_WATCH_INODES: &str = "EXEC_WATCH_INODES";
@@ -196,6 +197,9 @@ pub struct Config {
     /// Nonzero when the lsm tier is attached: LSM hooks refuse (EPERM) what the host tier
     /// would kill, and the host-tier programs only report.
     pub lsm: u32,
+    /// Nonzero when a read allow-list is in force (`WRITE_SCOPE_SESSION_CWD` bit as for writes).
+    pub read_scope: u32,
+    pub read_rule: u32,
 }
 
 /// Kernel structure offsets read from BTF by the loader (aya-ebpf has no CO-RE).
@@ -536,7 +540,7 @@ mod layout_checks {
     const _: () = assert!(size_of::<SelfEvent>() == 80 + 16);
     const _: () = assert!(size_of::<HeldInfo>() == 16);
     const _: () = assert!(size_of::<ExitEvent>() == 80 + 8);
-    const _: () = assert!(size_of::<Config>() == 36);
+    const _: () = assert!(size_of::<Config>() == 44);
     const _: () = assert!(size_of::<KernelOffsets>() == 28 * 4);
     const _: () = assert!(size_of::<DevIno>() == 16);
     const _: () = assert!(size_of::<RuleRef>() == 8);

@@ -33,6 +33,7 @@ pub struct PreparedMaps {
     /// Directories exempted with `!dir/` paths: name matches below them are no credentials.
     pub cred_exempt_dirs: Vec<(DevIno, u32)>,
     pub write_roots: Vec<(DevIno, String)>,
+    pub read_roots: Vec<(DevIno, String)>,
     pub net4: Vec<(u32, [u8; 4], PortSet)>,
     pub net6: Vec<(u32, [u8; 16], PortSet)>,
     pub exec_names: Vec<(NameKey, ExecWatch)>,
@@ -111,6 +112,13 @@ fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result
     }
 
     if let Some(files) = &compiled.files {
+        for root in files.read_allow.iter().flatten() {
+            match std::fs::metadata(root) {
+                Ok(meta) if meta.is_dir() => maps.read_roots.push((identity(&meta), root.clone())),
+                Ok(_) => notes.push(format!("read root {root} is not a directory; ignored")),
+                Err(err) => notes.push(format!("read root {root}: {err}; ignored until reload")),
+            }
+        }
         for root in &files.write_roots {
             match std::fs::metadata(root) {
                 Ok(meta) if meta.is_dir() => maps.write_roots.push((identity(&meta), root.clone())),
@@ -178,12 +186,15 @@ impl LoadedPolicy {
         if self.wants_session_workspace() {
             config.write_scope |= guard_common::WRITE_SCOPE_SESSION_CWD;
         }
+        if self.compiled.files.as_ref().is_some_and(|files| files.read_allow_session_cwd) && config.read_scope != 0 {
+            config.read_scope |= guard_common::WRITE_SCOPE_SESSION_CWD;
+        }
         config
     }
 
-    /// The policy lists `$CWD` among its write roots: each session's workspace counts.
+    /// The policy lists `$CWD` among its write (or read) roots: each session's workspace counts.
     pub fn wants_session_workspace(&self) -> bool {
-        self.compiled.files.as_ref().is_some_and(|files| files.write_roots_session_cwd)
+        self.compiled.files.as_ref().is_some_and(|files| files.write_roots_session_cwd || files.read_allow_session_cwd)
     }
 
     pub fn rule_infos(&self) -> Vec<RuleInfo> {

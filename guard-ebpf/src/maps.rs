@@ -103,6 +103,10 @@ pub static PROTECTED: HashMap<DevIno, u32> = HashMap::with_max_entries(64, 0);
 #[map]
 pub static WRITE_ROOTS: HashMap<WriteRootKey, u32> = HashMap::with_max_entries(4096, 0);
 
+/// Directories under which sessions may open files for reading (only with a read allow-list).
+#[map]
+pub static READ_ROOTS: HashMap<WriteRootKey, u32> = HashMap::with_max_entries(1024, 0);
+
 /// Network allow-list.
 #[map]
 pub static NET_ALLOW4: LpmTrie<[u8; 4], PortSet> = LpmTrie::with_max_entries(4096, 0);

@@ -365,6 +365,10 @@ impl Kernel {
             prepared.write_roots.iter().map(|(dir, _)| (WriteRootKey { session: 0, dir: *dir }, 1)).collect();
         roots.extend(self.workspaces.iter().map(|key| (*key, 1)));
         refill(self, maps::WRITE_ROOTS, &roots)?;
+        let mut read_roots: Vec<(WriteRootKey, u32)> =
+            prepared.read_roots.iter().map(|(dir, _)| (WriteRootKey { session: 0, dir: *dir }, 1)).collect();
+        read_roots.extend(self.workspaces.iter().map(|key| (*key, 1)));
+        refill(self, maps::READ_ROOTS, &read_roots)?;
         refill_lpm(self, maps::NET_ALLOW4, &prepared.net4)?;
         refill_lpm(self, maps::NET_ALLOW6, &prepared.net6)?;
         refill(self, maps::EXEC_WATCH_NAMES, &prepared.exec_names)?;
@@ -413,9 +417,9 @@ impl Kernel {
     /// Make `dir` a write root of one session, and tell the kernel the workspace is known.
     pub fn register_workspace(&mut self, session_id: u64, dir: DevIno) -> anyhow::Result<()> {
         let key = WriteRootKey { session: session_id, dir };
-        {
-            let mut map: HashMap<_, WriteRootKey, u32> = HashMap::try_from(self.map(maps::WRITE_ROOTS)?)?;
-            map.insert(key, 1, 0).context("writing WRITE_ROOTS")?;
+        for name in [maps::WRITE_ROOTS, maps::READ_ROOTS] {
+            let mut map: HashMap<_, WriteRootKey, u32> = HashMap::try_from(self.map(name)?)?;
+            map.insert(key, 1, 0).with_context(|| format!("writing {name}"))?;
         }
         if !self.workspaces.contains(&key) {
             self.workspaces.push(key);

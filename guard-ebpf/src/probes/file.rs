@@ -194,7 +194,26 @@ pub fn judge_open(
         });
     }
     if !writes {
-        return None;
+        let cfg = maps::config()?;
+        if cfg.read_scope == 0 {
+            return None;
+        }
+        // SAFETY (both lookups): presence checks only.
+        let allowed = under_dir(off, dentry, |dir: &DevIno| {
+            unsafe { maps::READ_ROOTS.get(&WriteRootKey { session: 0, dir: *dir }) }.is_some()
+                || unsafe { maps::READ_ROOTS.get(&WriteRootKey { session: session.session_id, dir: *dir }) }.is_some()
+        });
+        if allowed {
+            return None;
+        }
+        let workspace_pending = cfg.read_scope & guard_common::WRITE_SCOPE_SESSION_CWD != 0
+            && super::escalation(session.session_id) & guard_common::SESSION_WORKSPACE_KNOWN == 0;
+        return Some(FileVerdict {
+            detector: detector::SCOPE_FILE,
+            rule: cfg.read_rule,
+            enforced: enforcing(cfg.write_mode) && !workspace_pending,
+            from_inode: false,
+        });
     }
     // Escape and tampering: cgroupfs (moving to another cgroup), bpffs, guard's own files.
     let inode: u64 = read_at(file, off.file_f_inode).unwrap_or(0);

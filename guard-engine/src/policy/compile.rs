@@ -177,6 +177,8 @@ impl CompiledPolicy {
             net_rule: network.map_or(u32::MAX, |network| network.rule),
             write_rule: files.map_or(u32::MAX, |files| files.rule),
             lsm: 0,
+            read_scope: u32::from(files.is_some_and(|files| files.read_allow.is_some())),
+            read_rule: files.map_or(u32::MAX, |files| files.rule),
         }
     }
 }

@@ -259,7 +259,9 @@ fn decide(
     name_ptr: u64,
     writes: bool,
 ) {
-    let Some(verdict) = judge_open(off, session, file, &ev.file, dentry, name_ptr, writes) else { return };
+    // Map keys must not point into ring-buffer memory (the 6.1 verifier refuses it): copy.
+    let identity = ev.file;
+    let Some(verdict) = judge_open(off, session, file, &identity, dentry, name_ptr, writes) else { return };
     ev.header.detector = verdict.detector;
     ev.header.rule = verdict.rule;
     if verdict.from_inode {

@@ -6,7 +6,7 @@
 //! is passed on unchanged.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes},
     macros::lsm,
     programs::LsmContext,
 };
@@ -68,12 +68,21 @@ pub fn guard_lsm_file_open(ctx: LsmContext) -> i32 {
         ev.flags = f_flags as u64;
         ev.dfd = 0;
         ev.ret = if verdict.enforced { -1 } else { 0 };
-        // The path as the caller gave it is not at hand here; the dentry name stands in.
         ev.path[0] = 0;
         ev.name[0] = 0;
-        // SAFETY: kernel string, bounded copies.
-        let _ = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.path[..NAME_LEN]) };
-        // SAFETY: as above.
+        // The path as the caller gave it, saved by the syscall entry program (for the record
+        // only); else the dentry name stands in.
+        let pid_tgid = bpf_get_current_pid_tgid();
+        // SAFETY: the pointer value is copied out at once.
+        let user_path = unsafe { maps::OPEN_ARGS.get(&pid_tgid) }.map_or(0, |args| args.filename_ptr);
+        // SAFETY: bounded user read; failure leaves the fallback below.
+        let from_user = user_path != 0
+            && unsafe { bpf_probe_read_user_str_bytes(user_path as *const u8, &mut ev.path) }.is_ok();
+        if !from_user {
+            // SAFETY: kernel string, bounded copy.
+            let _ = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.path[..NAME_LEN]) };
+        }
+        // SAFETY: kernel string, bounded copy.
         let _ = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.name) };
         entry.submit(0);
         sent(stat::OPEN);

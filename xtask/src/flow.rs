@@ -69,7 +69,7 @@ struct Stage {
 }
 
 /// THE test command: setup + build, unit tests of every crate, then the integration tests.
-pub fn test(release: bool, timeout_secs: u64) -> Result<ExitCode> {
+pub fn test(release: bool, timeout_secs: u64, with_vm: bool) -> Result<ExitCode> {
     let started = Instant::now();
     util::catch_signals();
     let guard_bin = build(release)?;
@@ -130,6 +130,24 @@ pub fn test(release: bool, timeout_secs: u64) -> Result<ExitCode> {
             }
         };
         results.push((name, ok, text));
+    }
+
+    // The lsm tier cannot load on this host kind: it is tested in qemu guests, after the
+    // host-tier suite.
+    let vm_stage = "lsm tier (qemu guests: Debian 6.12 and 6.1 kernels)";
+    if !with_vm {
+        results.push((vm_stage, true, "skipped (--no-vm)".to_string()));
+    } else if !root {
+        note!("SKIPPED {vm_stage}: needs root (apt installs qemu, guests load BPF)");
+        results.push((vm_stage, true, "skipped: not root".to_string()));
+    } else {
+        note!("== {vm_stage}");
+        let (ok, text) = match crate::vm::vm_test(&crate::vm::VmArgs::full_suite()) {
+            Ok(code) if code == ExitCode::SUCCESS => (true, "passed".to_string()),
+            Ok(code) => (false, format!("FAILED ({code:?})")),
+            Err(err) => (false, format!("FAILED: {err:#}")),
+        };
+        results.push((vm_stage, ok, text));
     }
 
     note!("== summary ({:.0} s)", started.elapsed().as_secs_f64());

@@ -58,6 +58,9 @@ enum Command {
         /// Kill the test run after this many seconds (0: never).
         #[arg(long, default_value_t = 1200)]
         timeout: u64,
+        /// Skip the lsm-tier stage (qemu guests; `cargo xtask vm-test` runs it alone).
+        #[arg(long)]
+        no_vm: bool,
     },
     /// Measure guard's overhead on openat, fork+exec and connect; writes BENCHMARKS.md.
     Bench(bench::BenchArgs),
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
         Command::Setup { dry_run } => setup::setup(dry_run).map(|_| ExitCode::SUCCESS),
         Command::Build { release } => flow::build(release).map(|_| ExitCode::SUCCESS),
         Command::Run { release, args } => flow::run(release, &args),
-        Command::Test { release, timeout } => flow::test(release, timeout),
+        Command::Test { release, timeout, no_vm } => flow::test(release, timeout, !no_vm),
         Command::Bench(args) => bench::bench(&args).map(|_| ExitCode::SUCCESS),
         Command::VmTest(args) => vm::vm_test(&args),
         Command::BenchWorker(args) => bench::worker::main(&args).map(|_| ExitCode::SUCCESS),

@@ -74,6 +74,20 @@ pub struct VmArgs {
 }
 
 impl VmArgs {
+    /// What `cargo xtask test` runs after the host-tier suite: every kernel, every guest test.
+    pub fn full_suite() -> Self {
+        Self {
+            kernel: "all".into(),
+            keep: false,
+            only: None,
+            timeout: None,
+            test_timeout: 180,
+            release: false,
+            rust_tests: None,
+            rust_filter: None,
+        }
+    }
+
     fn timeout(&self) -> u64 {
         self.timeout.unwrap_or(if self.rust_tests.is_some() { 1500 } else { 280 })
     }

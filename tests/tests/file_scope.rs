@@ -58,3 +58,25 @@ fn writes_and_reads_outside_the_roots_are_killed_inside_are_not() {
     let out = Command::new("cat").arg(&outside_file).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "precious\n");
 }
+
+#[test]
+#[ignore = "needs root: loads BPF programs and creates cgroups"]
+fn a_session_cannot_move_itself_into_another_cgroup() {
+    if !can_run("a_session_cannot_move_itself_into_another_cgroup") {
+        return;
+    }
+    let guard = Guard::start_with(Some(POLICY), &[]);
+    let elsewhere = guard_tests::cgroup2_mount().join(format!("guard-test-escape-{}", std::process::id()));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let procs = elsewhere.join("cgroup.procs");
+    let script = format!("echo $$ > {}; echo escaped", procs.display());
+    let workspace = TempDir::new("escape");
+    let out = guard.launch_cmd("escape", &["sh", "-c", &script]).current_dir(workspace.path()).output().unwrap();
+    // Killed at the open's exit, before the write: nothing moved, nothing printed.
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("escaped"));
+    assert!(std::fs::read_to_string(&procs).unwrap().trim().is_empty(), "a session process escaped");
+    let rec = guard.wait_for("escape record", |r| r["detector"] == "self_protection" && r["event"] == "open");
+    assert_eq!(rec["verdict"], "kill");
+    guard_tests::remove_cgroup_tree(&elsewhere);
+}

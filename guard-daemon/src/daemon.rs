@@ -189,11 +189,10 @@ impl Daemon {
         let extra = self.enrich(&event);
         let mut record = self.recorder.record(&event, extra);
         let mut held_env = None;
-        if event.head.action == action::HOLD {
-            if let Body::Exec { filename, argv, .. } = &event.body {
+        if event.head.action == action::HOLD
+            && let Body::Exec { filename, argv, .. } = &event.body {
                 held_env = self.judge_held(&event, filename, argv, &mut record);
             }
-        }
         self.emit(&record);
         self.follow(&event, &record, held_env);
     }

@@ -99,11 +99,10 @@ fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result
     maps.cred_prefixes = creds.prefix_names.iter().map(|n| (n.prefix_bits, n.key, n.rule)).collect();
     maps.cred_suffixes = creds.suffix_names.iter().map(|n| (n.prefix_bits, n.key, n.rule)).collect();
     for path in creds.paths.iter().filter(|p| p.rule.exempt != 0 && p.glob.ends_with("/**")) {
-        if let Ok(meta) = std::fs::metadata(&path.scan_root) {
-            if meta.is_dir() {
+        if let Ok(meta) = std::fs::metadata(&path.scan_root)
+            && meta.is_dir() {
                 maps.cred_exempt_dirs.push((identity(&meta), 1));
             }
-        }
     }
     if let Some(rule) = creds.proc_environ {
         // `environ` of another process: the kernel matches the name; see the open probe.
@@ -165,15 +164,14 @@ fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result
         let (bits, key) = PathSuffixKey::for_program(w.name.as_bytes());
         maps.exec_paths.push((bits, key, value));
         for dir in BIN_DIRS {
-            if let Ok(meta) = std::fs::metadata(Path::new(dir).join(&w.name)) {
-                if meta.is_file() {
+            if let Ok(meta) = std::fs::metadata(Path::new(dir).join(&w.name))
+                && meta.is_file() {
                     // An "always" hold wins over a script-flag hold on a shared inode.
                     let slot = inodes.entry(identity(&meta)).or_insert(value);
                     if kind == watch::HOLD {
                         *slot = value;
                     }
                 }
-            }
         }
     }
     maps.exec_inodes = inodes.into_iter().collect();

@@ -43,11 +43,10 @@ pub fn scan_credentials(creds: &CompiledCredentials, matcher: &CredentialPathMat
         }
         if path.literal {
             // stat follows symlinks: what an open would reach.
-            if let Ok(meta) = std::fs::metadata(&path.path) {
-                if meta.is_file() && matcher.classify(&path.path).is_some() {
+            if let Ok(meta) = std::fs::metadata(&path.path)
+                && meta.is_file() && matcher.classify(&path.path).is_some() {
                     result.files.entry(identity(&meta)).or_insert((path.rule, path.path.clone()));
                 }
-            }
             continue;
         }
         let root = Path::new(&path.scan_root);
@@ -84,13 +83,11 @@ pub fn home_dirs() -> Vec<String> {
     // start-up or reload.
     for user in unsafe { uzers::all_users() } {
         let home = user.home_dir();
-        if home.is_dir() {
-            if let Some(text) = home.to_str() {
-                if text != "/" && !homes.iter().any(|h| h == text) {
+        if home.is_dir()
+            && let Some(text) = home.to_str()
+                && text != "/" && !homes.iter().any(|h| h == text) {
                     homes.push(text.to_string());
                 }
-            }
-        }
     }
     if Path::new("/root").is_dir() && !homes.iter().any(|h| h == "/root") {
         homes.push("/root".to_string());

@@ -49,11 +49,10 @@ pub fn cgroup2_mount() -> PathBuf {
     let text = fs::read_to_string("/proc/self/mountinfo").expect("reading /proc/self/mountinfo");
     for line in text.lines() {
         let Some((left, right)) = line.split_once(" - ") else { continue };
-        if right.split_whitespace().next() == Some("cgroup2") {
-            if let Some(mount) = left.split_whitespace().nth(4) {
+        if right.split_whitespace().next() == Some("cgroup2")
+            && let Some(mount) = left.split_whitespace().nth(4) {
                 return PathBuf::from(mount);
             }
-        }
     }
     panic!("no cgroup2 mount in /proc/self/mountinfo");
 }
@@ -134,11 +133,10 @@ impl Guard {
             if self.records().iter().any(|r| r["event"] == "start") {
                 return;
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait() {
                     panic!("guard run exited early ({status}): {}", self.stderr());
                 }
-            }
             assert!(Instant::now() < deadline, "guard run did not start in 60 s: {}", self.stderr());
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -348,11 +348,10 @@ impl Kernel {
         {
             let learned: HashMap<_, DevIno, RuleRef> = HashMap::try_from(self.map(maps::CRED_INODES)?)?;
             for (key, value) in learned.iter().filter_map(Result::ok) {
-                if !cred_inodes.iter().any(|(k, _)| *k == key) {
-                    if let Some(rule) = remap(value) {
+                if !cred_inodes.iter().any(|(k, _)| *k == key)
+                    && let Some(rule) = remap(value) {
                         cred_inodes.push((key, rule));
                     }
-                }
             }
         }
         refill(self, maps::CRED_INODES, &cred_inodes)?;

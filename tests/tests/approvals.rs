@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_tests::{Guard, TempDir, can_run, write_file};
+use guard_tests::{Guard, TempDir, can_run, fake_tools, path_with, ran_marker, write_file};
 use serde_json::Value;
 
 /// A monitored credential rule and a monitor-mode destructive rule: on its own the command
@@ -43,13 +43,8 @@ impl Workspace {
     fn new() -> Self {
         let dir = TempDir::new("approvals");
         write_file(&dir.path().join(".env"), "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n");
-        let bin = dir.path().join("bin");
-        write_file(
-            &bin.join("psql"),
-            &format!("#!/bin/sh\necho \"$@\" >> {}/ran\n", dir.path().display()),
-        );
-        let status = Command::new("chmod").arg("+x").arg(bin.join("psql")).status().unwrap();
-        assert!(status.success());
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        fake_tools(&dir.path().join("bin"), &["psql"]);
         Workspace { dir }
     }
 
@@ -57,12 +52,13 @@ impl Workspace {
         self.dir.path()
     }
 
+    /// The arguments of the stand-in's last run (empty: it never ran).
     fn ran(&self) -> String {
-        std::fs::read_to_string(self.path().join("ran")).unwrap_or_default()
+        std::fs::read_to_string(ran_marker(&self.path().join("bin"), "psql")).unwrap_or_default()
     }
 
-    fn path_env(&self) -> String {
-        format!("{}:{}", self.path().join("bin").display(), std::env::var("PATH").unwrap_or_default())
+    fn path_env(&self) -> std::ffi::OsString {
+        path_with(&self.path().join("bin"))
     }
 }
 

@@ -2,9 +2,9 @@
 //! processes of one session, and a secret followed from the file it was read from to the
 //! command that used it (host tier).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use guard_tests::{Guard, TempDir, can_run, write_file};
+use guard_tests::{Guard, TempDir, can_run, fake_tools, path_with, ran_marker, write_file};
 
 const TOKEN: &str = "rw_9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 
@@ -45,14 +45,13 @@ impl Workspace {
         let dir = TempDir::new("trajectory");
         write_file(&dir.path().join(".env"), &format!("RAILWAY_TOKEN={TOKEN}\nAWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"));
         // A stand-in curl: the real thing must never reach a production API from a test.
-        let bin = dir.path().join("bin");
-        write_file(&bin.join("curl"), &format!("#!/bin/sh\necho \"$@\" >> {}/ran\n", dir.path().display()));
-        assert!(Command::new("chmod").arg("+x").arg(bin.join("curl")).status().unwrap().success());
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        fake_tools(&dir.path().join("bin"), &["curl"]);
         Workspace { dir }
     }
 
     fn launch(&self, guard: &Guard, args: &[&str]) -> std::process::Output {
-        let path = format!("{}:{}", self.dir.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+        let path = path_with(&self.dir.path().join("bin"));
         guard
             .launch_cmd("incident", args)
             .current_dir(self.dir.path())
@@ -88,7 +87,7 @@ fn incident_chain_across_three_processes_lists_every_seq() {
     // 3. destructive action: held for a person (monitor rule, escalated), times out, killed.
     let out = ws.launch(&guard, &["curl", "-X", "DELETE", "http://127.0.0.3:9/v1/volumes/prod"]);
     assert!(!out.status.success());
-    assert!(!ws.dir.path().join("ran").exists(), "the destructive command ran");
+    assert!(!ran_marker(&ws.dir.path().join("bin"), "curl").exists(), "the destructive command ran");
     let destructive = guard.wait_for("destructive hold", |r| r["detector"] == "destructive" && r["verdict"] == "hold");
 
     let pids: Vec<u64> = [&cred, &scope, &destructive].iter().map(|r| r["pid"].as_u64().unwrap()).collect();

@@ -94,12 +94,7 @@ impl Kernel {
     /// Try to load (never attach) the BPF LSM probe program: Err says why the lsm tier is out.
     pub fn probe_lsm(&mut self) -> Result<(), String> {
         let btf = aya::Btf::from_sys_fs().map_err(|err| format!("reading kernel BTF: {err}"))?;
-        let prog: &mut aya::programs::Lsm = self
-            .ebpf
-            .program_mut(programs::LSM_PROBE)
-            .ok_or_else(|| format!("program {} missing from the eBPF object", programs::LSM_PROBE))?
-            .try_into()
-            .map_err(|err| format!("{err}"))?;
+        let prog: &mut aya::programs::Lsm = self.program(programs::LSM_PROBE).map_err(|err| format!("{err:#}"))?;
         let result = prog.load("file_open", &btf).map_err(|err| {
             let mut text = format!("{err}");
             let mut source = std::error::Error::source(&err);
@@ -112,6 +107,15 @@ impl Kernel {
         // Loaded or not, the probe has done its job; unload it so it holds no kernel memory.
         let _ = prog.unload();
         result
+    }
+
+    /// A program of the object, as its concrete type.
+    fn program<'a, T>(&'a mut self, name: &str) -> anyhow::Result<&'a mut T>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        let prog = self.ebpf.program_mut(name).ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?;
+        Ok(prog.try_into()?)
     }
 
     pub fn hooks(&self) -> &[HookStatus] {
@@ -132,11 +136,7 @@ impl Kernel {
     pub fn attach_tracing(&mut self, lsm_reason: &str) -> anyhow::Result<()> {
         let btf = aya::Btf::from_sys_fs().context("reading kernel BTF for tp_btf programs")?;
         for &(prog_name, tracepoint) in SCHED_HOOKS {
-            let prog: &mut BtfTracePoint = self
-                .ebpf
-                .program_mut(prog_name)
-                .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
-                .try_into()?;
+            let prog: &mut BtfTracePoint = self.program(prog_name)?;
             prog.load(tracepoint, &btf).map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
             prog.attach().with_context(|| format!("attaching {prog_name} to tp_btf/{tracepoint}"))?;
         }
@@ -146,11 +146,7 @@ impl Kernel {
         );
         self.host_hook("fork/exit", "tp_btf/sched_process_fork, sched_process_exit (lineage)");
         for &(category, name, prog_name) in OTHER_TRACEPOINTS {
-            let prog: &mut TracePoint = self
-                .ebpf
-                .program_mut(prog_name)
-                .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
-                .try_into()?;
+            let prog: &mut TracePoint = self.program(prog_name)?;
             prog.load().map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
             prog.attach(category, name).with_context(|| format!("attaching {prog_name} to {category}/{name}"))?;
         }
@@ -160,11 +156,7 @@ impl Kernel {
         );
 
         for &(tracepoint, prog_name) in OPEN_SYSCALLS {
-            let prog: &mut TracePoint = self
-                .ebpf
-                .program_mut(prog_name)
-                .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
-                .try_into()?;
+            let prog: &mut TracePoint = self.program(prog_name)?;
             prog.load().map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
             match prog.attach("syscalls", tracepoint) {
                 Ok(_) => {}
@@ -175,11 +167,7 @@ impl Kernel {
                 Err(err) => return Err(err).with_context(|| format!("attaching {prog_name} to syscalls/{tracepoint}")),
             }
         }
-        let exit: &mut TracePoint = self
-            .ebpf
-            .program_mut(programs::EXIT_OPEN)
-            .ok_or_else(|| anyhow!("program {} missing from the eBPF object", programs::EXIT_OPEN))?
-            .try_into()?;
+        let exit: &mut TracePoint = self.program(programs::EXIT_OPEN)?;
         exit.load().map_err(|err| load_error("loading the open exit program", err))?;
         for &tracepoint in OPEN_EXITS {
             match exit.attach("syscalls", tracepoint) {
@@ -212,11 +200,7 @@ impl Kernel {
         ];
         let btf = aya::Btf::from_sys_fs().context("reading kernel BTF for lsm programs")?;
         for &(prog_name, hook) in LSM_HOOKS {
-            let prog: &mut aya::programs::Lsm = self
-                .ebpf
-                .program_mut(prog_name)
-                .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
-                .try_into()?;
+            let prog: &mut aya::programs::Lsm = self.program(prog_name)?;
             prog.load(hook, &btf).map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
             prog.attach().with_context(|| format!("attaching {prog_name} to lsm/{hook}"))?;
         }
@@ -245,12 +229,9 @@ impl Kernel {
     pub fn attach_cgroup(&mut self, root: &Path) -> anyhow::Result<()> {
         let cgroup = File::open(root).with_context(|| format!("opening cgroup {}", root.display()))?;
         for &(prog_name, hook) in SOCK_ADDR_PROGRAMS {
-            let prog: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(prog_name)
-                .ok_or_else(|| anyhow!("program {prog_name} missing from the eBPF object"))?
-                .try_into()?;
-            if !self.sock_addr_loaded {
+            let loaded = self.sock_addr_loaded;
+            let prog: &mut CgroupSockAddr = self.program(prog_name)?;
+            if !loaded {
                 prog.load().map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
             }
             // AllowMultiple is refused through aya 0.14's link path on these kernels; Single

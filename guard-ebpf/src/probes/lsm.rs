@@ -223,22 +223,7 @@ pub fn guard_lsm_path_truncate(ctx: LsmContext) -> i32 {
 /// Report a refused attempt on a held task, the daemon, or bpf().
 #[inline(always)]
 fn report_self(session: &session::Session, target: u32, what: u32, detail: u32) {
-    let off = maps::offsets();
-    let Some(mut entry) = maps::EVENTS.reserve::<guard_common::SelfEvent>(0) else {
-        dropped();
-        return;
-    };
-    // SAFETY: the reservation is exactly one SelfEvent; every field is written below.
-    let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.header, kind::SELF_PROTECT, session, &off);
-    ev.header.action = action::DENY;
-    ev.header.detector = detector::SELF_PROTECT;
-    ev.target_tgid = target;
-    ev.what = what;
-    ev.detail = detail;
-    ev._pad = 0;
-    entry.submit(0);
-    sent(stat::SELF_PROTECT);
+    super::protect::report(session, action::DENY, target, what, detail);
     maps::bump(stat::DENIED);
 }
 

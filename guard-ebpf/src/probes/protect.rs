@@ -18,8 +18,10 @@ use crate::{kread::read_at, maps, session};
 const SIGKILL: u32 = 9;
 const SIGSTOP: u32 = 19;
 
+/// Report a self-protection event; `act` is what happened (kill on the host tier, deny on the
+/// lsm tier, hold for a re-stopped task). Shared with the lsm programs.
 #[inline(always)]
-fn report(session: &session::Session, target_tgid: u32, what: u32, detail: u32) {
+pub fn report(session: &session::Session, act: u32, target_tgid: u32, what: u32, detail: u32) {
     let off = maps::offsets();
     let Some(mut entry) = maps::EVENTS.reserve::<SelfEvent>(0) else {
         dropped();
@@ -28,7 +30,8 @@ fn report(session: &session::Session, target_tgid: u32, what: u32, detail: u32) 
     // SAFETY: the reservation is exactly one SelfEvent; every field is written below.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, kind::SELF_PROTECT, session, &off);
-    ev.header.action = if what == protect::ESCAPED_HOLD { guard_common::action::HOLD } else { guard_common::action::KILL };
+    ev.header.action = act;
+    ev.header.detector = guard_common::detector::SELF_PROTECT;
     ev.target_tgid = target_tgid;
     ev.what = what;
     ev.detail = detail;
@@ -63,7 +66,7 @@ pub fn guard_raw_sys_enter(_ctx: TracePointContext) -> u32 {
     // SAFETY: plain helper call; stops the current task again.
     unsafe { bpf_send_signal(SIGSTOP) };
     if let Some(session) = session::current() {
-        report(&session, tgid, protect::ESCAPED_HOLD, SIGSTOP);
+        report(&session, guard_common::action::HOLD, tgid, protect::ESCAPED_HOLD, SIGSTOP);
     }
     0
 }
@@ -95,7 +98,7 @@ pub fn guard_signal_generate(ctx: BtfTracePointContext) -> i32 {
     // SAFETY: plain helper call; the sender dies (the kernel defers it while IRQs are off).
     unsafe { bpf_send_signal(SIGKILL) };
     maps::bump(stat::KILLED);
-    report(&session, target, what, sig as u32);
+    report(&session, guard_common::action::KILL, target, what, sig as u32);
     0
 }
 
@@ -113,6 +116,6 @@ pub fn guard_enter_ptrace(ctx: TracePointContext) -> u32 {
     // SAFETY: plain helper call.
     unsafe { bpf_send_signal(SIGKILL) };
     maps::bump(stat::KILLED);
-    report(&session, pid, protect::PTRACE, request);
+    report(&session, guard_common::action::KILL, pid, protect::PTRACE, request);
     0
 }

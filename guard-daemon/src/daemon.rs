@@ -144,6 +144,8 @@ pub struct Daemon {
     pub clock: ClockBase,
     /// Each session's workspace (its first process's working directory), when known.
     pub workspaces: std::collections::HashMap<u64, PathBuf>,
+    /// Sessions already escalated after touching a credential.
+    pub escalated: std::collections::HashSet<u64>,
     /// Sessions already announced (and their workspace registered).
     pub seen_sessions: std::collections::HashSet<u64>,
     /// Commands held for a person, by hold id.
@@ -201,6 +203,9 @@ impl Daemon {
     /// secrets used (provenance).
     fn follow(&mut self, event: &KernelEvent, record: &AuditRecord, held_env: Option<Vec<(String, String)>>) {
         let process = ProcessKey { pid: event.head.tgid, start_ns: event.head.start_ns };
+        if record.detector.as_deref() == Some("credential") && self.escalated.insert(event.head.session_id) {
+            self.escalate(event, record);
+        }
         match &event.body {
             Body::Fork { child_tgid, child_start_ns, .. } => {
                 self.trajectory.fork(process, ProcessKey { pid: *child_tgid, start_ns: *child_start_ns });
@@ -269,6 +274,45 @@ impl Daemon {
                 self.emit(&chain);
             }
         }
+    }
+
+    /// A session touched a credential: the kernel already denies its out-of-scope network and
+    /// holds its watched execs; the policy may go further (hold every exec, freeze the session).
+    fn escalate(&mut self, event: &KernelEvent, record: &AuditRecord) {
+        let wanted = self.policy.compiled.escalation;
+        let mut done = Vec::new();
+        if wanted.hold_all_exec {
+            match self.kernel.set_escalation(event.head.session_id, escalation::FREEZE) {
+                Ok(()) => done.push("every exec now waits for a person".to_string()),
+                Err(err) => done.push(format!("holding every exec failed: {err:#}")),
+            }
+        }
+        if wanted.freeze_session {
+            let path = self.sessions.resolve(&RealSys, event.head.session_id).ok().flatten().map(|s| s.path.clone());
+            let outcome = match path {
+                Some(path) => std::fs::write(path.join("cgroup.freeze"), b"1")
+                    .map(|()| format!("session frozen ({}/cgroup.freeze = 1; write 0 there to thaw)", path.display()))
+                    .map_err(|err| format!("freezing {} failed: {err}", path.display())),
+                None => Err("freezing failed: session cgroup not found".to_string()),
+            };
+            done.push(outcome.unwrap_or_else(|err| err));
+        }
+        let mut rec = self.recorder.daemon_record(
+            "escalation",
+            now_unix_ns(),
+            format!(
+                "session touched a credential (record {}): out-of-scope network denied and destructive commands held{}",
+                record.seq,
+                if done.is_empty() { String::new() } else { format!("; {}", done.join("; ")) }
+            ),
+        );
+        rec.session = record.session.clone();
+        rec.cgroup_id = Some(event.head.session_id);
+        rec.pid = record.pid;
+        rec.verdict = Some(Verdict::Audit);
+        rec.detector = Some("escalation".into());
+        rec.severity = Some(Severity::High);
+        self.emit(&rec);
     }
 
     /// A session read a credential file (monitor mode): fingerprint its secrets. The file is
@@ -361,7 +405,10 @@ impl Daemon {
 
         let Some(m) = matched else {
             if frozen && self.enforce {
-                let why = format!("session frozen after touching a credential: every exec waits for a person (held {waited} µs so far)");
+                // (No "credential: ..." in the text: the redactor would take it for a secret.)
+                record.detector = Some("escalation".into());
+                record.rule = Some("escalation.freeze".into());
+                let why = format!("every exec of this session waits for a person since it touched a credential (held {waited} µs so far)");
                 self.pend(event, held, filename, &argv, view.cwd.as_deref(), "escalation.freeze", why, record);
                 return Some(view.env);
             }

@@ -137,3 +137,40 @@ fn provenance_follows_a_token_from_the_file_to_curl_and_redacts_it() {
     let text = std::fs::read_to_string(&guard.audit).unwrap();
     assert!(!text.contains(TOKEN), "a secret value reached the audit stream");
 }
+
+#[test]
+#[ignore = "needs root: loads BPF programs and creates cgroups"]
+fn policy_escalations_hold_every_exec_and_freeze_the_session() {
+    if !can_run("policy_escalations_hold_every_exec_and_freeze_the_session") {
+        return;
+    }
+    let ws = Workspace::new();
+    let policy = format!("{POLICY}\nescalations:\n  on_credential: [hold_all_exec, freeze_session]\n");
+    let guard = Guard::start_with(Some(&policy), &[]);
+    // A long-lived session process, running before the credential touch.
+    let mut sleeper = guard.launch_cmd("incident", &["sleep", "30"]).current_dir(ws.dir.path()).spawn().unwrap();
+    guard.wait_for("sleeper exec", |r| r["event"] == "exec" && r["comm"] == "sleep");
+    let out = ws.launch(&guard, &["cat", ".env"]);
+    assert!(out.status.success());
+    let esc = guard.wait_for("escalation record", |r| r["event"] == "escalation");
+    let reason = esc["reason"].as_str().unwrap();
+    assert!(reason.contains("every exec now waits") && reason.contains("session frozen"), "{esc}");
+    // The session cgroup is frozen: its processes stop.
+    let session_dir = guard.root.join("incident");
+    let events = std::fs::read_to_string(session_dir.join("cgroup.events")).unwrap();
+    assert!(events.lines().any(|l| l == "frozen 1"), "{events}");
+    // Thaw it (an operator's decision): even a harmless exec now waits for a person.
+    std::fs::write(session_dir.join("cgroup.freeze"), "0").unwrap();
+    let mut child = guard.launch_cmd("incident", &["true"]).current_dir(ws.dir.path()).spawn().unwrap();
+    let held = guard.wait_for("hold of a harmless exec", |r| r["event"] == "exec" && r["verdict"] == "hold" && r["rule"] == "escalation.freeze");
+    let id = held["hold_id"].as_u64().unwrap();
+    let out = std::process::Command::new(guard_tests::guard_bin())
+        .args(["approve", &id.to_string(), "--socket"])
+        .arg(&guard.socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(child.wait().unwrap().success());
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}

@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// Control socket for `guard status` and friends.
     #[arg(long, value_name = "PATH", default_value = super::DEFAULT_SOCKET_PATH)]
     pub socket: PathBuf,
+    /// Also let this group (numeric gid) use the control socket (approve, deny, status);
+    /// otherwise root only.
+    #[arg(long, value_name = "GID")]
+    pub socket_group: Option<u32>,
 }
 
 /// A fresh key per daemon run: fingerprints mean nothing outside it.
@@ -155,7 +159,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let (calls_tx, mut calls) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared { report: Mutex::new(base.clone()), calls: calls_tx });
-    let server = ControlServer::bind(&ControlConfig::new(&args.socket))?;
+    let mut control = ControlConfig::new(&args.socket);
+    control.allowed_gid = args.socket_group;
+    let server = ControlServer::bind(&control)?;
     let server_task = tokio::spawn(server.serve(shared.clone()));
 
     let clock = clock_base();
@@ -177,6 +183,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         last_dropped: 0,
         pending: BTreeMap::new(),
         seen_sessions: Default::default(),
+        escalated: Default::default(),
         workspaces: Default::default(),
         next_hold_id: 0,
         policy,

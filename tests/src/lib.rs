@@ -372,3 +372,36 @@ impl Guard {
         start["details"]["pid"].as_i64().unwrap_or_else(|| panic!("no details.pid in {start}")) as i32
     }
 }
+
+/// An agent's workspace for a test: a scratch directory holding `.env` and stand-in commands
+/// in `bin/` (see [`fake_tools`]), used as the session's working directory with `bin/` first
+/// on its PATH.
+pub struct Workspace {
+    pub dir: TempDir,
+}
+
+impl Workspace {
+    pub fn new(tag: &str, dotenv: &str, tools: &[&str]) -> Self {
+        let dir = TempDir::new(tag);
+        write_file(&dir.path().join(".env"), dotenv);
+        fs::create_dir_all(dir.path().join("bin")).expect("creating the stand-ins' directory");
+        fake_tools(&dir.path().join("bin"), tools);
+        Workspace { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The arguments of a stand-in's last run (empty: it never ran).
+    pub fn ran(&self, tool: &str) -> String {
+        fs::read_to_string(ran_marker(&self.path().join("bin"), tool)).unwrap_or_default()
+    }
+
+    /// `guard launch` into `session` from this workspace, with the stand-ins first on PATH.
+    pub fn launch_cmd(&self, guard: &Guard, session: &str, args: &[&str]) -> Command {
+        let mut cmd = guard.launch_cmd(session, args);
+        cmd.current_dir(self.path()).env("PATH", path_with(&self.path().join("bin"))).stdin(Stdio::null());
+        cmd
+    }
+}

@@ -2,12 +2,11 @@
 //! after a credential touch, and self-protection of held tasks (host tier).
 
 use std::{
-    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use guard_tests::{Guard, TempDir, can_run, fake_tools, path_with, ran_marker, write_file};
+use guard_tests::{Guard, Workspace, can_run, write_file};
 use serde_json::Value;
 
 /// A monitored credential rule and a monitor-mode destructive rule: on its own the command
@@ -35,36 +34,13 @@ destructive:
 "#;
 
 /// A workspace with `.env` and a stand-in `psql` that leaves a marker when it runs.
-struct Workspace {
-    dir: TempDir,
-}
-
-impl Workspace {
-    fn new() -> Self {
-        let dir = TempDir::new("approvals");
-        write_file(&dir.path().join(".env"), "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n");
-        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
-        fake_tools(&dir.path().join("bin"), &["psql"]);
-        Workspace { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The arguments of the stand-in's last run (empty: it never ran).
-    fn ran(&self) -> String {
-        std::fs::read_to_string(ran_marker(&self.path().join("bin"), "psql")).unwrap_or_default()
-    }
-
-    fn path_env(&self) -> std::ffi::OsString {
-        path_with(&self.path().join("bin"))
-    }
+fn workspace() -> Workspace {
+    Workspace::new("approvals", "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n", &["psql"])
 }
 
 fn launch_in(guard: &Guard, ws: &Workspace, session: &str, args: &[&str]) -> Command {
-    let mut cmd = guard.launch_cmd(session, args);
-    cmd.current_dir(ws.path()).env("PATH", ws.path_env()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut cmd = ws.launch_cmd(guard, session, args);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     cmd
 }
 
@@ -107,13 +83,13 @@ fn monitor_rule_runs_before_a_credential_touch_and_is_held_after() {
     if !can_run("monitor_rule_runs_before_a_credential_touch_and_is_held_after") {
         return;
     }
-    let ws = Workspace::new();
+    let ws = workspace();
     let guard = Guard::start_with(Some(POLICY), &[]);
 
     // Before any credential touch a monitor-mode rule lets the command run, recorded audit.
     let status = launch_in(&guard, &ws, "esc", &["psql", "-c", "DROP TABLE before"]).status().unwrap();
     assert!(status.success());
-    assert!(ws.ran().contains("DROP TABLE before"));
+    assert!(ws.ran("psql").contains("DROP TABLE before"));
     guard.wait_for("monitor verdict", |r| r["event"] == "exec" && r["verdict"] == "audit" && r["rule"] == "sql-destructive");
 
     touch_credential(&guard, &ws, "esc");
@@ -122,13 +98,13 @@ fn monitor_rule_runs_before_a_credential_touch_and_is_held_after() {
     let mut child = launch_in(&guard, &ws, "esc", &["psql", "-c", "DROP TABLE approved"]).spawn().unwrap();
     let hold = wait_pending(&guard, "DROP TABLE approved");
     assert_eq!(hold["session"], "esc");
-    assert!(!ws.ran().contains("DROP TABLE approved"), "held command ran before approval");
+    assert!(!ws.ran("psql").contains("DROP TABLE approved"), "held command ran before approval");
     let held_rec = guard.wait_for("hold record", |r| r["verdict"] == "hold" && r["hold_id"] == hold["id"]);
     assert!(held_rec["reason"].as_str().unwrap().contains("touched a credential"), "{held_rec}");
     let out = decide(&guard, "approve", hold["id"].as_u64().unwrap());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(child.wait().unwrap().success());
-    assert!(ws.ran().contains("DROP TABLE approved"));
+    assert!(ws.ran("psql").contains("DROP TABLE approved"));
     guard.wait_for("approve record", |r| r["event"] == "approve" && r["verdict"] == "allow" && r["hold_id"] == hold["id"]);
     assert!(pending(&guard).is_empty());
 }
@@ -139,7 +115,7 @@ fn deny_and_timeout_kill_the_held_command() {
     if !can_run("deny_and_timeout_kill_the_held_command") {
         return;
     }
-    let ws = Workspace::new();
+    let ws = workspace();
     let guard = Guard::start_with(Some(POLICY), &[]);
     touch_credential(&guard, &ws, "deny");
 
@@ -149,7 +125,7 @@ fn deny_and_timeout_kill_the_held_command() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let status = denied.wait().unwrap();
     assert!(!status.success());
-    assert!(!ws.ran().contains("DROP TABLE denied"), "denied command ran");
+    assert!(!ws.ran("psql").contains("DROP TABLE denied"), "denied command ran");
     guard.wait_for("deny record", |r| r["event"] == "deny" && r["verdict"] == "kill" && r["hold_id"] == hold["id"]);
 
     // No decision: the policy's 4 s timeout denies.
@@ -157,7 +133,7 @@ fn deny_and_timeout_kill_the_held_command() {
     let hold = wait_pending(&guard, "TRUNCATE audit_log");
     let status = timed.wait().unwrap();
     assert!(!status.success());
-    assert!(!ws.ran().contains("TRUNCATE"), "timed-out command ran");
+    assert!(!ws.ran("psql").contains("TRUNCATE"), "timed-out command ran");
     let rec = guard.wait_for("timeout record", |r| r["event"] == "hold_timeout" && r["hold_id"] == hold["id"]);
     assert_eq!(rec["verdict"], "kill");
 
@@ -173,7 +149,7 @@ fn the_agents_own_sigcont_does_not_release_its_held_child() {
     if !can_run("the_agents_own_sigcont_does_not_release_its_held_child") {
         return;
     }
-    let ws = Workspace::new();
+    let ws = workspace();
     write_file(
         &ws.path().join("agent.sh"),
         "psql -c 'DROP TABLE escape' &\nP=$!\nsleep 1\nkill -CONT $P\nsleep 1\necho sender-survived > sender\n",
@@ -191,7 +167,7 @@ fn the_agents_own_sigcont_does_not_release_its_held_child() {
     // The held task is still held: not run, still pending, still stopped.
     let hold = wait_pending(&guard, "DROP TABLE escape");
     std::thread::sleep(Duration::from_millis(500));
-    assert!(!ws.ran().contains("DROP TABLE escape"), "SIGCONT released the held command");
+    assert!(!ws.ran("psql").contains("DROP TABLE escape"), "SIGCONT released the held command");
     let pid = hold["pid"].as_u64().unwrap();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let state = stat.rsplit(')').next().unwrap().split_whitespace().next().unwrap();
@@ -200,5 +176,5 @@ fn the_agents_own_sigcont_does_not_release_its_held_child() {
     // The person's decision still works afterwards.
     let out = decide(&guard, "deny", hold["id"].as_u64().unwrap());
     assert!(out.status.success());
-    assert!(!ws.ran().contains("DROP TABLE escape"));
+    assert!(!ws.ran("psql").contains("DROP TABLE escape"));
 }

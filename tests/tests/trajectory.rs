@@ -2,9 +2,8 @@
 //! processes of one session, and a secret followed from the file it was read from to the
 //! command that used it (host tier).
 
-use std::process::Stdio;
 
-use guard_tests::{Guard, TempDir, can_run, fake_tools, path_with, ran_marker, write_file};
+use guard_tests::{Guard, Workspace, can_run};
 
 const TOKEN: &str = "rw_9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 
@@ -36,30 +35,14 @@ destructive:
               regex: '(?i)^delete$'
 "#;
 
-struct Workspace {
-    dir: TempDir,
+/// A workspace with the token in `.env` and a stand-in curl: the real thing must never reach
+/// a production API from a test.
+fn workspace() -> Workspace {
+    Workspace::new("trajectory", &format!("RAILWAY_TOKEN={TOKEN}\nAWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"), &["curl"])
 }
 
-impl Workspace {
-    fn new() -> Self {
-        let dir = TempDir::new("trajectory");
-        write_file(&dir.path().join(".env"), &format!("RAILWAY_TOKEN={TOKEN}\nAWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"));
-        // A stand-in curl: the real thing must never reach a production API from a test.
-        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
-        fake_tools(&dir.path().join("bin"), &["curl"]);
-        Workspace { dir }
-    }
-
-    fn launch(&self, guard: &Guard, args: &[&str]) -> std::process::Output {
-        let path = path_with(&self.dir.path().join("bin"));
-        guard
-            .launch_cmd("incident", args)
-            .current_dir(self.dir.path())
-            .env("PATH", path)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
+fn launch(ws: &Workspace, guard: &Guard, args: &[&str]) -> std::process::Output {
+    ws.launch_cmd(guard, "incident", args).output().unwrap()
 }
 
 #[test]
@@ -68,16 +51,17 @@ fn incident_chain_across_three_processes_lists_every_seq() {
     if !can_run("incident_chain_across_three_processes_lists_every_seq") {
         return;
     }
-    let ws = Workspace::new();
+    let ws = workspace();
     let guard = Guard::start_with(Some(POLICY), &[]);
 
     // 1. credential discovery (monitor: the read succeeds, the session is marked).
-    let out = ws.launch(&guard, &["cat", ".env"]);
+    let out = launch(&ws, &guard, &["cat", ".env"]);
     assert!(out.status.success());
     let cred = guard.wait_for("credential read", |r| r["detector"] == "credential" && r["verdict"] == "audit");
 
     // 2. out-of-scope use: the network rule is monitor, but the marked session is denied.
-    let out = ws.launch(
+    let out = launch(
+        &ws,
         &guard,
         &["python3", "-c", "import socket\ntry:\n socket.create_connection(('127.0.0.3', 9), timeout=2)\nexcept PermissionError:\n print('EPERM')"],
     );
@@ -85,9 +69,9 @@ fn incident_chain_across_three_processes_lists_every_seq() {
     let scope = guard.wait_for("out-of-scope connect", |r| r["detector"] == "scope_network" && r["verdict"] == "deny");
 
     // 3. destructive action: held for a person (monitor rule, escalated), times out, killed.
-    let out = ws.launch(&guard, &["curl", "-X", "DELETE", "http://127.0.0.3:9/v1/volumes/prod"]);
+    let out = launch(&ws, &guard, &["curl", "-X", "DELETE", "http://127.0.0.3:9/v1/volumes/prod"]);
     assert!(!out.status.success());
-    assert!(!ran_marker(&ws.dir.path().join("bin"), "curl").exists(), "the destructive command ran");
+    assert!(ws.ran("curl").is_empty(), "the destructive command ran");
     let destructive = guard.wait_for("destructive hold", |r| r["detector"] == "destructive" && r["verdict"] == "hold");
 
     let pids: Vec<u64> = [&cred, &scope, &destructive].iter().map(|r| r["pid"].as_u64().unwrap()).collect();
@@ -112,14 +96,14 @@ fn provenance_follows_a_token_from_the_file_to_curl_and_redacts_it() {
     if !can_run("provenance_follows_a_token_from_the_file_to_curl_and_redacts_it") {
         return;
     }
-    let ws = Workspace::new();
+    let ws = workspace();
     let guard = Guard::start_with(Some(POLICY), &[]);
-    let out = ws.launch(&guard, &["cat", ".env"]);
+    let out = launch(&ws, &guard, &["cat", ".env"]);
     assert!(out.status.success());
     let read = guard.wait_for("credential read", |r| r["detector"] == "credential" && r["verdict"] == "audit");
 
     let header = format!("Authorization: Bearer {TOKEN}");
-    let _ = ws.launch(&guard, &["curl", "-s", "-X", "DELETE", "-H", &header, "http://127.0.0.3:9/v1/volumes/prod"]);
+    let _ = launch(&ws, &guard, &["curl", "-s", "-X", "DELETE", "-H", &header, "http://127.0.0.3:9/v1/volumes/prod"]);
     let used = guard.wait_for("provenance record", |r| r["event"] == "provenance");
     let origin = &used["details"]["origin"];
     assert!(origin["file"].as_str().unwrap().ends_with("/.env"), "{used}");
@@ -144,13 +128,13 @@ fn policy_escalations_hold_every_exec_and_freeze_the_session() {
     if !can_run("policy_escalations_hold_every_exec_and_freeze_the_session") {
         return;
     }
-    let ws = Workspace::new();
+    let ws = workspace();
     let policy = format!("{POLICY}\nescalations:\n  on_credential: [hold_all_exec, freeze_session]\n");
     let guard = Guard::start_with(Some(&policy), &[]);
     // A long-lived session process, running before the credential touch.
-    let mut sleeper = guard.launch_cmd("incident", &["sleep", "30"]).current_dir(ws.dir.path()).spawn().unwrap();
+    let mut sleeper = ws.launch_cmd(&guard, "incident", &["sleep", "30"]).spawn().unwrap();
     guard.wait_for("sleeper exec", |r| r["event"] == "exec" && r["comm"] == "sleep");
-    let out = ws.launch(&guard, &["cat", ".env"]);
+    let out = launch(&ws, &guard, &["cat", ".env"]);
     assert!(out.status.success());
     let esc = guard.wait_for("escalation record", |r| r["event"] == "escalation");
     let reason = esc["reason"].as_str().unwrap();
@@ -161,7 +145,7 @@ fn policy_escalations_hold_every_exec_and_freeze_the_session() {
     assert!(events.lines().any(|l| l == "frozen 1"), "{events}");
     // Thaw it (an operator's decision): even a harmless exec now waits for a person.
     std::fs::write(session_dir.join("cgroup.freeze"), "0").unwrap();
-    let mut child = guard.launch_cmd("incident", &["true"]).current_dir(ws.dir.path()).spawn().unwrap();
+    let mut child = ws.launch_cmd(&guard, "incident", &["true"]).spawn().unwrap();
     let held = guard.wait_for("hold of a harmless exec", |r| r["event"] == "exec" && r["verdict"] == "hold" && r["rule"] == "escalation.freeze");
     let id = held["hold_id"].as_u64().unwrap();
     let out = std::process::Command::new(guard_tests::guard_bin())

@@ -96,13 +96,15 @@ impl Kernel {
         let btf = aya::Btf::from_sys_fs().map_err(|err| format!("reading kernel BTF: {err}"))?;
         let prog: &mut aya::programs::Lsm = self.program(programs::LSM_PROBE).map_err(|err| format!("{err:#}"))?;
         let result = prog.load("file_open", &btf).map_err(|err| {
-            let mut text = format!("{err}");
-            let mut source = std::error::Error::source(&err);
-            while let Some(inner) = source {
-                text.push_str(&format!(": {inner}"));
-                source = inner.source();
+            // An empty verifier log says nothing: keep the syscall's own answer.
+            let text = err.to_string();
+            const LOG: &str = ". Verifier output";
+            match text.find(LOG) {
+                Some(at) if text[at + LOG.len()..].trim_matches(|c: char| c == ':' || c.is_whitespace()).is_empty() => {
+                    text[..at].to_string()
+                }
+                _ => text,
             }
-            text
         });
         // Loaded or not, the probe has done its job; unload it so it holds no kernel memory.
         let _ = prog.unload();

@@ -353,6 +353,7 @@ impl Session {
             path: self.path.display().to_string(),
             cgroup_id: self.id,
             processes: self.processes,
+            trajectory: None,
         }
     }
 }

@@ -757,9 +757,26 @@ impl Daemon {
             self.emit(&record);
             self.last_dropped = dropped;
         }
-        let sessions = cgroup::list_sessions(&RealSys, self.sessions.roots())
+        let mut sessions: Vec<guard_engine::control::SessionStatus> = cgroup::list_sessions(&RealSys, self.sessions.roots())
             .map(|list| list.iter().map(|s| s.to_status()).collect())
             .unwrap_or_default();
+        for session in &mut sessions {
+            session.trajectory = self.trajectory.session_summary(session.cgroup_id).map(|summary| {
+                let mut parts = Vec::new();
+                if summary.credential_marked {
+                    parts.push("touched a credential: escalated".to_string());
+                }
+                for chain in &summary.chains {
+                    if chain.stages_reached > 0 {
+                        parts.push(format!("chain {} at {}/{}", chain.chain_id, chain.stages_reached, chain.stages_total));
+                    }
+                    if chain.completions > 0 {
+                        parts.push(format!("chain {} completed {} time(s)", chain.chain_id, chain.completions));
+                    }
+                }
+                parts.join("; ")
+            }).filter(|text| !text.is_empty());
+        }
         let mut report = self.base.clone();
         report.uptime_secs = self.started.elapsed().as_secs();
         report.sessions = sessions;

@@ -197,6 +197,9 @@ pub struct SessionStatus {
     pub cgroup_id: u64,
     /// Processes in the session's whole subtree.
     pub processes: u32,
+    /// What the trajectory knows (credential touched and escalated, chains in progress).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trajectory: Option<String>,
 }
 
 /// Event counters since the daemon started.
@@ -239,6 +242,7 @@ mod tests {
                 path: "/sys/fs/cgroup/guard/s-1".into(),
                 cgroup_id: 1234,
                 processes: 3,
+                trajectory: None,
             }],
             counters: Counters { events: 10, dropped: 1, exec: 2, ..Default::default() },
             ringbuf_bytes: 1 << 20,

@@ -88,6 +88,12 @@ fn incident_chain_across_three_processes_lists_every_seq() {
     // Each stage was announced as it was reached.
     let partial = guard.records().into_iter().filter(|r| r["event"] == "chain" && r["details"]["complete"] == false).count();
     assert_eq!(partial, 2, "one chain record per stage before completion");
+    // `guard status` says what the trajectory knows about the session (refreshed each second).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = guard.status();
+    let session = status["sessions"].as_array().unwrap().iter().find(|s| s["name"] == "incident").expect("session listed");
+    let text = session["trajectory"].as_str().unwrap_or_default();
+    assert!(text.contains("touched a credential") && text.contains("chain incident completed"), "{session}");
 }
 
 #[test]

@@ -107,6 +107,11 @@ fn render(report: &StatusReport) -> String {
         &mut out,
         report.sessions.iter().map(|s| (s.name.as_str(), s.processes, s.cgroup_id, s.path.as_str())),
     );
+    for session in &report.sessions {
+        if let Some(trajectory) = &session.trajectory {
+            let _ = writeln!(out, "  {}: {}", super::tail::clean(&session.name), super::tail::clean(trajectory));
+        }
+    }
 
     let c = &report.counters;
     let _ = writeln!(out, "\ncounters:");
@@ -201,6 +206,7 @@ mod tests {
                 path: "/cg/guard/s-12".into(),
                 cgroup_id: 4711,
                 processes: 3,
+                trajectory: Some("touched a credential: escalated; chain incident at 2/3".into()),
             }],
             counters: Counters { events: 100, dropped: 2, exec: 5, denied: 1, ..Default::default() },
             ringbuf_bytes: 1 << 20,

@@ -114,8 +114,7 @@ pub fn ensure_mounted(fstype: &str, target: &str) -> anyhow::Result<()> {
 }
 
 fn read_proc_list(pid: u32, what: &str) -> Option<Vec<String>> {
-    let raw = std::fs::read(format!("/proc/{pid}/{what}")).ok()?;
-    Some(raw.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+    std::fs::read(format!("/proc/{pid}/{what}")).ok().map(|raw| hold::split_nul(&raw))
 }
 
 fn read_cwd(pid: u32) -> Option<String> {

@@ -80,7 +80,8 @@ impl Held {
     }
 }
 
-fn split_nul(raw: &[u8]) -> Vec<String> {
+/// NUL-separated strings (/proc/PID/cmdline, environ), empty ones dropped.
+pub fn split_nul(raw: &[u8]) -> Vec<String> {
     raw.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
 }
 

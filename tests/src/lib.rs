@@ -80,6 +80,13 @@ impl Drop for TempDir {
     }
 }
 
+/// `guard run --root ROOT --audit AUDIT --socket SOCKET`, not started yet.
+pub fn run_command(root: &Path, audit: &Path, socket: &Path) -> Command {
+    let mut cmd = Command::new(guard_bin());
+    cmd.arg("run").arg("--root").arg(root).arg("--audit").arg(audit).arg("--socket").arg(socket);
+    cmd
+}
+
 /// A running `guard run` with its own root, audit file and socket.
 pub struct Guard {
     child: Option<Child>,
@@ -104,15 +111,8 @@ impl Guard {
         let audit = dir.path().join("audit.jsonl");
         let socket = dir.path().join("control.sock");
         let stderr_path = dir.path().join("daemon.stderr");
-        let mut cmd = Command::new(guard_bin());
-        cmd.arg("run")
-            .arg("--root")
-            .arg(&root)
-            .arg("--audit")
-            .arg(&audit)
-            .arg("--socket")
-            .arg(&socket)
-            .args(extra)
+        let mut cmd = run_command(&root, &audit, &socket);
+        cmd.args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&stderr_path).expect("daemon stderr file"));

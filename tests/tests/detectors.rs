@@ -14,7 +14,7 @@ use std::{
 
 use guard_tests::{
     Guard, TempDir, accept_one, argv_has, can_run, default_policy_value, fake_tools, guard_bin, path_with, policy_text,
-    ran_marker, remove_cgroup_tree, was_killed, write_file,
+    ran_marker, remove_cgroup_tree, run_command, was_killed, write_file,
 };
 use serde_json::{Value, json};
 
@@ -859,14 +859,7 @@ fn guard_run_refuses_an_invalid_policy() {
     let audit = dir.path().join("audit.jsonl");
     let socket = dir.path().join("control.sock");
     let started = Instant::now();
-    let mut child = Command::new(guard_bin())
-        .arg("run")
-        .arg("--root")
-        .arg(&root)
-        .arg("--audit")
-        .arg(&audit)
-        .arg("--socket")
-        .arg(&socket)
+    let mut child = run_command(&root, &audit, &socket)
         .arg("--policy")
         .arg(&policy)
         .stdin(Stdio::null())

@@ -12,6 +12,7 @@ use aya_ebpf::{
         bpf_probe_read_user_str_bytes, generated::bpf_send_signal,
     },
     macros::tracepoint,
+    maps::HashMap,
     programs::TracePointContext,
 };
 use guard_common::{
@@ -19,7 +20,7 @@ use guard_common::{
     detector, flags, kind, stat,
 };
 
-use super::{dropped, enforcing, fill_header, mark_credential, sent};
+use super::{dropped, enforcing, fill_header, mark_credential, sent, workspace_pending};
 use crate::{
     kread::{self, read_at},
     maps, session,
@@ -198,20 +199,13 @@ pub fn judge_open(
         if cfg.read_scope == 0 {
             return None;
         }
-        // SAFETY (both lookups): presence checks only.
-        let allowed = under_dir(off, dentry, |dir: &DevIno| {
-            unsafe { maps::READ_ROOTS.get(&WriteRootKey { session: 0, dir: *dir }) }.is_some()
-                || unsafe { maps::READ_ROOTS.get(&WriteRootKey { session: session.session_id, dir: *dir }) }.is_some()
-        });
-        if allowed {
+        if under_roots(off, dentry, session.session_id, &maps::READ_ROOTS) {
             return None;
         }
-        let workspace_pending = cfg.read_scope & guard_common::WRITE_SCOPE_SESSION_CWD != 0
-            && super::escalation(session.session_id) & guard_common::SESSION_WORKSPACE_KNOWN == 0;
         return Some(FileVerdict {
             detector: detector::SCOPE_FILE,
             rule: cfg.read_rule,
-            enforced: enforcing(cfg.write_mode) && !workspace_pending,
+            enforced: enforcing(cfg.write_mode) && !workspace_pending(cfg.read_scope, session.session_id),
             from_inode: false,
         });
     }
@@ -235,14 +229,10 @@ pub fn judge_open(
     }
     let cfg = maps::config()?;
     if cfg.write_scope != 0 && !under_write_root(off, dentry, session.session_id) {
-        // With `$CWD` roots, a session whose workspace the daemon has not registered yet is
-        // recorded, not stopped: its workspace may be exactly where it writes.
-        let workspace_pending = cfg.write_scope & guard_common::WRITE_SCOPE_SESSION_CWD != 0
-            && super::escalation(session.session_id) & guard_common::SESSION_WORKSPACE_KNOWN == 0;
         return Some(FileVerdict {
             detector: detector::SCOPE_FILE,
             rule: cfg.write_rule,
-            enforced: enforcing(cfg.write_mode) && !workspace_pending,
+            enforced: enforcing(cfg.write_mode) && !workspace_pending(cfg.write_scope, session.session_id),
             from_inode: false,
         });
     }
@@ -384,10 +374,16 @@ fn own_proc_dir(off: &KernelOffsets, dentry: u64) -> bool {
 /// Is the opened file below one of the write roots (global or the session's own)?
 #[inline(always)]
 pub fn under_write_root(off: &KernelOffsets, dentry: u64, session_id: u64) -> bool {
+    under_roots(off, dentry, session_id, &maps::WRITE_ROOTS)
+}
+
+/// Is the dentry below a directory of `roots`, listed for every session (0) or this one?
+#[inline(always)]
+fn under_roots(off: &KernelOffsets, dentry: u64, session_id: u64, roots: &HashMap<WriteRootKey, u32>) -> bool {
     // SAFETY (both lookups): presence checks only.
     under_dir(off, dentry, |dir| {
-        unsafe { maps::WRITE_ROOTS.get(&WriteRootKey { session: 0, dir: *dir }) }.is_some()
-            || unsafe { maps::WRITE_ROOTS.get(&WriteRootKey { session: session_id, dir: *dir }) }.is_some()
+        unsafe { roots.get(&WriteRootKey { session: 0, dir: *dir }) }.is_some()
+            || unsafe { roots.get(&WriteRootKey { session: session_id, dir: *dir }) }.is_some()
     })
 }
 

@@ -145,9 +145,8 @@ fn judge_change(dentry: u64, op: u32) -> i32 {
         if cfg.write_scope == 0 || file::under_write_root(&off, dentry, session.session_id) {
             return 0;
         }
-        let workspace_pending = cfg.write_scope & guard_common::WRITE_SCOPE_SESSION_CWD != 0
-            && super::escalation(session.session_id) & guard_common::SESSION_WORKSPACE_KNOWN == 0;
-        (detector::SCOPE_FILE, cfg.write_rule, enforcing(cfg.write_mode) && !workspace_pending)
+        let pending = super::workspace_pending(cfg.write_scope, session.session_id);
+        (detector::SCOPE_FILE, cfg.write_rule, enforcing(cfg.write_mode) && !pending)
     };
     if let Some(mut entry) = maps::EVENTS.reserve::<FsEvent>(0) {
         // SAFETY: the reservation is exactly one FsEvent; every field is written below.

@@ -86,3 +86,12 @@ pub fn escalation(session_id: u64) -> u32 {
         None => 0,
     }
 }
+
+/// With `$CWD` roots (`scope` carries `WRITE_SCOPE_SESSION_CWD`), a session whose workspace the
+/// daemon has not registered yet is recorded, not stopped: its workspace may be exactly where
+/// it works.
+#[inline(always)]
+pub fn workspace_pending(scope: u32, session_id: u64) -> bool {
+    scope & guard_common::WRITE_SCOPE_SESSION_CWD != 0
+        && escalation(session_id) & guard_common::SESSION_WORKSPACE_KNOWN == 0
+}

@@ -42,6 +42,8 @@ pub mod maps {
     pub const PROTECTED: &str = "PROTECTED";
     pub const HELD_ANY: &str = "HELD_ANY";
     pub const HELD: &str = "HELD";
+    pub const CONSUMER_FILES: &str = "CONSUMER_FILES";
+    pub const TASK_CONSUMER: &str = "TASK_CONSUMER";
 }
 
 /// Program names (the function names in guard-ebpf), used by the loader.
@@ -150,6 +152,10 @@ pub mod flags {
     pub const V4_MAPPED: u32 = 1 << 3;
     /// argv did not fit in `ARGS_LEN` bytes.
     pub const ARGS_TRUNCATED: u32 = 1 << 4;
+    /// A credential read by a program the rule names as its consumer (`OpenEvent::consumer`).
+    pub const CONSUMER_READ: u32 = 1 << 5;
+    /// exec: held only so the daemon can judge whether the program is a credential consumer.
+    pub const CONSUMER_HOLD: u32 = 1 << 6;
 }
 
 /// Rule modes as the kernel sees them.
@@ -265,7 +271,48 @@ pub struct RuleRef {
     pub mode: u8,
     /// 1 = the match exempts the file (e.g. `*.pub`); the rule is then ignored.
     pub exempt: u8,
-    pub _pad: [u8; 2],
+    /// 0: the rule names no consumers; else 1 + its bit in `ConsumerGrant::mask`.
+    pub consumer_slot: u8,
+    pub _pad: u8,
+}
+
+/// Most credential rules that can name consumers (bits of `ConsumerGrant::mask`).
+pub const MAX_CONSUMER_RULES: usize = 64;
+
+/// `CONSUMER_FILES` value bits: what a file is to the consumer rules.
+pub mod consumer_file {
+    /// A consumer binary, or the interpreter of a consumer script: its exec is held so the
+    /// daemon can judge (environment, argv) whether the new image is the consumer.
+    pub const EXEC: u32 = 1 << 0;
+    /// A consumer script (npm-cli.js, the aws CLI's entry point).
+    pub const SCRIPT: u32 = 1 << 1;
+}
+
+/// `ConsumerGrant::state`.
+pub mod consumer_state {
+    /// The process is the consumer: reads of the rules in `mask` are its own.
+    pub const GRANTED: u32 = 1;
+    /// An interpreter the daemon judged to be starting a consumer script: the first file it
+    /// opens named `script_name` decides (the very `script` inode: granted; anything else:
+    /// the grant is gone). Until then it is no consumer.
+    pub const AWAIT_SCRIPT: u32 = 2;
+}
+
+/// `TASK_CONSUMER` value (keyed by tgid): written by the daemon while the exec is held,
+/// removed by the kernel at the next exec and at exit, copied to forked children.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsumerGrant {
+    /// Bit `consumer_slot - 1` of each rule whose files this process may read.
+    pub mask: u64,
+    /// Bits already reported (one `audit` record per process and rule).
+    pub reported: u64,
+    pub script: DevIno,
+    /// `consumer_state::*`.
+    pub state: u32,
+    /// Index of the consumer in the daemon's table (named in the record).
+    pub consumer: u32,
+    pub script_name: [u8; NAME_LEN],
 }
 
 /// Value of the exec watch maps: what to do when a watched binary is exec'd.
@@ -424,6 +471,9 @@ pub struct OpenEvent {
     pub path: [u8; PATH_LEN],
     /// Final component of the opened file's dentry (kernel object).
     pub name: [u8; NAME_LEN],
+    /// `ConsumerGrant::consumer` when `flags::CONSUMER_READ` is set.
+    pub consumer: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
@@ -520,6 +570,7 @@ mod pod {
     unsafe impl aya::Pod for HeldInfo {}
     unsafe impl aya::Pod for SelfEvent {}
     unsafe impl aya::Pod for ExitEvent {}
+    unsafe impl aya::Pod for ConsumerGrant {}
 }
 
 /// Layout pinned at compile time on both sides (the eBPF build and the host build compile this
@@ -533,7 +584,8 @@ mod layout_checks {
     const _: () = assert!(offset_of!(EventHeader, session_id) == 24);
     const _: () = assert!(offset_of!(EventHeader, comm) == 56);
     const _: () = assert!(size_of::<ExecEvent>() == 80 + 16 + 8 + PATH_LEN + ARGS_LEN);
-    const _: () = assert!(size_of::<OpenEvent>() == 80 + 16 + 24 + PATH_LEN + NAME_LEN);
+    const _: () = assert!(size_of::<OpenEvent>() == 80 + 16 + 24 + PATH_LEN + NAME_LEN + 8);
+    const _: () = assert!(size_of::<ConsumerGrant>() == 16 + 16 + 8 + NAME_LEN);
     const _: () = assert!(size_of::<NetEvent>() == 80 + 16 + 16);
     const _: () = assert!(size_of::<ForkEvent>() == 80 + 16);
     const _: () = assert!(size_of::<FsEvent>() == 80 + 16 + 8 + NAME_LEN);

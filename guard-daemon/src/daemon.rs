@@ -14,13 +14,14 @@ use anyhow::Context as _;
 use guard_common::{action, escalation, stat};
 use guard_engine::{
     audit::{AuditRecord, Severity, Verdict},
-    provenance::{Origin, ProvenanceStore},
-    trajectory::{ProcessKey, Significant, Trajectory},
+    consumer::{ExecFacts, Judgement},
     control::{Counters, PendingHold, Request, Response, StatusReport},
     destructive::{DestructiveEvaluator, ExecContext},
     event::{Body, KernelEvent, decode},
     policy::{ExecAction, Mode},
+    provenance::{Origin, ProvenanceStore},
     records::{ClockBase, Enrichment, Recorder},
+    trajectory::{ProcessKey, Significant, Trajectory},
 };
 
 use crate::{
@@ -83,10 +84,7 @@ impl ControlHandler for Shared {
 }
 
 pub fn now_unix_ns() -> i128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
 }
 
 pub fn clock_base() -> ClockBase {
@@ -117,6 +115,19 @@ fn read_proc_list(pid: u32, what: &str) -> Option<Vec<String>> {
     std::fs::read(format!("/proc/{pid}/{what}")).ok().map(|raw| hold::split_nul(&raw))
 }
 
+/// The file a held interpreter's script argument names, from its point of view: identity
+/// and the real file's name (what the interpreter will open).
+fn resolve_script(pid: u32, script: &str) -> Option<(guard_common::DevIno, String)> {
+    let path = if script.starts_with('/') {
+        PathBuf::from(script)
+    } else {
+        PathBuf::from(format!("/proc/{pid}/cwd")).join(script)
+    };
+    let real = std::fs::canonicalize(path).ok()?;
+    let meta = std::fs::metadata(&real).ok()?;
+    Some((crate::scan::identity(&meta), real.file_name()?.to_str()?.to_string()))
+}
+
 fn read_cwd(pid: u32) -> Option<String> {
     std::fs::read_link(format!("/proc/{pid}/cwd")).ok().map(|p| p.display().to_string())
 }
@@ -145,6 +156,9 @@ pub struct Daemon {
     pub workspaces: std::collections::HashMap<u64, PathBuf>,
     /// Sessions already escalated after touching a credential.
     pub escalated: std::collections::HashSet<u64>,
+    /// Sessions whose credentials were read by their own tools ("credential used by its
+    /// tool"), with the consumers that did.
+    pub consumer_use: std::collections::HashMap<u64, std::collections::BTreeSet<String>>,
     /// Sessions already announced (and their workspace registered).
     pub seen_sessions: std::collections::HashSet<u64>,
     /// Commands held for a person, by hold id.
@@ -179,7 +193,11 @@ impl Daemon {
         let event = match decode(bytes) {
             Ok(ev) => ev,
             Err(err) => {
-                let record = self.recorder.daemon_record("decode_error", now_unix_ns(), format!("undecodable kernel event: {err}"));
+                let record = self.recorder.daemon_record(
+                    "decode_error",
+                    now_unix_ns(),
+                    format!("undecodable kernel event: {err}"),
+                );
                 self.emit(&record);
                 return;
             }
@@ -191,9 +209,10 @@ impl Daemon {
         let mut record = self.recorder.record(&event, extra);
         let mut held_env = None;
         if event.head.action == action::HOLD
-            && let Body::Exec { filename, argv, .. } = &event.body {
-                held_env = self.judge_held(&event, filename, argv, &mut record);
-            }
+            && let Body::Exec { filename, argv, file, .. } = &event.body
+        {
+            held_env = self.judge_held(&event, file, filename, argv, &mut record);
+        }
         self.emit(&record);
         self.follow(&event, &record, held_env);
     }
@@ -202,8 +221,13 @@ impl Daemon {
     /// secrets used (provenance).
     fn follow(&mut self, event: &KernelEvent, record: &AuditRecord, held_env: Option<Vec<(String, String)>>) {
         let process = ProcessKey { pid: event.head.tgid, start_ns: event.head.start_ns };
-        if record.detector.as_deref() == Some("credential") && self.escalated.insert(event.head.session_id) {
-            self.escalate(event, record);
+        if record.detector.as_deref() == Some("credential") {
+            if let Some(consumer) = &record.consumer {
+                // Its own tool read it: "credential used by its tool", no discovery.
+                self.consumer_use.entry(event.head.session_id).or_default().insert(consumer.clone());
+            } else if self.escalated.insert(event.head.session_id) {
+                self.escalate(event, record);
+            }
         }
         match &event.body {
             Body::Fork { child_tgid, child_start_ns, .. } => {
@@ -356,6 +380,7 @@ impl Daemon {
     fn judge_held(
         &mut self,
         event: &KernelEvent,
+        file: &guard_common::DevIno,
         filename: &str,
         kernel_argv: &[String],
         record: &mut AuditRecord,
@@ -398,6 +423,7 @@ impl Daemon {
             // What /proc says is executing (the interpreter for a `#!` script).
             record.exe = view.exe.clone();
         }
+        let consumer_note = self.judge_consumer(pid, file, &argv, &view);
         let state = self.kernel.session_state(event.head.session_id).ok().flatten().unwrap_or_default();
         let escalated = state.credential_touched != 0 || state.escalation & escalation::HOLD_EXEC != 0;
         let frozen = state.escalation & escalation::FREEZE != 0;
@@ -407,7 +433,9 @@ impl Daemon {
                 // (No "credential: ..." in the text: the redactor would take it for a secret.)
                 record.detector = Some("escalation".into());
                 record.rule = Some("escalation.freeze".into());
-                let why = format!("every exec of this session waits for a person since it touched a credential (held {waited} µs so far)");
+                let why = format!(
+                    "every exec of this session waits for a person since it touched a credential (held {waited} µs so far)"
+                );
                 self.pend(event, held, filename, &argv, view.cwd.as_deref(), "escalation.freeze", why, record);
                 return Some(view.env);
             }
@@ -418,7 +446,9 @@ impl Daemon {
             record.rule = None;
             record.severity = Some(Severity::Info);
             record.reason = Some(match outcome {
-                Ok(()) => format!("exec of {filename} held {waited} µs for judgement: no destructive rule matched"),
+                Ok(()) => format!(
+                    "exec of {filename} held {waited} µs for judgement: no destructive rule matched{consumer_note}"
+                ),
                 Err(err) => format!("exec of {filename} judged harmless but could not be released: {err}"),
             });
             return Some(view.env);
@@ -459,6 +489,34 @@ impl Daemon {
             });
         }
         Some(view.env)
+    }
+
+    /// Is the held image one of the policy's credential consumers? If so its grant goes into
+    /// the kernel now, before the task is released. Returns a note for the exec record.
+    fn judge_consumer(
+        &mut self,
+        pid: u32,
+        file: &guard_common::DevIno,
+        argv: &[String],
+        view: &hold::HeldView,
+    ) -> String {
+        let facts = ExecFacts { file: *file, argv, env: &view.env };
+        match self.policy.consumers.judge(&facts, |script| resolve_script(pid, script)) {
+            Judgement::NotWatched => String::new(),
+            Judgement::Refused { consumer, why } => format!("; not the credential consumer {consumer}: {why}"),
+            Judgement::Consumer { consumer, grant } => match self.kernel.grant_consumer(pid, &grant) {
+                Ok(()) => {
+                    let rules = self
+                        .policy
+                        .consumers
+                        .consumer(grant.consumer)
+                        .map(|c| c.rule_ids.join(", "))
+                        .unwrap_or_default();
+                    format!("; runs as {consumer}, the consumer of {rules}")
+                }
+                Err(err) => format!("; consumer {consumer} could not be granted: {err:#}"),
+            },
+        }
     }
 
     /// Keep a held command stopped until `guard approve`/`guard deny` or the timeout.
@@ -508,7 +566,8 @@ impl Daemon {
         // `guard launch` records the workspace on the session cgroup; /proc is the fallback
         // for sessions made some other way (and races with short-lived processes).
         let recorded = found.as_ref().and_then(|s| cgroup::workspace(&RealSys, &s.path));
-        let mut reason = format!("session {} seen first (cgroup {})", session.as_deref().unwrap_or("?"), event.head.session_id);
+        let mut reason =
+            format!("session {} seen first (cgroup {})", session.as_deref().unwrap_or("?"), event.head.session_id);
         let mut cwd_text = None;
         let from_proc = || std::fs::read_link(format!("/proc/{}/cwd", event.head.tgid));
         if !self.policy.wants_session_workspace() {
@@ -522,7 +581,10 @@ impl Daemon {
                 None => from_proc(),
             };
             match cwd.and_then(|dir| std::fs::metadata(&dir).map(|meta| (dir, meta))) {
-                Ok((dir, meta)) => match self.kernel.register_workspace(event.head.session_id, crate::scan::identity(&meta)) {
+                Ok((dir, meta)) => match self
+                    .kernel
+                    .register_workspace(event.head.session_id, crate::scan::identity(&meta))
+                {
                     Ok(()) => {
                         reason.push_str(&format!("; workspace {} is a write root for it", dir.display()));
                         cwd_text = Some(dir.display().to_string());
@@ -530,7 +592,8 @@ impl Daemon {
                     }
                     Err(err) => reason.push_str(&format!("; registering workspace {} failed: {err:#}", dir.display())),
                 },
-                Err(err) => reason.push_str(&format!("; its workspace could not be read ({err}): writes stay recorded, not killed")),
+                Err(err) => reason
+                    .push_str(&format!("; its workspace could not be read ({err}): writes stay recorded, not killed")),
             }
         }
         let mut record = self.recorder.daemon_record("session", now_unix_ns(), reason);
@@ -594,7 +657,10 @@ impl Daemon {
         } else {
             let outcome = entry.held.kill();
             let message = match &outcome {
-                Ok(()) => format!("hold {id} denied by {who} after {age} s: `{}` killed before it ran", entry.hold.argv.join(" ")),
+                Ok(()) => format!(
+                    "hold {id} denied by {who} after {age} s: `{}` killed before it ran",
+                    entry.hold.argv.join(" ")
+                ),
                 Err(err) => format!("hold {id} denied by {who} but could not be killed: {err}"),
             };
             self.close_hold(entry, "deny", Verdict::Kill, message.clone());
@@ -607,7 +673,9 @@ impl Daemon {
         let expired: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, e)| e.since.elapsed() >= e.timeout || hold::process_state(e.hold.pid).is_none_or(|s| s == 'Z' || s == 'X'))
+            .filter(|(_, e)| {
+                e.since.elapsed() >= e.timeout || hold::process_state(e.hold.pid).is_none_or(|s| s == 'Z' || s == 'X')
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
@@ -616,7 +684,10 @@ impl Daemon {
             if entry.since.elapsed() >= entry.timeout {
                 let outcome = entry.held.kill();
                 let reason = match outcome {
-                    Ok(()) => format!("hold {id} timed out after {} s without a decision: killed before it ran", entry.timeout.as_secs()),
+                    Ok(()) => format!(
+                        "hold {id} timed out after {} s without a decision: killed before it ran",
+                        entry.timeout.as_secs()
+                    ),
                     Err(err) => format!("hold {id} timed out but could not be killed: {err}"),
                 };
                 self.close_hold(entry, "hold_timeout", Verdict::Kill, reason);
@@ -673,11 +744,17 @@ impl Daemon {
             // The kernel's argv copy is complete unless truncated; then /proc has the rest if
             // the process still runs (held execs are read while stopped, race-free). cwd is
             // best effort.
-            Body::Exec { argv_truncated: true, .. } => (read_proc_list(event.head.tgid, "cmdline"), read_cwd(event.head.tgid)),
+            Body::Exec { argv_truncated: true, .. } => {
+                (read_proc_list(event.head.tgid, "cmdline"), read_cwd(event.head.tgid))
+            }
             Body::Exec { .. } => (None, read_cwd(event.head.tgid)),
             _ => (None, None),
         };
-        Enrichment { session, argv, cwd }
+        let consumer = match &event.body {
+            Body::Open { consumer: Some(index), .. } => self.policy.consumers.consumer(*index).map(|c| c.name.clone()),
+            _ => None,
+        };
+        Enrichment { session, argv, cwd, consumer }
     }
 
     /// SIGHUP: re-read the policy. An invalid one is refused and the running one stays in
@@ -726,7 +803,12 @@ impl Daemon {
             let mut record = self.recorder.daemon_record(
                 "policy_reload",
                 now_unix_ns(),
-                format!("policy {} reloaded ({} rules, {} credential files)", policy.source, policy.compiled.rules.len(), policy.maps.cred_inodes.len()),
+                format!(
+                    "policy {} reloaded ({} rules, {} credential files)",
+                    policy.source,
+                    policy.compiled.rules.len(),
+                    policy.maps.cred_inodes.len()
+                ),
             );
             record.details = Some(serde_json::json!({ "notes": policy.notes }));
             self.emit(&record);
@@ -752,29 +834,45 @@ impl Daemon {
                 now_unix_ns(),
                 format!("{} kernel events lost (ring buffer full); {dropped} since start", dropped - self.last_dropped),
             );
-            record.details = Some(serde_json::json!({ "dropped_total": dropped, "dropped_new": dropped - self.last_dropped }));
+            record.details =
+                Some(serde_json::json!({ "dropped_total": dropped, "dropped_new": dropped - self.last_dropped }));
             self.emit(&record);
             self.last_dropped = dropped;
         }
-        let mut sessions: Vec<guard_engine::control::SessionStatus> = cgroup::list_sessions(&RealSys, self.sessions.roots())
-            .map(|list| list.iter().map(|s| s.to_status()).collect())
-            .unwrap_or_default();
+        let mut sessions: Vec<guard_engine::control::SessionStatus> =
+            cgroup::list_sessions(&RealSys, self.sessions.roots())
+                .map(|list| list.iter().map(|s| s.to_status()).collect())
+                .unwrap_or_default();
         for session in &mut sessions {
-            session.trajectory = self.trajectory.session_summary(session.cgroup_id).map(|summary| {
-                let mut parts = Vec::new();
-                if summary.credential_marked {
-                    parts.push("touched a credential: escalated".to_string());
-                }
-                for chain in &summary.chains {
-                    if chain.stages_reached > 0 {
-                        parts.push(format!("chain {} at {}/{}", chain.chain_id, chain.stages_reached, chain.stages_total));
+            let used = self.consumer_use.get(&session.cgroup_id);
+            session.trajectory = self
+                .trajectory
+                .session_summary(session.cgroup_id)
+                .map(|summary| {
+                    let mut parts = Vec::new();
+                    if let Some(used) = used {
+                        parts.push(format!(
+                            "credential used by its tool ({})",
+                            used.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ));
                     }
-                    if chain.completions > 0 {
-                        parts.push(format!("chain {} completed {} time(s)", chain.chain_id, chain.completions));
+                    if summary.credential_marked {
+                        parts.push("touched a credential: escalated".to_string());
                     }
-                }
-                parts.join("; ")
-            }).filter(|text| !text.is_empty());
+                    for chain in &summary.chains {
+                        if chain.stages_reached > 0 {
+                            parts.push(format!(
+                                "chain {} at {}/{}",
+                                chain.chain_id, chain.stages_reached, chain.stages_total
+                            ));
+                        }
+                        if chain.completions > 0 {
+                            parts.push(format!("chain {} completed {} time(s)", chain.chain_id, chain.completions));
+                        }
+                    }
+                    parts.join("; ")
+                })
+                .filter(|text| !text.is_empty());
         }
         let mut report = self.base.clone();
         report.uptime_secs = self.started.elapsed().as_secs();

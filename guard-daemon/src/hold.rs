@@ -41,7 +41,13 @@ impl Held {
     fn signal(&self, sig: i32) -> io::Result<()> {
         // SAFETY: pidfd_send_signal(2) on our pidfd, no siginfo, no flags.
         let rc = unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
         };
         if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
     }
@@ -75,7 +81,8 @@ impl Held {
             .into_iter()
             .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
             .collect();
-        let link = |what: &str| std::fs::read_link(format!("/proc/{}/{what}", self.pid)).ok().map(|p| p.display().to_string());
+        let link =
+            |what: &str| std::fs::read_link(format!("/proc/{}/{what}", self.pid)).ok().map(|p| p.display().to_string());
         Ok(HeldView { argv, env, cwd: link("cwd"), exe: link("exe") })
     }
 }

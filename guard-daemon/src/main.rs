@@ -5,10 +5,11 @@
 mod audit_sink;
 mod cgroup;
 mod cli;
+mod consumers;
 mod control;
 mod daemon;
-mod kernel;
 mod hold;
+mod kernel;
 mod policy_load;
 mod scan;
 mod sys;

@@ -12,6 +12,7 @@ use std::{
 use anyhow::{Context as _, anyhow};
 use guard_common::{Config, DevIno, ExecWatch, NameKey, PathSuffixKey, PortSet, RuleRef, watch};
 use guard_engine::{
+    consumer::ConsumerTable,
     destructive::{DestructiveEvaluator, WatchKind},
     policy::{CompileContext, CompiledPolicy, Policy, default_policy, parse_policy},
     records::RuleInfo,
@@ -39,6 +40,8 @@ pub struct PreparedMaps {
     pub exec_names: Vec<(NameKey, ExecWatch)>,
     pub exec_paths: Vec<(u32, PathSuffixKey, ExecWatch)>,
     pub exec_inodes: Vec<(DevIno, ExecWatch)>,
+    /// Consumer binaries, their scripts' interpreters and the scripts (`consumer_file::*`).
+    pub consumer_files: Vec<(DevIno, u32)>,
 }
 
 pub struct LoadedPolicy {
@@ -48,6 +51,8 @@ pub struct LoadedPolicy {
     pub compiled: CompiledPolicy,
     pub evaluator: DestructiveEvaluator,
     pub maps: PreparedMaps,
+    /// The credential consumers, by the identity of their files.
+    pub consumers: ConsumerTable,
     /// Things an operator should know (unresolvable hosts, truncated scans, policy warnings).
     pub notes: Vec<String>,
 }
@@ -66,8 +71,8 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<LoadedPolicy> {
     let compiled = policy.compile(&CompileContext { homes: scan::home_dirs() });
     let evaluator = policy.destructive_evaluator();
     let mut notes = compiled.warnings.clone();
-    let maps = prepare(&compiled, &mut notes)?;
-    Ok(LoadedPolicy { source, policy, compiled, evaluator, maps, notes })
+    let (maps, consumers) = prepare(&compiled, &mut notes)?;
+    Ok(LoadedPolicy { source, policy, compiled, evaluator, maps, consumers, notes })
 }
 
 /// The same policy, resolved against the machine again (credential files that appeared,
@@ -75,19 +80,22 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<LoadedPolicy> {
 pub fn rescan(current: &LoadedPolicy) -> anyhow::Result<LoadedPolicy> {
     let compiled = current.policy.compile(&CompileContext { homes: scan::home_dirs() });
     let mut notes = compiled.warnings.clone();
-    let maps = prepare(&compiled, &mut notes)?;
+    let (maps, consumers) = prepare(&compiled, &mut notes)?;
     Ok(LoadedPolicy {
         source: current.source.clone(),
         policy: current.policy.clone(),
         compiled,
         evaluator: current.evaluator.clone(),
         maps,
+        consumers,
         notes,
     })
 }
 
-fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result<PreparedMaps> {
+fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result<(PreparedMaps, ConsumerTable)> {
     let mut maps = PreparedMaps::default();
+    let consumers = crate::consumers::resolve(&compiled.credentials.consumers, notes);
+    maps.consumer_files = consumers.kernel_entries();
     let creds = &compiled.credentials;
     let matcher = creds.path_matcher().context("building the credential path matcher")?;
     let scanned = scan::scan_credentials(creds, &matcher);
@@ -100,9 +108,10 @@ fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result
     maps.cred_suffixes = creds.suffix_names.iter().map(|n| (n.prefix_bits, n.key, n.rule)).collect();
     for path in creds.paths.iter().filter(|p| p.rule.exempt != 0 && p.glob.ends_with("/**")) {
         if let Ok(meta) = std::fs::metadata(&path.scan_root)
-            && meta.is_dir() {
-                maps.cred_exempt_dirs.push((identity(&meta), 1));
-            }
+            && meta.is_dir()
+        {
+            maps.cred_exempt_dirs.push((identity(&meta), 1));
+        }
     }
     if let Some(rule) = creds.proc_environ {
         // `environ` of another process: the kernel matches the name; see the open probe.
@@ -135,7 +144,10 @@ fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result
                 let addrs = match (host.host.as_str(), 0).to_socket_addrs() {
                     Ok(found) => found.map(|sa| sa.ip()).collect(),
                     Err(err) => {
-                        notes.push(format!("allow-list host {} does not resolve ({err}); nothing allowed for it", host.host));
+                        notes.push(format!(
+                            "allow-list host {} does not resolve ({err}); nothing allowed for it",
+                            host.host
+                        ));
                         Vec::new()
                     }
                 };
@@ -165,17 +177,18 @@ fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result
         maps.exec_paths.push((bits, key, value));
         for dir in BIN_DIRS {
             if let Ok(meta) = std::fs::metadata(Path::new(dir).join(&w.name))
-                && meta.is_file() {
-                    // An "always" hold wins over a script-flag hold on a shared inode.
-                    let slot = inodes.entry(identity(&meta)).or_insert(value);
-                    if kind == watch::HOLD {
-                        *slot = value;
-                    }
+                && meta.is_file()
+            {
+                // An "always" hold wins over a script-flag hold on a shared inode.
+                let slot = inodes.entry(identity(&meta)).or_insert(value);
+                if kind == watch::HOLD {
+                    *slot = value;
                 }
+            }
         }
     }
     maps.exec_inodes = inodes.into_iter().collect();
-    Ok(maps)
+    Ok((maps, consumers))
 }
 
 impl LoadedPolicy {

@@ -44,9 +44,11 @@ pub fn scan_credentials(creds: &CompiledCredentials, matcher: &CredentialPathMat
         if path.literal {
             // stat follows symlinks: what an open would reach.
             if let Ok(meta) = std::fs::metadata(&path.path)
-                && meta.is_file() && matcher.classify(&path.path).is_some() {
-                    result.files.entry(identity(&meta)).or_insert((path.rule, path.path.clone()));
-                }
+                && meta.is_file()
+                && matcher.classify(&path.path).is_some()
+            {
+                result.files.entry(identity(&meta)).or_insert((path.rule, path.path.clone()));
+            }
             continue;
         }
         let root = Path::new(&path.scan_root);
@@ -85,9 +87,11 @@ pub fn home_dirs() -> Vec<String> {
         let home = user.home_dir();
         if home.is_dir()
             && let Some(text) = home.to_str()
-                && text != "/" && !homes.iter().any(|h| h == text) {
-                    homes.push(text.to_string());
-                }
+            && text != "/"
+            && !homes.iter().any(|h| h == text)
+        {
+            homes.push(text.to_string());
+        }
     }
     if Path::new("/root").is_dir() && !homes.iter().any(|h| h == "/root") {
         homes.push("/root".to_string());

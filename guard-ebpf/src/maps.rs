@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use guard_common::{
-    Config, DevIno, ExecWatch, HeldInfo, WriteRootKey, KernelOffsets, NAME_LEN, OpenArgs, PATH_LEN, PortSet, RuleRef, SessionState,
-    stat,
+    Config, ConsumerGrant, DevIno, ExecWatch, HeldInfo, KernelOffsets, NAME_LEN, OpenArgs, PATH_LEN, PortSet, RuleRef,
+    SessionState, WriteRootKey, stat,
 };
 
 /// Kernel structure offsets, written by the loader before load (see `KernelOffsets`).
@@ -117,8 +117,7 @@ pub static NET_ALLOW6: LpmTrie<[u8; 16], PortSet> = LpmTrie::with_max_entries(40
 #[map]
 pub static EXEC_WATCH_INODES: HashMap<DevIno, ExecWatch> = HashMap::with_max_entries(4096, 0);
 #[map]
-pub static EXEC_WATCH_NAMES: HashMap<[u8; NAME_LEN], ExecWatch> =
-    HashMap::with_max_entries(1024, 0);
+pub static EXEC_WATCH_NAMES: HashMap<[u8; NAME_LEN], ExecWatch> = HashMap::with_max_entries(1024, 0);
 /// Exec watch by the end of the exec'd path (`/<name>`, reversed), for `#!` scripts whose
 /// bprm->file is already the interpreter.
 #[map]
@@ -133,6 +132,15 @@ pub static HELD: HashMap<u32, HeldInfo> = HashMap::with_max_entries(4096, 0);
 /// Nonzero while anything may be held: lets the every-syscall check return after one lookup.
 #[map]
 pub static HELD_ANY: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Consumer binaries, interpreters of consumer scripts, and consumer scripts, by identity
+/// (`consumer_file::*` bits). Resolved by the daemon at load and every rescan.
+#[map]
+pub static CONSUMER_FILES: HashMap<DevIno, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Processes (tgid) the daemon judged to be a credential consumer. Gone at the next exec.
+#[map]
+pub static TASK_CONSUMER: LruHashMap<u32, ConsumerGrant> = LruHashMap::with_max_entries(8192, 0);
 
 /// Scratch space too large for the 512-byte BPF stack.
 #[repr(C)]

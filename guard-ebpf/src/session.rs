@@ -4,9 +4,7 @@
 //! sitting in it). The answer per cgroup id is cached; the first task of a new cgroup pays a
 //! bounded ancestor walk. Everything outside returns `None` after one hash lookup.
 
-use aya_ebpf::helpers::generated::{
-    bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id,
-};
+use aya_ebpf::helpers::generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id};
 use guard_common::MAX_CGROUP_DEPTH;
 
 use crate::maps::{CGROUP_SESSION, ROOTS};
@@ -22,11 +20,7 @@ pub fn current() -> Option<Session> {
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: the value is a plain u64 copied out before anything else touches the map.
     if let Some(&cached) = unsafe { CGROUP_SESSION.get(&cgroup_id) } {
-        return if cached == 0 {
-            None
-        } else {
-            Some(Session { cgroup_id, session_id: cached })
-        };
+        return if cached == 0 { None } else { Some(Session { cgroup_id, session_id: cached }) };
     }
     let session_id = walk_ancestors();
     // A full cache only evicts old entries (LRU); failing to insert just means walking again.

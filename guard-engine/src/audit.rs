@@ -118,6 +118,9 @@ pub struct AuditRecord {
     pub family: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child_pid: Option<u32>,
+    /// open: the credential's consumer that read it (its own business, recorded once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
     /// The task a self-protection record is about (held task or daemon).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_pid: Option<u32>,
@@ -187,8 +190,21 @@ mod tests {
         };
         let value: serde_json::Value = serde_json::from_str(&record.to_json_line()).unwrap();
         for key in [
-            "ts", "seq", "session", "cgroup_id", "pid", "ppid", "comm", "exe", "event", "verdict",
-            "detector", "rule", "severity", "mitre", "reason",
+            "ts",
+            "seq",
+            "session",
+            "cgroup_id",
+            "pid",
+            "ppid",
+            "comm",
+            "exe",
+            "event",
+            "verdict",
+            "detector",
+            "rule",
+            "severity",
+            "mitre",
+            "reason",
         ] {
             assert!(value.get(key).is_some(), "missing core field {key}");
         }

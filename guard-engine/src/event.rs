@@ -6,8 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use guard_common::{
-    DevIno, EventHeader, ExecEvent, ExitEvent, ForkEvent, FsEvent, NetEvent, OpenEvent, SelfEvent, c_bytes,
-    flags, kind,
+    DevIno, EventHeader, ExecEvent, ExitEvent, ForkEvent, FsEvent, NetEvent, OpenEvent, SelfEvent, c_bytes, flags, kind,
 };
 use thiserror::Error;
 
@@ -41,16 +40,57 @@ pub struct Head {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
-    Exec { file: DevIno, old_pid: u32, filename: String, argv: Vec<String>, argv_truncated: bool },
-    Open { file: Option<DevIno>, flags: u64, dfd: i64, ret: i64, path: String, name: String },
-    Connect { addr: IpAddr, port: u16, sock_type: u32, protocol: u32, v4_mapped: bool },
-    Sendmsg { addr: IpAddr, port: u16, sock_type: u32, protocol: u32, v4_mapped: bool },
-    Fork { child_pid: u32, child_tgid: u32, child_start_ns: u64 },
-    Exit { start_ns: u64 },
+    Exec {
+        file: DevIno,
+        old_pid: u32,
+        filename: String,
+        argv: Vec<String>,
+        argv_truncated: bool,
+    },
+    /// `consumer`: the daemon's index of the consumer that read its own credential.
+    Open {
+        file: Option<DevIno>,
+        flags: u64,
+        dfd: i64,
+        ret: i64,
+        path: String,
+        name: String,
+        consumer: Option<u32>,
+    },
+    Connect {
+        addr: IpAddr,
+        port: u16,
+        sock_type: u32,
+        protocol: u32,
+        v4_mapped: bool,
+    },
+    Sendmsg {
+        addr: IpAddr,
+        port: u16,
+        sock_type: u32,
+        protocol: u32,
+        v4_mapped: bool,
+    },
+    Fork {
+        child_pid: u32,
+        child_tgid: u32,
+        child_start_ns: u64,
+    },
+    Exit {
+        start_ns: u64,
+    },
     /// unlink/rmdir/rename/truncate judged by the lsm tier (`guard_common::fsop::*`).
-    FsChange { file: DevIno, op: u32, name: String },
+    FsChange {
+        file: DevIno,
+        op: u32,
+        name: String,
+    },
     /// A session process went for a held task or the daemon (`guard_common::protect::*`).
-    SelfProtect { target_tgid: u32, what: u32, detail: u32 },
+    SelfProtect {
+        target_tgid: u32,
+        what: u32,
+        detail: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +174,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 ret: ev.ret,
                 path: text(&ev.path),
                 name: text(&ev.name),
+                consumer: (header.flags & flags::CONSUMER_READ != 0).then_some(ev.consumer),
             }
         }
         kind::CONNECT | kind::SENDMSG => {
@@ -148,11 +189,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         kind::FORK => {
             let ev: ForkEvent = sized(bytes, header.kind)?;
-            Body::Fork {
-                child_pid: ev.child_pid,
-                child_tgid: ev.child_tgid,
-                child_start_ns: ev.child_start_ns,
-            }
+            Body::Fork { child_pid: ev.child_pid, child_tgid: ev.child_tgid, child_start_ns: ev.child_start_ns }
         }
         kind::EXIT => {
             let ev: ExitEvent = sized(bytes, header.kind)?;
@@ -174,10 +211,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
 /// Bytes of an event struct, for tests and fakes that play the kernel's part.
 pub fn encode<T: Copy>(value: &T) -> Vec<u8> {
     // SAFETY: T is a plain #[repr(C)] type; reading its bytes is fine (padding is explicit).
-    unsafe {
-        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
-    }
-    .to_vec()
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>()) }.to_vec()
 }
 
 /// Open flags as names (O_WRONLY, O_CREAT, ...), for the audit record.
@@ -251,6 +285,8 @@ mod tests {
             ret: 3,
             path,
             name,
+            consumer: u32::MAX,
+            _pad: 0,
         };
         let decoded = decode(&encode(&ev)).unwrap();
         assert_eq!(decoded.head.comm, "cat");

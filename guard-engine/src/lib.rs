@@ -5,10 +5,11 @@
 //! covers on any machine.
 
 pub mod audit;
+pub mod consumer;
 pub mod control;
-pub mod event;
-pub mod records;
-pub mod policy;
 pub mod destructive;
-pub mod trajectory;
+pub mod event;
+pub mod policy;
 pub mod provenance;
+pub mod records;
+pub mod trajectory;

@@ -42,6 +42,8 @@ pub struct Enrichment {
     pub session: Option<String>,
     pub argv: Option<Vec<String>>,
     pub cwd: Option<String>,
+    /// open: the consumer that read its own credential (named from the daemon's table).
+    pub consumer: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,14 +174,22 @@ impl Recorder {
                 record.dev = Some(format_dev(file.dev));
                 record.ino = Some(file.ino);
                 record.reason = Some(match verdict {
-                    Verdict::Kill => format!("exec of {filename} killed before it ran: {}", rule_text.unwrap_or_default()),
-                    Verdict::Hold => format!("exec of {filename} held before it ran for judgement{}", rule_text.map(|r| format!(": {r}")).unwrap_or_default()),
+                    Verdict::Kill => {
+                        format!("exec of {filename} killed before it ran: {}", rule_text.unwrap_or_default())
+                    }
+                    Verdict::Hold => format!(
+                        "exec of {filename} held before it ran for judgement{}",
+                        rule_text.map(|r| format!(": {r}")).unwrap_or_default()
+                    ),
                     Verdict::Audit => format!("exec of {filename} matched {} (monitor)", rule_text.unwrap_or_default()),
                     _ => format!("exec of {filename}"),
                 });
             }
-            Body::Open { file, flags, ret, path, name, .. } => {
+            Body::Open { file, flags, ret, path, name, consumer, .. } => {
                 record.event = "open".into();
+                if consumer.is_some() {
+                    record.consumer = Some(extra.consumer.clone().unwrap_or_else(|| "an unnamed consumer".into()));
+                }
                 record.path = Some(path.clone());
                 record.flags = Some(open_flag_names(*flags));
                 record.result = Some(*ret);
@@ -193,11 +203,22 @@ impl Recorder {
                     format!("{path} (file {name})")
                 };
                 let rule_text = rule_text.or_else(|| {
-                    (head.detector == detector::SELF_PROTECT).then(|| "guard's own files, bpffs or another cgroup (tampering / escape)".to_string())
+                    (head.detector == detector::SELF_PROTECT)
+                        .then(|| "guard's own files, bpffs or another cgroup (tampering / escape)".to_string())
                 });
                 record.reason = Some(match verdict {
-                    Verdict::Kill => format!("open of {what} killed before the data reached user space: {}", rule_text.unwrap_or_default()),
-                    Verdict::Deny => format!("open of {what} refused (EPERM) before it happened: {}", rule_text.unwrap_or_default()),
+                    _ if record.consumer.is_some() => format!(
+                        "open of {what} by {}, a consumer of {}: allowed (recorded once per process)",
+                        record.consumer.as_deref().unwrap_or_default(),
+                        rule_text.unwrap_or_default()
+                    ),
+                    Verdict::Kill => format!(
+                        "open of {what} killed before the data reached user space: {}",
+                        rule_text.unwrap_or_default()
+                    ),
+                    Verdict::Deny => {
+                        format!("open of {what} refused (EPERM) before it happened: {}", rule_text.unwrap_or_default())
+                    }
                     Verdict::Audit => format!("open of {what} matched {} (monitor)", rule_text.unwrap_or_default()),
                     _ if *ret < 0 => format!("open of {path} failed with errno {}", -ret),
                     _ => format!("open of {what}"),
@@ -210,11 +231,28 @@ impl Recorder {
                 record.addr = Some(addr.to_string());
                 record.port = Some(*port);
                 record.proto = Some(proto_name(*sock_type, *protocol));
-                record.family = Some(if addr.is_ipv4() { "ipv4" } else if *v4_mapped { "ipv4-mapped-ipv6" } else { "ipv6" }.into());
+                record.family = Some(
+                    if addr.is_ipv4() {
+                        "ipv4"
+                    } else if *v4_mapped {
+                        "ipv4-mapped-ipv6"
+                    } else {
+                        "ipv6"
+                    }
+                    .into(),
+                );
                 let dest = if addr.is_ipv6() { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") };
                 record.reason = Some(match verdict {
-                    Verdict::Deny => format!("{} to {dest} refused (EPERM): outside network scope {}", record.event, rule_text.unwrap_or_default()),
-                    Verdict::Audit => format!("{} to {dest} outside network scope {} (monitor)", record.event, rule_text.unwrap_or_default()),
+                    Verdict::Deny => format!(
+                        "{} to {dest} refused (EPERM): outside network scope {}",
+                        record.event,
+                        rule_text.unwrap_or_default()
+                    ),
+                    Verdict::Audit => format!(
+                        "{} to {dest} outside network scope {} (monitor)",
+                        record.event,
+                        rule_text.unwrap_or_default()
+                    ),
                     _ => format!("{} to {dest}", record.event),
                 });
             }
@@ -240,7 +278,11 @@ impl Recorder {
                 record.dev = Some(format_dev(file.dev));
                 record.ino = Some(file.ino);
                 record.reason = Some(match verdict {
-                    Verdict::Deny => format!("{} of {name} refused (EPERM) before it happened: {}", record.event, rule_text.unwrap_or_default()),
+                    Verdict::Deny => format!(
+                        "{} of {name} refused (EPERM) before it happened: {}",
+                        record.event,
+                        rule_text.unwrap_or_default()
+                    ),
                     _ => format!("{} of {name} matched {} (monitor)", record.event, rule_text.unwrap_or_default()),
                 });
             }
@@ -251,10 +293,21 @@ impl Recorder {
                 record.target_pid = Some(*target_tgid);
                 let fate = if verdict == Verdict::Deny { "refused (EPERM)" } else { "sender killed" };
                 record.reason = Some(match *what {
-                    protect::SIGNAL_HELD => format!("signal {detail} from {} to held task {target_tgid}: {fate}, the hold stands", head.tgid),
-                    protect::SIGNAL_DAEMON => format!("signal {detail} from {} to the guard daemon ({target_tgid}): {fate}", head.tgid),
-                    protect::PTRACE => format!("ptrace request {detail} from {} on protected task {target_tgid}: {}", head.tgid, if verdict == Verdict::Deny { "refused (EPERM)" } else { "tracer killed" }),
-                    protect::ESCAPED_HOLD => format!("held task {target_tgid} was continued by someone other than guard: stopped again at its first system call"),
+                    protect::SIGNAL_HELD => format!(
+                        "signal {detail} from {} to held task {target_tgid}: {fate}, the hold stands",
+                        head.tgid
+                    ),
+                    protect::SIGNAL_DAEMON => {
+                        format!("signal {detail} from {} to the guard daemon ({target_tgid}): {fate}", head.tgid)
+                    }
+                    protect::PTRACE => format!(
+                        "ptrace request {detail} from {} on protected task {target_tgid}: {}",
+                        head.tgid,
+                        if verdict == Verdict::Deny { "refused (EPERM)" } else { "tracer killed" }
+                    ),
+                    protect::ESCAPED_HOLD => format!(
+                        "held task {target_tgid} was continued by someone other than guard: stopped again at its first system call"
+                    ),
                     protect::BPF => format!("bpf() command {detail} from session process {} refused", head.tgid),
                     other => format!("self-protection event {other} on task {target_tgid}"),
                 });
@@ -342,6 +395,7 @@ mod tests {
                 ret: 3,
                 path: ".env".into(),
                 name: ".env".into(),
+                consumer: None,
             },
         };
         let r = rec.record(&ev, Enrichment { session: Some("demo".into()), ..Default::default() });
@@ -379,7 +433,15 @@ mod tests {
         child.pid = 11;
         let open = KernelEvent {
             head: child,
-            body: Body::Open { file: None, flags: 0, dfd: -100, ret: -2, path: "x".into(), name: String::new() },
+            body: Body::Open {
+                file: None,
+                flags: 0,
+                dfd: -100,
+                ret: -2,
+                path: "x".into(),
+                name: String::new(),
+                consumer: None,
+            },
         };
         let r = rec.record(&open, Enrichment::default());
         assert_eq!(r.exe.as_deref(), Some("/usr/bin/bash"));

@@ -104,7 +104,8 @@ impl StageKind {
             return Some(StageKind::SelfProtection);
         }
         let flagged = matches!(record.verdict, Some(verdict) if verdict != Verdict::Allow);
-        if !flagged {
+        // A credential read by its own consumer (kubectl and its kubeconfig) is no discovery.
+        if !flagged || (record.consumer.is_some() && record.detector.as_deref() == Some("credential")) {
             return None;
         }
         match record.detector.as_deref()? {

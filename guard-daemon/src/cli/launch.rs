@@ -84,9 +84,10 @@ fn place(sys: &dyn Sys, args: &LaunchArgs) -> anyhow::Result<Placed> {
     // The workspace first: the daemon may see the session's first event right after the join.
     // Best effort: a cgroupfs without xattr support leaves the daemon to read /proc instead.
     if let Ok(dir) = sys.current_dir()
-        && let Err(err) = cgroup::record_workspace(sys, &path, &dir) {
-            log::debug!("recording the workspace of session {name}: {err}");
-        }
+        && let Err(err) = cgroup::record_workspace(sys, &path, &dir)
+    {
+        log::debug!("recording the workspace of session {name}: {err}");
+    }
     cgroup::join(sys, &path, pid).with_context(|| format!("joining session {name}"))?;
     let id = cgroup::cgroup_id(sys, &path)?;
     Ok(Placed { name, path, id, created })

@@ -18,7 +18,11 @@ pub const DEFAULT_AUDIT_PATH: &str = "/var/log/guard/audit.jsonl";
 pub const DEFAULT_SOCKET_PATH: &str = "/run/guard/control.sock";
 
 #[derive(Debug, Parser)]
-#[command(name = "guard", version, about = "Keeps AI coding agents from doing irreversible damage, enforced in the kernel")]
+#[command(
+    name = "guard",
+    version,
+    about = "Keeps AI coding agents from doing irreversible damage, enforced in the kernel"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

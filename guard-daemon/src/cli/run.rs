@@ -17,7 +17,10 @@ use guard_engine::{
     records::Recorder,
     trajectory::Trajectory,
 };
-use tokio::{io::unix::AsyncFd, signal::unix::{SignalKind, signal}};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
 
 use crate::{
     audit_sink::AuditSink,
@@ -184,6 +187,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pending: BTreeMap::new(),
         seen_sessions: Default::default(),
         escalated: Default::default(),
+        consumer_use: Default::default(),
         workspaces: Default::default(),
         next_hold_id: 0,
         policy,
@@ -191,7 +195,12 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut start = daemon.recorder.daemon_record(
         "start",
         now_unix_ns(),
-        format!("guard {} watching {} root(s) with policy {}", env!("CARGO_PKG_VERSION"), roots.len(), daemon.policy.source),
+        format!(
+            "guard {} watching {} root(s) with policy {}",
+            env!("CARGO_PKG_VERSION"),
+            roots.len(),
+            daemon.policy.source
+        ),
     );
     start.details = Some(serde_json::json!({
         "roots": roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>(),

@@ -33,25 +33,18 @@ pub fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<u32, BtfEr
         .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
         .ok_or_else(|| BtfError::NoStruct(strukt.to_string()))?;
     let Type::Struct(st) = ty else { return Err(BtfError::NoStruct(strukt.to_string())) };
-    find_in(btf, &st, member, 0)?.ok_or_else(|| BtfError::NoMember {
-        strukt: strukt.to_string(),
-        member: member.to_string(),
-    })
-    .and_then(|(bits, is_bitfield)| {
-        if is_bitfield || bits % 8 != 0 {
-            Err(BtfError::Bitfield { strukt: strukt.to_string(), member: member.to_string() })
-        } else {
-            Ok(bits / 8)
-        }
-    })
+    find_in(btf, &st, member, 0)?
+        .ok_or_else(|| BtfError::NoMember { strukt: strukt.to_string(), member: member.to_string() })
+        .and_then(|(bits, is_bitfield)| {
+            if is_bitfield || bits % 8 != 0 {
+                Err(BtfError::Bitfield { strukt: strukt.to_string(), member: member.to_string() })
+            } else {
+                Ok(bits / 8)
+            }
+        })
 }
 
-fn find_in(
-    btf: &Btf,
-    st: &btf_rs::Struct,
-    member: &str,
-    base_bits: u32,
-) -> Result<Option<(u32, bool)>, BtfError> {
+fn find_in(btf: &Btf, st: &btf_rs::Struct, member: &str, base_bits: u32) -> Result<Option<(u32, bool)>, BtfError> {
     for m in &st.members {
         let name = btf.resolve_name(m).unwrap_or_default();
         let bits = base_bits + m.bit_offset();

@@ -18,8 +18,8 @@ use aya::{
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
 };
 use guard_common::{
-    Config, DevIno, HeldInfo, KernelOffsets, OFFSETS_GLOBAL, RuleRef, SessionState, WriteRootKey, maps, programs,
-    stat,
+    Config, ConsumerGrant, DevIno, HeldInfo, KernelOffsets, OFFSETS_GLOBAL, RuleRef, SessionState, WriteRootKey, maps,
+    programs, stat,
 };
 
 use crate::policy_load::PreparedMaps;
@@ -46,10 +46,8 @@ const SCHED_HOOKS: &[(&str, &str)] = &[
 ];
 
 /// Plain tracepoints beside the open family: (category, name, program).
-const OTHER_TRACEPOINTS: &[(&str, &str, &str)] = &[
-    ("raw_syscalls", "sys_enter", programs::RAW_SYS_ENTER),
-    ("syscalls", "sys_enter_ptrace", programs::ENTER_PTRACE),
-];
+const OTHER_TRACEPOINTS: &[(&str, &str, &str)] =
+    &[("raw_syscalls", "sys_enter", programs::RAW_SYS_ENTER), ("syscalls", "sys_enter_ptrace", programs::ENTER_PTRACE)];
 
 const SOCK_ADDR_PROGRAMS: &[(&str, &str)] = &[
     (programs::CONNECT4, "connect4"),
@@ -67,7 +65,12 @@ fn load_error(what: &str, err: aya::programs::ProgramError) -> anyhow::Error {
     if lines.len() <= KEEP + 1 {
         return anyhow!("{what}: {text}");
     }
-    anyhow!("{what}: {}\n  ... ({} verifier lines omitted) ...\n{}", lines[0], lines.len() - KEEP - 1, lines[lines.len() - KEEP..].join("\n"))
+    anyhow!(
+        "{what}: {}\n  ... ({} verifier lines omitted) ...\n{}",
+        lines[0],
+        lines.len() - KEEP - 1,
+        lines[lines.len() - KEEP..].join("\n")
+    )
 }
 
 pub struct Kernel {
@@ -82,7 +85,9 @@ impl Kernel {
     /// Load the object with the kernel's structure offsets baked in. Nothing is attached yet.
     pub fn load(offsets: &KernelOffsets) -> anyhow::Result<Self> {
         if EBPF_OBJECT.is_empty() {
-            return Err(anyhow!("this guard binary was built without its eBPF object (AYA_BUILD_SKIP); rebuild with `cargo xtask build`"));
+            return Err(anyhow!(
+                "this guard binary was built without its eBPF object (AYA_BUILD_SKIP); rebuild with `cargo xtask build`"
+            ));
         }
         let ebpf = EbpfLoader::new()
             .override_global(OFFSETS_GLOBAL, offsets, true)
@@ -177,7 +182,10 @@ impl Kernel {
                 Err(err) if matches!(tracepoint, "sys_exit_open" | "sys_exit_creat") => {
                     log::warn!("not attaching {tracepoint}: {err}");
                 }
-                Err(err) => return Err(err).with_context(|| format!("attaching the open exit program to syscalls/{tracepoint}")),
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("attaching the open exit program to syscalls/{tracepoint}"));
+                }
             }
         }
         self.host_hook(
@@ -207,13 +215,24 @@ impl Kernel {
             prog.attach().with_context(|| format!("attaching {prog_name} to lsm/{hook}"))?;
         }
         for (hook, reason) in [
-            ("open", "lsm/file_open: credential, write-scope and tampering opens refused with EPERM before they happen"),
+            (
+                "open",
+                "lsm/file_open: credential, write-scope and tampering opens refused with EPERM before they happen",
+            ),
             ("exec", "lsm/bprm_check_security refuses by file identity; the exec hold (tp_btf) judges argv"),
-            ("unlink/rmdir/rename/truncate", "lsm/inode_unlink, inode_rmdir, inode_rename, path_truncate: refused on credentials and outside write roots"),
+            (
+                "unlink/rmdir/rename/truncate",
+                "lsm/inode_unlink, inode_rmdir, inode_rename, path_truncate: refused on credentials and outside write roots",
+            ),
             ("self-protection", "lsm/task_kill, ptrace_access_check, bpf: refused for session tasks"),
         ] {
             self.hooks.retain(|h| h.hook != hook);
-            self.hooks.push(HookStatus { hook: hook.to_string(), tier: Tier::Lsm, attached: true, reason: Some(reason.to_string()) });
+            self.hooks.push(HookStatus {
+                hook: hook.to_string(),
+                tier: Tier::Lsm,
+                attached: true,
+                reason: Some(reason.to_string()),
+            });
         }
         Ok(())
     }
@@ -332,9 +351,10 @@ impl Kernel {
             let learned: HashMap<_, DevIno, RuleRef> = HashMap::try_from(self.map(maps::CRED_INODES)?)?;
             for (key, value) in learned.iter().filter_map(Result::ok) {
                 if !cred_inodes.iter().any(|(k, _)| *k == key)
-                    && let Some(rule) = remap(value) {
-                        cred_inodes.push((key, rule));
-                    }
+                    && let Some(rule) = remap(value)
+                {
+                    cred_inodes.push((key, rule));
+                }
             }
         }
         refill(self, maps::CRED_INODES, &cred_inodes)?;
@@ -356,7 +376,14 @@ impl Kernel {
         refill(self, maps::EXEC_WATCH_NAMES, &prepared.exec_names)?;
         refill_lpm(self, maps::EXEC_WATCH_PATHS, &prepared.exec_paths)?;
         refill(self, maps::EXEC_WATCH_INODES, &prepared.exec_inodes)?;
+        refill(self, maps::CONSUMER_FILES, &prepared.consumer_files)?;
         Ok(())
+    }
+
+    /// The held process `tgid` is a credential consumer (written before it is released).
+    pub fn grant_consumer(&mut self, tgid: u32, grant: &ConsumerGrant) -> anyhow::Result<()> {
+        let mut map: HashMap<_, u32, ConsumerGrant> = HashMap::try_from(self.map(maps::TASK_CONSUMER)?)?;
+        map.insert(tgid, grant, 0).context("writing TASK_CONSUMER")
     }
 
     /// Forget a held task before continuing or killing it (so the kernel does not stop it

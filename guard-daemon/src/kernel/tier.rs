@@ -27,7 +27,9 @@ pub fn decide(list: Option<&str>, probe_load: impl FnOnce() -> Result<(), String
     }
     match probe_load() {
         Ok(()) => Tier::Lsm,
-        Err(err) => Tier::Host { reason: format!("BPF LSM listed active but the kernel refused an lsm program: {err}") },
+        Err(err) => {
+            Tier::Host { reason: format!("BPF LSM listed active but the kernel refused an lsm program: {err}") }
+        }
     }
 }
 

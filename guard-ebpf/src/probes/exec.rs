@@ -7,9 +7,7 @@
 //! then sends SIGCONT or SIGKILL.
 
 use aya_ebpf::{
-    helpers::{
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf, generated::bpf_send_signal,
-    },
+    helpers::{bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf, generated::bpf_send_signal},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -18,11 +16,10 @@ use guard_common::{
     watch,
 };
 
-use super::{dropped, enforcing, escalation, fill_header, sent};
+use super::{consumer, dropped, enforcing, escalation, fill_header, sent};
 use crate::{
     kread::{self, read_at},
-    maps,
-    session,
+    maps, session,
 };
 
 const SIGKILL: u32 = 9;
@@ -69,10 +66,17 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
     };
 
     let verdict = judge(&off, &session, file, &identity, &ev.args, (&ev.filename, filename_len));
+    // Whatever the old image was allowed to read, the new one is not, until judged.
+    consumer::forget((aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32);
     if let Some((act, rule)) = verdict {
         ev.header.action = act;
         ev.header.detector = detector::DESTRUCTIVE;
         ev.header.rule = rule;
+    } else if consumer::wants_judgement(&identity) {
+        // A consumer binary (or a consumer script's interpreter): held so the daemon can
+        // judge, from argv and the environment, whether this image is the consumer.
+        ev.header.action = action::HOLD;
+        ev.header.flags |= flags::CONSUMER_HOLD;
     }
     let act = ev.header.action;
     let ev_time = ev.header.ktime_ns;
@@ -121,7 +125,11 @@ fn judge(
     let watch = lookup_watch(off, file, identity, Some(filename))?;
     match watch.kind {
         watch::DENY => {
-            if enforcing(watch.mode) { Some((action::KILL, watch.rule)) } else { Some((action::AUDIT, watch.rule)) }
+            if enforcing(watch.mode) {
+                Some((action::KILL, watch.rule))
+            } else {
+                Some((action::AUDIT, watch.rule))
+            }
         }
         watch::HOLD => Some((action::HOLD, watch.rule)),
         watch::HOLD_IF_SCRIPT if has_inline_script(args) => Some((action::HOLD, watch.rule)),

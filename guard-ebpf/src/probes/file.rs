@@ -8,19 +8,19 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
-        bpf_probe_read_user_str_bytes, generated::bpf_send_signal,
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        generated::bpf_send_signal,
     },
     macros::tracepoint,
     maps::HashMap,
     programs::TracePointContext,
 };
 use guard_common::{
-    DevIno, KernelOffsets, MAX_DIR_DEPTH, NAME_LEN, OpenArgs, OpenEvent, RuleRef, WriteRootKey, action,
-    detector, flags, kind, stat,
+    DevIno, KernelOffsets, MAX_DIR_DEPTH, NAME_LEN, OpenArgs, OpenEvent, RuleRef, WriteRootKey, action, detector,
+    flags, kind, stat,
 };
 
-use super::{dropped, enforcing, fill_header, mark_credential, sent, workspace_pending};
+use super::{consumer, dropped, enforcing, fill_header, mark_credential, sent, workspace_pending};
 use crate::{
     kread::{self, read_at},
     maps, session,
@@ -116,12 +116,12 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
     ev.ret = ret;
     ev.file = DevIno { dev: 0, ino: 0 };
     ev.name[0] = 0;
+    ev.consumer = u32::MAX;
+    ev._pad = 0;
     // The caller's path string, for the record only: decisions use the file below.
     // SAFETY: bounded user read.
     match unsafe { bpf_probe_read_user_str_bytes(args.filename_ptr as *const u8, &mut ev.path) } {
-        Ok(bytes) if bytes.len() >= guard_common::PATH_LEN - 1 => {
-            ev.header.flags |= flags::PATH_TRUNCATED
-        }
+        Ok(bytes) if bytes.len() >= guard_common::PATH_LEN - 1 => ev.header.flags |= flags::PATH_TRUNCATED,
         Ok(_) => {}
         Err(_) => {
             ev.path[0] = 0;
@@ -135,14 +135,17 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
         let dentry = kread::file_dentry(&off, file);
         let name_ptr = kread::dentry_name_ptr(&off, dentry);
         // SAFETY: kernel string, bounded copy.
-        if unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.name) }
-            .is_err()
-        {
+        if unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.name) }.is_err() {
             ev.name[0] = 0;
         }
+        let identity = ev.file;
+        consumer::confirm_script(&identity, &ev.name);
         let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
-        let writes = (f_flags as u64 & O_ACCMODE) != 0 || args.flags & (O_CREAT | O_TRUNC) != 0;
-        decide(&off, &session, ev, file, dentry, name_ptr, writes);
+        let access = Access {
+            reads: (f_flags as u64 & O_ACCMODE) != O_WRONLY,
+            writes: (f_flags as u64 & O_ACCMODE) != 0 || args.flags & (O_CREAT | O_TRUNC) != 0,
+        };
+        decide(&off, &session, ev, file, dentry, name_ptr, access);
     }
 
     let act = ev.header.action;
@@ -163,6 +166,17 @@ pub struct FileVerdict {
     pub rule: u32,
     pub enforced: bool,
     pub from_inode: bool,
+    /// A credential read by its consumer (the daemon's index), else `u32::MAX`.
+    pub consumer: u32,
+}
+
+/// What an open can do with the file.
+#[derive(Clone, Copy)]
+pub struct Access {
+    /// Read access (O_RDONLY, O_RDWR): a credential's data could reach user space.
+    pub reads: bool,
+    /// Write access, O_CREAT or O_TRUNC.
+    pub writes: bool,
 }
 
 const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
@@ -178,13 +192,33 @@ pub fn judge_open(
     identity: &DevIno,
     dentry: u64,
     name_ptr: u64,
-    writes: bool,
+    access: Access,
 ) -> Option<FileVerdict> {
-    if let Some((rule, from_inode)) = credential_match(off, identity, dentry, name_ptr) {
+    // A known credential file (by identity) counts whatever the open does (O_TRUNC destroys
+    // it); a file that only has a credential's name counts when it is read: extracting a
+    // package that ships `test/key.pem` is no harvesting.
+    if let Some((rule, from_inode)) = credential_match(off, identity, dentry, name_ptr)
+        && (from_inode || access.reads)
+    {
         if !from_inode {
             // Remember the file's identity: a hardlink to it under another name is the same
             // credential from now on.
             let _ = maps::CRED_INODES.insert(identity, &rule, 0);
+        }
+        if rule.consumer_slot != 0 {
+            match consumer::check_read(rule.consumer_slot) {
+                consumer::Read::First(index) => {
+                    return Some(FileVerdict {
+                        detector: detector::CREDENTIAL,
+                        rule: rule.rule,
+                        enforced: false,
+                        from_inode,
+                        consumer: index,
+                    });
+                }
+                consumer::Read::Again => return None,
+                consumer::Read::NotConsumer => {}
+            }
         }
         mark_credential(session.session_id);
         return Some(FileVerdict {
@@ -192,8 +226,10 @@ pub fn judge_open(
             rule: rule.rule,
             enforced: enforcing(rule.mode),
             from_inode,
+            consumer: u32::MAX,
         });
     }
+    let writes = access.writes;
     if !writes {
         let cfg = maps::config()?;
         if cfg.read_scope == 0 {
@@ -207,24 +243,27 @@ pub fn judge_open(
             rule: cfg.read_rule,
             enforced: enforcing(cfg.write_mode) && !workspace_pending(cfg.read_scope, session.session_id),
             from_inode: false,
+            consumer: u32::MAX,
         });
     }
     // Escape and tampering: cgroupfs (moving to another cgroup), bpffs, guard's own files.
     let inode: u64 = read_at(file, off.file_f_inode).unwrap_or(0);
     let sb: u64 = read_at(inode, off.inode_i_sb).unwrap_or(0);
     let magic: u64 = read_at(sb, off.sb_s_magic).unwrap_or(0);
+    // guard's own files, and the consumers' binaries and scripts (rewriting one would make
+    // any code a consumer).
     // SAFETY: presence check only.
-    let protected = unsafe { maps::PROTECTED.get(identity) }.is_some();
+    let protected = unsafe { maps::PROTECTED.get(identity) }.is_some() || consumer::is_consumer_file(identity);
     // cgroupfs: writing inside the session's own subtree (moving to a nested cgroup) is fine;
     // a cgroup directory's inode number is its cgroup id.
-    let escape = magic == CGROUP2_SUPER_MAGIC
-        && !under_dir(off, dentry, |dir: &DevIno| dir.ino == session.session_id);
+    let escape = magic == CGROUP2_SUPER_MAGIC && !under_dir(off, dentry, |dir: &DevIno| dir.ino == session.session_id);
     if escape || magic == BPF_FS_MAGIC || protected {
         return Some(FileVerdict {
             detector: detector::SELF_PROTECT,
             rule: u32::MAX,
             enforced: enforcing(guard_common::mode::ENFORCE),
             from_inode: protected,
+            consumer: u32::MAX,
         });
     }
     let cfg = maps::config()?;
@@ -234,6 +273,7 @@ pub fn judge_open(
             rule: cfg.write_rule,
             enforced: enforcing(cfg.write_mode) && !workspace_pending(cfg.write_scope, session.session_id),
             from_inode: false,
+            consumer: u32::MAX,
         });
     }
     None
@@ -247,15 +287,19 @@ fn decide(
     file: u64,
     dentry: u64,
     name_ptr: u64,
-    writes: bool,
+    access: Access,
 ) {
     // Map keys must not point into ring-buffer memory (the 6.1 verifier refuses it): copy.
     let identity = ev.file;
-    let Some(verdict) = judge_open(off, session, file, &identity, dentry, name_ptr, writes) else { return };
+    let Some(verdict) = judge_open(off, session, file, &identity, dentry, name_ptr, access) else { return };
     ev.header.detector = verdict.detector;
     ev.header.rule = verdict.rule;
     if verdict.from_inode {
         ev.header.flags |= flags::MATCH_INODE;
+    }
+    if verdict.consumer != u32::MAX {
+        ev.header.flags |= flags::CONSUMER_READ;
+        ev.consumer = verdict.consumer;
     }
     ev.header.action = if verdict.enforced { action::KILL } else { action::AUDIT };
 }
@@ -263,12 +307,7 @@ fn decide(
 /// Credential by identity first, then by the opened dentry's name: exact, exempting or
 /// matching suffix (reversed trie), then prefix.
 #[inline(always)]
-pub fn credential_match(
-    off: &KernelOffsets,
-    identity: &DevIno,
-    dentry: u64,
-    name_ptr: u64,
-) -> Option<(RuleRef, bool)> {
+pub fn credential_match(off: &KernelOffsets, identity: &DevIno, dentry: u64, name_ptr: u64) -> Option<(RuleRef, bool)> {
     // SAFETY: copy of a plain value.
     if let Some(rule) = unsafe { maps::CRED_INODES.get(identity) } {
         return Some((*rule, true));
@@ -278,9 +317,7 @@ pub fn credential_match(
     let scratch = unsafe { &mut *scratch };
     scratch.name = [0; NAME_LEN];
     // SAFETY: kernel string, bounded copy.
-    let len = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut scratch.name) }
-        .ok()?
-        .len();
+    let len = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut scratch.name) }.ok()?.len();
     if len == 0 {
         return None;
     }
@@ -288,7 +325,7 @@ pub fn credential_match(
     // (`!*.pub`) wins; otherwise the first hit names the rule. Same order as the engine's
     // `CompiledCredentials::match_name`, which the tests hold the two sides to.
     let mut found = false;
-    let mut chosen = RuleRef { rule: 0, mode: 0, exempt: 0, _pad: [0; 2] };
+    let mut chosen = RuleRef { rule: 0, mode: 0, exempt: 0, consumer_slot: 0, _pad: 0 };
     // SAFETY: the reference is read at once, before any other map call.
     if let Some(hit) = unsafe { maps::CRED_NAMES.get(&scratch.name) } {
         if hit.exempt != 0 {

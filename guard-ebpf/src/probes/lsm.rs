@@ -10,12 +10,9 @@ use aya_ebpf::{
     macros::lsm,
     programs::LsmContext,
 };
-use guard_common::{
-    ExecWatch, FsEvent, NAME_LEN, OpenEvent, action, detector, fsop, kind, protect, stat,
-    watch,
-};
+use guard_common::{ExecWatch, FsEvent, NAME_LEN, OpenEvent, action, detector, fsop, kind, protect, stat, watch};
 
-use super::{dropped, enforcing, fill_header, file, sent};
+use super::{dropped, enforcing, file, fill_header, sent};
 use crate::{
     kread::{self, read_at},
     maps, session,
@@ -23,6 +20,7 @@ use crate::{
 
 const EPERM: i32 = -1;
 const O_ACCMODE: u32 = 0o3;
+const O_WRONLY: u32 = 0o1;
 const O_TRUNC: u32 = 0o1000;
 
 #[lsm(hook = "file_open")]
@@ -49,8 +47,11 @@ pub fn guard_lsm_file_open(ctx: LsmContext) -> i32 {
     let name_ptr = kread::dentry_name_ptr(&off, dentry);
     let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
     // O_TRUNC is still in f_flags here: the truncation comes after this hook.
-    let writes = f_flags & O_ACCMODE != 0 || f_flags & O_TRUNC != 0;
-    let Some(verdict) = file::judge_open(&off, &session, file, &identity, dentry, name_ptr, writes) else {
+    let access = file::Access {
+        reads: f_flags & O_ACCMODE != O_WRONLY,
+        writes: f_flags & O_ACCMODE != 0 || f_flags & O_TRUNC != 0,
+    };
+    let Some(verdict) = file::judge_open(&off, &session, file, &identity, dentry, name_ptr, access) else {
         return 0;
     };
     let act = if verdict.enforced { action::DENY } else { action::AUDIT };
@@ -64,6 +65,11 @@ pub fn guard_lsm_file_open(ctx: LsmContext) -> i32 {
         if verdict.from_inode {
             ev.header.flags |= guard_common::flags::MATCH_INODE;
         }
+        ev.consumer = verdict.consumer;
+        ev._pad = 0;
+        if verdict.consumer != u32::MAX {
+            ev.header.flags |= guard_common::flags::CONSUMER_READ;
+        }
         ev.file = identity;
         ev.flags = f_flags as u64;
         ev.dfd = 0;
@@ -76,8 +82,8 @@ pub fn guard_lsm_file_open(ctx: LsmContext) -> i32 {
         // SAFETY: the pointer value is copied out at once.
         let user_path = unsafe { maps::OPEN_ARGS.get(&pid_tgid) }.map_or(0, |args| args.filename_ptr);
         // SAFETY: bounded user read; failure leaves the fallback below.
-        let from_user = user_path != 0
-            && unsafe { bpf_probe_read_user_str_bytes(user_path as *const u8, &mut ev.path) }.is_ok();
+        let from_user =
+            user_path != 0 && unsafe { bpf_probe_read_user_str_bytes(user_path as *const u8, &mut ev.path) }.is_ok();
         if !from_user {
             // SAFETY: kernel string, bounded copy.
             let _ = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.path[..NAME_LEN]) };
@@ -292,4 +298,3 @@ pub fn guard_lsm_bpf(ctx: LsmContext) -> i32 {
     report_self(&session, 0, protect::BPF, cmd as u32);
     EPERM
 }
-

@@ -1,9 +1,10 @@
 //! One file per hook family.
 
+pub mod consumer;
 pub mod exec;
 pub mod file;
-pub mod net;
 pub mod lsm;
+pub mod net;
 pub mod proc;
 pub mod protect;
 
@@ -14,12 +15,7 @@ use crate::{kread, maps, session::Session};
 
 /// Fill the common head of an event in place (ring buffer memory is not zeroed).
 #[inline(always)]
-pub fn fill_header(
-    header: &mut EventHeader,
-    kind: u32,
-    session: &Session,
-    off: &KernelOffsets,
-) {
+pub fn fill_header(header: &mut EventHeader, kind: u32, session: &Session, off: &KernelOffsets) {
     let pid_tgid = bpf_get_current_pid_tgid();
     header.kind = kind;
     header.action = action::ALLOW;

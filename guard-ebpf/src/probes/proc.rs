@@ -4,8 +4,11 @@
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use guard_common::{ExitEvent, ForkEvent, kind, stat};
 
-use super::{dropped, fill_header, sent};
-use crate::{kread::{self, read_at}, maps, session};
+use super::{consumer, dropped, fill_header, sent};
+use crate::{
+    kread::{self, read_at},
+    maps, session,
+};
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
 #[btf_tracepoint(function = "sched_process_fork")]
@@ -33,6 +36,7 @@ pub fn guard_sched_fork(ctx: BtfTracePointContext) -> i32 {
     ev.child_tgid = child_tgid;
     ev.child_start_ns = read_at(child, off.task_start_time).unwrap_or(0);
     entry.submit(0);
+    consumer::inherit((aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32, child_tgid);
     sent(stat::FORK);
     0
 }
@@ -50,6 +54,7 @@ pub fn guard_sched_exit(_ctx: BtfTracePointContext) -> i32 {
         // A thread other than the leader: the process lives on.
         return 0;
     }
+    consumer::forget((pid_tgid >> 32) as u32);
     let Some(mut entry) = maps::EVENTS.reserve::<ExitEvent>(0) else {
         dropped();
         return 0;

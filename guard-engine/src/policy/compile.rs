@@ -79,6 +79,19 @@ pub struct CompiledCredentials {
     pub suffix_names: Vec<CompiledName>,
     /// Reading another process's `/proc/<pid>/environ` matches this rule.
     pub proc_environ: Option<RuleRef>,
+    /// The programs named as consumers, each with the rules (slots) it owns.
+    pub consumers: Vec<CompiledConsumer>,
+}
+
+/// A consumer program and the credential rules whose files it may read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CompiledConsumer {
+    /// As written: a program name or an absolute path.
+    pub name: String,
+    /// Bit `consumer_slot - 1` of each rule ([`guard_common::ConsumerGrant::mask`]).
+    pub mask: u64,
+    /// Ids of those rules, in policy order.
+    pub rule_ids: Vec<String>,
 }
 
 /// A hostname from the allow list; the daemon resolves it.
@@ -267,7 +280,29 @@ impl Policy {
 
         let mut credentials = CompiledCredentials::default();
         let mut names: BTreeMap<(NameShape, String), CompiledName> = BTreeMap::new();
+        let mut next_slot: u8 = 0;
         for rule in &self.credential_rules {
+            // Validation allows at most MAX_CONSUMER_RULES rules with consumers.
+            let consumer_slot = if rule.consumers.is_empty() {
+                0
+            } else {
+                next_slot += 1;
+                next_slot
+            };
+            for name in &rule.consumers {
+                let bit = 1u64 << (consumer_slot - 1);
+                match credentials.consumers.iter_mut().find(|known| &known.name == name) {
+                    Some(known) => {
+                        known.mask |= bit;
+                        known.rule_ids.push(rule.id.clone());
+                    }
+                    None => credentials.consumers.push(CompiledConsumer {
+                        name: name.clone(),
+                        mask: bit,
+                        rule_ids: vec![rule.id.clone()],
+                    }),
+                }
+            }
             let index = push_rule(
                 &mut rules,
                 RuleMeta {
@@ -284,7 +319,8 @@ impl Policy {
                 rule: index,
                 mode: rule.mode.kernel_value(),
                 exempt: u8::from(exempt),
-                _pad: [0; 2],
+                consumer_slot: if exempt { 0 } else { consumer_slot },
+                _pad: 0,
             };
             for path in &rule.paths {
                 credentials.paths.extend(expand_credential_path(path, &homes, rule_ref(path.exempt)));

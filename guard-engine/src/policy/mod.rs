@@ -15,6 +15,7 @@
 //!       description: SSH private keys
 //!       paths: ["~/.ssh/id_*", "!~/.ssh/*.pub", /etc/ssl/private/]   # abs or ~/ (every home), globs; `dir/` = everything below; `!` exempts
 //!       names: [".env", ".env.*", "*.pem", "!*.pub"]                 # exact, prefix*, *suffix; `!` exempts
+//!       consumers: [ssh, ssh-keygen]   # programs that own these files: their reads are allowed
 //!     - id: proc-environ
 //!       proc_environ: true      # reading another process's /proc/<pid>/environ
 //! scope:
@@ -81,6 +82,13 @@
 //!   rules giving the same name share one kernel slot: the exemption, else the enforced rule,
 //!   else the earlier rule keeps it. The kernel consults the exact name, the longest prefix
 //!   and the longest suffix entry ([`CompiledCredentials::match_name`] models it).
+//! * Consumers: a rule's `consumers` are the programs whose business its files are (`kubectl` for
+//!   the kubeconfig). A read by a consumer is allowed and recorded once per process (verdict
+//!   `audit`, the consumer named); it does not mark the session. Any other program gets the
+//!   rule's mode. Consumers are recognised by what the kernel sees, never by a name the agent
+//!   chooses: the identity (device, inode) of the executable, resolved at load and at every
+//!   rescan, and for `#!` scripts (npm, the aws CLI) the script's identity as well; see
+//!   [`crate::consumer`]. At most 64 rules may name consumers.
 //! * Network: an address/port is allowed when any allow entry covers the address and admits
 //!   the port (entries without ports admit every port). Hostnames are resolved by the daemon
 //!   ([`CompiledNetwork::hosts`], [`CompiledNetwork::with_resolved_hosts`]). IPv4-mapped IPv6
@@ -130,11 +138,12 @@ mod tests;
 
 pub use crate::audit::Severity;
 pub use chains::{
-    ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, INCIDENT_CHAIN_ID, MAX_CHAIN_WINDOW_SECS, ProvenanceSettings,
+    ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, INCIDENT_CHAIN_ID, MAX_CHAIN_WINDOW_SECS,
+    ProvenanceSettings,
 };
 pub use compile::{
-    CompileContext, CompiledCredentialPath, CompiledCredentials, CompiledFiles, CompiledName, CompiledNetwork,
-    CompiledPolicy, CredentialPathMatcher, RuleMeta, UnresolvedHost,
+    CompileContext, CompiledConsumer, CompiledCredentialPath, CompiledCredentials, CompiledFiles, CompiledName,
+    CompiledNetwork, CompiledPolicy, CredentialPathMatcher, RuleMeta, UnresolvedHost,
 };
 pub use destructive_rules::{Condition, DestructiveRule, OperandSelection, ScriptCondition};
 pub use error::{PolicyError, Problem};

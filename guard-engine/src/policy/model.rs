@@ -112,6 +112,10 @@ pub struct CredentialRule {
     pub names: Vec<NamePattern>,
     /// The rule also covers reading another process's `/proc/<pid>/environ`.
     pub proc_environ: bool,
+    /// Programs that own these files (names looked up in the system's binary directories,
+    /// or absolute paths): a read by one of them is its own business, recorded once per
+    /// process. See [`crate::consumer`].
+    pub consumers: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -45,6 +45,8 @@ pub(crate) struct RawCredentialRule {
     pub names: Option<SpannedList>,
     /// Reading another process's `/proc/<pid>/environ`.
     pub proc_environ: Option<Spanned<bool>>,
+    /// Programs that own these files: their reads are allowed (and recorded once).
+    pub consumers: Option<SpannedList>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -57,6 +57,18 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
             Vec::new()
         }
     };
+    let with_consumers = credential_rules.iter().filter(|rule| !rule.consumers.is_empty()).count();
+    if with_consumers > guard_common::MAX_CONSUMER_RULES
+        && let Some(section) = &raw.credentials
+    {
+        problems.at_spanned(
+            &section.value.rules,
+            format!(
+                "{with_consumers} credential rules name consumers; the kernel tracks at most {}",
+                guard_common::MAX_CONSUMER_RULES
+            ),
+        );
+    }
     if !credential_rules.iter().any(|rule| rule.proc_environ) {
         warnings.push(
             "no credential rule sets `proc_environ: true`: reading other processes' /proc/<pid>/environ is not watched"
@@ -240,6 +252,19 @@ fn validate_credential_rule(
         }
     }
     let proc_environ = raw.proc_environ.as_ref().is_some_and(|flag| flag.value);
+    let mut consumers: Vec<String> = Vec::new();
+    if let Some(list) = &raw.consumers {
+        if list.value.is_empty() {
+            problems.at_spanned(list, "`consumers` is empty: remove it or name at least one program");
+        }
+        for consumer in &list.value {
+            match validate_consumer(&consumer.value) {
+                Ok(name) if !consumers.contains(&name) => consumers.push(name),
+                Ok(_) => {}
+                Err(message) => problems.at_spanned(consumer, message),
+            }
+        }
+    }
     // Judged on what was written, so an entry already reported as invalid is not blamed twice.
     let written: Vec<&Spanned<String>> =
         [&raw.paths, &raw.names].into_iter().flatten().flat_map(|list| list.value.iter()).collect();
@@ -267,7 +292,33 @@ fn validate_credential_rule(
         paths,
         names,
         proc_environ,
+        consumers,
     })
+}
+
+/// A consumer: a program name (`kubectl`, `docker-buildx`) or an absolute path.
+fn validate_consumer(text: &str) -> Result<String, String> {
+    if text.starts_with('/') {
+        if text.split('/').any(|component| component == "..") || text.contains(GLOB_META) {
+            return Err(format!("consumer `{text}`: an absolute path without `..` or glob characters"));
+        }
+        let normalized = normalize_absolute(text);
+        if normalized == "/" {
+            return Err(format!("consumer `{text}` names no program"));
+        }
+        return Ok(normalized);
+    }
+    let well_formed = !text.is_empty()
+        && text.len() < guard_common::NAME_LEN
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'))
+        && !text.starts_with('.');
+    if !well_formed {
+        return Err(format!(
+            "consumer `{text}`: a program name (letters, digits, `-`, `_`, `.`, `+`, at most {} bytes) or an absolute path",
+            guard_common::NAME_LEN - 1
+        ));
+    }
+    Ok(text.to_string())
 }
 
 /// `/abs/glob`, `~/glob`, either with a leading `!` (exemption); a trailing `/` means

@@ -109,6 +109,26 @@ fn default_credential_names() {
     for name in ["id_rsa.pub", ".env.example", ".env.sample", "README.md", "env", "key", "pem"] {
         assert_eq!(credentials.match_name(name), None, "{name} should not be a credential");
     }
+    // Private keys by name; certificates and the CA bundles TLS libraries ship or extract
+    // (pip's ensurepip writes /tmp/tmpXXXXcacert.pem) are public.
+    for name in
+        ["privkey.pem", "privkey1.pem", "server-key.pem", "ca-key.pem", "key.pem", "prod-keypair.pem", "client.p12"]
+    {
+        assert!(credentials.match_name(name).is_some_and(|rule| rule.exempt == 0), "{name} not protected");
+    }
+    for name in [
+        "cacert.pem",
+        "tmpq8w_z1xkcacert.pem",
+        "ca-bundle.pem",
+        "cert.pem",
+        "server-cert.pem",
+        "fullchain.pem",
+        "chain.pem",
+        "ca.pem",
+        "docker-ca.pem",
+    ] {
+        assert_eq!(credentials.match_name(name), None, "{name} is a certificate, not a key");
+    }
     assert!(credentials.proc_environ.is_some());
     let proc_rule = credentials.proc_environ.map(|rule| compiled.rules[rule.rule as usize].id.clone());
     assert_eq!(proc_rule.as_deref(), Some("proc-environ"));
@@ -140,9 +160,9 @@ fn pub_keys_are_exempt_from_path_matching() {
     assert_eq!(rule_of("/home/alice/.ssh/id_ed25519").as_deref(), Some("ssh-private-keys"));
     assert_eq!(rule_of("/home/alice/.ssh/id_ed25519.pub"), None);
     assert_eq!(rule_of("/home/alice/.ssh/known_hosts"), None);
-    assert_eq!(rule_of("/root/.azure/msal_token_cache.json").as_deref(), Some("cloud-cli-credentials"));
-    assert_eq!(rule_of("/root/.azure/sub/dir/file").as_deref(), Some("cloud-cli-credentials"));
-    assert_eq!(rule_of("/home/alice/.aws/credentials").as_deref(), Some("cloud-cli-credentials"));
+    assert_eq!(rule_of("/root/.azure/msal_token_cache.json").as_deref(), Some("azure-credentials"));
+    assert_eq!(rule_of("/root/.azure/sub/dir/file").as_deref(), Some("azure-credentials"));
+    assert_eq!(rule_of("/home/alice/.aws/credentials").as_deref(), Some("aws-credentials"));
     // `*` does not cross directories.
     assert_eq!(rule_of("/home/alice/.ssh/id_dir/other"), None);
 }
@@ -452,4 +472,70 @@ fn merged_port_overflow_is_a_policy_error() {
         ports_b.join(",")
     );
     assert_single_problem(&yaml, 4, 7, "18 ports");
+}
+
+#[test]
+fn default_bindings_name_each_tool() {
+    let compiled = compiled_default();
+    let consumers = &compiled.credentials.consumers;
+    let owner = |program: &str| -> Vec<String> {
+        consumers.iter().find(|c| c.name == program).map(|c| c.rule_ids.clone()).unwrap_or_default()
+    };
+    for (program, rule) in [
+        ("kubectl", "kubeconfig"),
+        ("helm", "kubeconfig"),
+        ("k9s", "kubeconfig"),
+        ("docker", "docker-config"),
+        ("docker-buildx", "docker-config"),
+        ("aws", "aws-credentials"),
+        ("npm", "npmrc"),
+        ("npx", "npmrc"),
+        ("yarn", "npmrc"),
+        ("pnpm", "npmrc"),
+        ("twine", "pypirc"),
+        ("ssh", "ssh-private-keys"),
+        ("scp", "ssh-private-keys"),
+        ("sftp", "ssh-private-keys"),
+        ("ssh-add", "ssh-private-keys"),
+        ("ssh-keygen", "ssh-private-keys"),
+        ("git-credential-store", "git-credentials"),
+        ("gh", "gh-hosts"),
+        ("gcloud", "gcloud-credentials"),
+        ("az", "azure-credentials"),
+        ("terraform", "terraform-credentials"),
+        ("psql", "pgpass"),
+        ("pg_dump", "pgpass"),
+        ("railway", "railway-credentials"),
+        ("flyctl", "fly-credentials"),
+        ("heroku", "heroku-credentials"),
+    ] {
+        assert_eq!(owner(program), vec![rule.to_string()], "{program}");
+    }
+    // Every rule's consumers share one slot, and its kernel entries carry it.
+    let slot_of = |id: &str| {
+        let index = compiled.rules.iter().position(|r| r.id == id).unwrap() as u32;
+        let path = compiled.credentials.paths.iter().find(|p| p.rule.rule == index && p.rule.exempt == 0).unwrap();
+        path.rule.consumer_slot
+    };
+    let kube = slot_of("kubeconfig");
+    assert_ne!(kube, 0);
+    assert_ne!(kube, slot_of("docker-config"));
+    let kubectl = consumers.iter().find(|c| c.name == "kubectl").unwrap();
+    assert_eq!(kubectl.mask, 1 << (kube - 1));
+    // Rules without consumers have no slot: .env and netrc belong to no tool.
+    assert_eq!(slot_of("netrc"), 0);
+    let dotenv = compiled.credentials.exact_names.iter().find(|n| n.pattern == ".env").unwrap();
+    assert_eq!(dotenv.rule.consumer_slot, 0);
+}
+
+#[test]
+fn consumers_are_validated_with_their_place() {
+    let yaml = "credentials:\n  rules:\n    - id: k\n      paths: [\"~/.kube/config\"]\n      consumers: [kubectl, \"../kubectl\"]\n";
+    super::assert_single_problem(yaml, 5, 28, "consumer `../kubectl`");
+    let yaml = "credentials:\n  rules:\n    - id: k\n      paths: [\"~/.kube/config\"]\n      consumers: []\n";
+    super::assert_single_problem(yaml, 5, 18, "`consumers` is empty");
+    let policy = super::parse_ok(
+        "credentials:\n  rules:\n    - id: k\n      paths: [\"~/.kube/config\"]\n      consumers: [kubectl, /opt/k8s/bin/kubectl, kubectl]\n",
+    );
+    assert_eq!(policy.credential_rules()[0].consumers, vec!["kubectl".to_string(), "/opt/k8s/bin/kubectl".to_string()]);
 }

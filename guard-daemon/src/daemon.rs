@@ -115,17 +115,43 @@ fn read_proc_list(pid: u32, what: &str) -> Option<Vec<String>> {
     std::fs::read(format!("/proc/{pid}/{what}")).ok().map(|raw| hold::split_nul(&raw))
 }
 
-/// The file a held interpreter's script argument names, from its point of view: identity
-/// and the real file's name (what the interpreter will open).
-fn resolve_script(pid: u32, script: &str) -> Option<(guard_common::DevIno, String)> {
-    let path = if script.starts_with('/') {
-        PathBuf::from(script)
-    } else {
-        PathBuf::from(format!("/proc/{pid}/cwd")).join(script)
-    };
-    let real = std::fs::canonicalize(path).ok()?;
-    let meta = std::fs::metadata(&real).ok()?;
-    Some((crate::scan::identity(&meta), real.file_name()?.to_str()?.to_string()))
+/// The machine as a held process sees it, for the consumer judgement.
+struct HeldMachine {
+    pid: u32,
+}
+
+impl HeldMachine {
+    /// A path as the held process would resolve it (relative to its working directory).
+    fn from_its_cwd(&self, path: &str) -> PathBuf {
+        if path.starts_with('/') {
+            PathBuf::from(path)
+        } else {
+            PathBuf::from(format!("/proc/{}/cwd", self.pid)).join(path)
+        }
+    }
+}
+
+impl guard_engine::consumer::Resolver for HeldMachine {
+    /// The file a held interpreter's script argument names: identity and the real file's
+    /// name (what the interpreter will open).
+    fn script(&self, argument: &str) -> Option<(guard_common::DevIno, String)> {
+        let real = std::fs::canonicalize(self.from_its_cwd(argument)).ok()?;
+        let meta = std::fs::metadata(&real).ok()?;
+        Some((crate::scan::identity(&meta), real.file_name()?.to_str()?.to_string()))
+    }
+
+    /// The directory and every parent are root's, and nobody else can replace what is in them
+    /// (a sticky parent such as /tmp only lets the owner replace its entries).
+    fn trusted_library_dir(&self, dir: &str) -> bool {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let Ok(real) = std::fs::canonicalize(self.from_its_cwd(dir)) else { return false };
+        real.ancestors().all(|path| {
+            std::fs::metadata(path).is_ok_and(|meta| {
+                let mode = meta.permissions().mode();
+                meta.uid() == 0 && (mode & 0o022 == 0 || (path != real && mode & 0o1000 != 0))
+            })
+        })
+    }
 }
 
 fn read_cwd(pid: u32) -> Option<String> {
@@ -501,7 +527,7 @@ impl Daemon {
         view: &hold::HeldView,
     ) -> String {
         let facts = ExecFacts { file: *file, argv, env: &view.env };
-        match self.policy.consumers.judge(&facts, |script| resolve_script(pid, script)) {
+        match self.policy.consumers.judge(&facts, &HeldMachine { pid }) {
             Judgement::NotWatched => String::new(),
             Judgement::Refused { consumer, why } => format!("; not the credential consumer {consumer}: {why}"),
             Judgement::Consumer { consumer, grant } => match self.kernel.grant_consumer(pid, &grant) {

@@ -26,7 +26,18 @@ use std::collections::HashMap;
 use guard_common::{ConsumerGrant, DevIno, NAME_LEN, consumer_file, consumer_state};
 
 /// Environment variables that load foreign code into a dynamically linked program.
-pub const LOADER_INJECTION: &[&str] = &["LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH", "GCONV_PATH"];
+/// `LD_LIBRARY_PATH` is judged by its directories instead ([`Resolver::trusted_library_dir`]):
+/// cargo, conda and CUDA set it to directories only root can write.
+pub const LOADER_INJECTION: &[&str] = &["LD_PRELOAD", "LD_AUDIT", "GCONV_PATH"];
+
+/// What the judgement needs from the machine, as the held process sees it.
+pub trait Resolver {
+    /// The identity and real basename of the file a script argument names, or `None`.
+    fn script(&self, argument: &str) -> Option<(DevIno, String)>;
+    /// May libraries be loaded from this `LD_LIBRARY_PATH` directory (no one but root can
+    /// put a library there)?
+    fn trusted_library_dir(&self, dir: &str) -> bool;
+}
 
 /// Environment variables that load foreign code into an interpreter's script.
 pub const INTERPRETER_INJECTION: &[&str] = &[
@@ -183,15 +194,14 @@ impl ConsumerTable {
             .collect()
     }
 
-    /// Is the held exec a consumer? `resolve` maps a script argument (as written in argv) to
-    /// the identity and real basename of the file it names, from the held process's point of
-    /// view (its working directory), or `None`.
-    pub fn judge(&self, facts: &ExecFacts<'_>, resolve: impl FnOnce(&str) -> Option<(DevIno, String)>) -> Judgement {
+    /// Is the held exec a consumer? `resolver` answers for the held process's view of the
+    /// machine (its working directory, the library directories it would load from).
+    pub fn judge(&self, facts: &ExecFacts<'_>, resolver: &dyn Resolver) -> Judgement {
         if let Some(entries) = self.binaries.get(&facts.file) {
-            return self.judge_binary(entries, facts);
+            return self.judge_binary(entries, facts, resolver);
         }
         if let Some(entries) = self.interpreters.get(&facts.file) {
-            return self.judge_script(entries, facts, resolve);
+            return self.judge_script(entries, facts, resolver);
         }
         Judgement::NotWatched
     }
@@ -200,7 +210,7 @@ impl ConsumerTable {
         self.consumer(index).map_or_else(|| format!("consumer #{index}"), |info| info.name.clone())
     }
 
-    fn judge_binary(&self, entries: &[BinaryEntry], facts: &ExecFacts<'_>) -> Judgement {
+    fn judge_binary(&self, entries: &[BinaryEntry], facts: &ExecFacts<'_>, resolver: &dyn Resolver) -> Judgement {
         let first = &entries[0];
         let argv0 = facts.argv.first().map_or("", |arg| basename(arg));
         // A multi-call binary (git-credential-store is git) acts as what argv[0] names.
@@ -214,12 +224,9 @@ impl ConsumerTable {
         };
         let name = self.name_of(entry.consumer);
         if entry.dynamic
-            && let Some(var) = injected(facts.env, LOADER_INJECTION)
+            && let Some(why) = loader_injection(facts.env, resolver)
         {
-            return Judgement::Refused {
-                consumer: name,
-                why: format!("its environment sets {var}, which loads foreign code"),
-            };
+            return Judgement::Refused { consumer: name, why };
         }
         let mask = entries
             .iter()
@@ -237,12 +244,7 @@ impl ConsumerTable {
         Judgement::Consumer { consumer: name, grant }
     }
 
-    fn judge_script(
-        &self,
-        entries: &[ScriptEntry],
-        facts: &ExecFacts<'_>,
-        resolve: impl FnOnce(&str) -> Option<(DevIno, String)>,
-    ) -> Judgement {
+    fn judge_script(&self, entries: &[ScriptEntry], facts: &ExecFacts<'_>, resolver: &dyn Resolver) -> Judgement {
         let interpreter = facts.argv.first().map_or("the interpreter", |arg| basename(arg)).to_string();
         let refused = |why: String| Judgement::Refused { consumer: interpreter.clone(), why };
         let Some(script) = facts.argv.get(1) else {
@@ -251,19 +253,18 @@ impl ConsumerTable {
         if script.starts_with('-') {
             return refused(format!("an interpreter option (`{script}`) comes before any script"));
         }
-        let Some((identity, real_name)) = resolve(script) else {
+        let Some((identity, real_name)) = resolver.script(script) else {
             return refused(format!("its script `{script}` cannot be resolved"));
         };
         let Some(entry) = entries.iter().find(|entry| entry.script == identity) else {
             return refused(format!("its script `{script}` is not a consumer's script"));
         };
         let name = self.name_of(entry.consumer);
-        if let Some(var) = injected(facts.env, LOADER_INJECTION).or_else(|| injected(facts.env, INTERPRETER_INJECTION))
-        {
-            return Judgement::Refused {
-                consumer: name,
-                why: format!("its environment sets {var}, which loads foreign code"),
-            };
+        if let Some(why) = loader_injection(facts.env, resolver).or_else(|| {
+            injected(facts.env, INTERPRETER_INJECTION)
+                .map(|var| format!("its environment sets {var}, which loads foreign code"))
+        }) {
+            return Judgement::Refused { consumer: name, why };
         }
         let mut script_name = [0u8; NAME_LEN];
         let bytes = real_name.as_bytes();
@@ -289,6 +290,17 @@ impl ConsumerTable {
         };
         Judgement::Consumer { consumer: name, grant }
     }
+}
+
+/// Why the dynamic loader would load foreign code into the program, if it would.
+fn loader_injection(env: &[(String, String)], resolver: &dyn Resolver) -> Option<String> {
+    if let Some(var) = injected(env, LOADER_INJECTION) {
+        return Some(format!("its environment sets {var}, which loads foreign code"));
+    }
+    let (_, dirs) = env.iter().find(|(key, value)| key == "LD_LIBRARY_PATH" && !value.is_empty())?;
+    // An empty element means the working directory.
+    let untrusted = dirs.split([':', ';']).find(|dir| dir.is_empty() || !resolver.trusted_library_dir(dir))?;
+    Some(format!("its LD_LIBRARY_PATH loads libraries from `{untrusted}`, which others than root can write"))
 }
 
 /// The first variable of `names` that the environment sets (to anything but empty).
@@ -372,6 +384,19 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
+    struct Machine {
+        script: Option<DevIno>,
+    }
+
+    impl Resolver for Machine {
+        fn script(&self, _: &str) -> Option<(DevIno, String)> {
+            self.script.map(|id| (id, "npm-cli.js".to_string()))
+        }
+        fn trusted_library_dir(&self, dir: &str) -> bool {
+            dir.starts_with("/opt/")
+        }
+    }
+
     fn judge(
         table: &ConsumerTable,
         file: DevIno,
@@ -382,7 +407,7 @@ mod tests {
         let argv = strings(argv);
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let facts = ExecFacts { file, argv: &argv, env: &env };
-        table.judge(&facts, |_| script.map(|id| (id, "npm-cli.js".to_string())))
+        table.judge(&facts, &Machine { script })
     }
 
     #[test]
@@ -420,6 +445,18 @@ mod tests {
             judge(&table, KUBECTL, &["kubectl"], &[("LD_LIBRARY_PATH", "/opt/lib")], None),
             Judgement::Consumer { .. }
         ));
+        // Libraries only root can place are fine; a directory anyone could fill is not.
+        assert!(matches!(
+            judge(&table, SSH_KEYGEN, &["ssh-keygen"], &[("LD_LIBRARY_PATH", "/opt/a:/opt/b")], None),
+            Judgement::Consumer { .. }
+        ));
+        for dirs in ["/opt/a:/tmp/evil", "/opt/a::/opt/b"] {
+            let judged = judge(&table, SSH_KEYGEN, &["ssh-keygen"], &[("LD_LIBRARY_PATH", dirs)], None);
+            assert!(
+                matches!(&judged, Judgement::Refused { why, .. } if why.contains("LD_LIBRARY_PATH")),
+                "{dirs}: {judged:?}"
+            );
+        }
         // Set but empty loads nothing.
         assert!(matches!(
             judge(&table, SSH_KEYGEN, &["ssh-keygen"], &[("LD_PRELOAD", "")], None),

@@ -44,6 +44,8 @@ pub mod maps {
     pub const HELD: &str = "HELD";
     pub const CONSUMER_FILES: &str = "CONSUMER_FILES";
     pub const TASK_CONSUMER: &str = "TASK_CONSUMER";
+    pub const SYSCALL_ARGS: &str = "SYSCALL_ARGS";
+    pub const SECCOMP_KILL: &str = "SECCOMP_KILL";
 }
 
 /// Program names (the function names in guard-ebpf), used by the loader.
@@ -73,6 +75,8 @@ pub mod programs {
     pub const RAW_SYS_ENTER: &str = "guard_raw_sys_enter";
     pub const SIGNAL_GENERATE: &str = "guard_signal_generate";
     pub const ENTER_PTRACE: &str = "guard_enter_ptrace";
+    pub const ENTER_WATCHED: &str = "guard_enter_watched";
+    pub const EXIT_WATCHED: &str = "guard_exit_watched";
 }
 
 /// Name of the global holding kernel structure offsets (set by the loader from BTF).
@@ -90,6 +94,9 @@ pub mod kind {
     pub const SELF_PROTECT: u32 = 7;
     /// unlink/rmdir/rename/truncate refused or flagged by the lsm tier (`FsEvent`).
     pub const FS_CHANGE: u32 = 8;
+    /// A system call refused by a confinement layer (Landlock: EACCES, seccomp or Landlock
+    /// scoping: EPERM), or killed at entry for want of one (`RefusalEvent`).
+    pub const REFUSAL: u32 = 9;
 }
 
 /// What a `SelfEvent` is about.
@@ -138,6 +145,8 @@ pub mod detector {
     pub const DESTRUCTIVE: u32 = 4;
     /// Tampering with guard or escaping the session (cgroupfs, bpffs, guard's own files).
     pub const SELF_PROTECT: u32 = 5;
+    /// The confinement layers: Landlock write roots and scoping, the seccomp deny list.
+    pub const CONFINEMENT: u32 = 6;
 }
 
 /// Event flag bits (`EventHeader::flags`).
@@ -178,6 +187,10 @@ pub mod stat {
     pub const KILLED: u32 = 9;
     pub const HELD: u32 = 10;
     pub const SELF_PROTECT: u32 = 11;
+    /// System calls refused by a confinement layer, or killed at entry for want of one.
+    pub const REFUSED: u32 = 12;
+    /// Execs that would have been held, killed because no daemon was there to ask.
+    pub const KILLED_NO_DAEMON: u32 = 13;
     pub const COUNT: u32 = 16;
 }
 
@@ -544,6 +557,28 @@ pub struct ExitEvent {
     pub start_ns: u64,
 }
 
+/// A system call a confinement layer refused, or one killed at entry (`kind::REFUSAL`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefusalEvent {
+    pub header: EventHeader,
+    /// The syscall number (x86_64).
+    pub nr: u32,
+    /// -errno returned (0 when killed at entry).
+    pub ret: i32,
+    /// The first two arguments as given (a pid, an fd, a pointer).
+    pub args: [u64; 2],
+    /// The path argument (user memory, for the record only; empty when there is none).
+    pub path: [u8; PATH_LEN],
+}
+
+/// Arguments saved at a watched syscall's entry for its exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallArgs {
+    pub args: [u64; 2],
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -571,6 +606,8 @@ mod pod {
     unsafe impl aya::Pod for SelfEvent {}
     unsafe impl aya::Pod for ExitEvent {}
     unsafe impl aya::Pod for ConsumerGrant {}
+    unsafe impl aya::Pod for RefusalEvent {}
+    unsafe impl aya::Pod for SyscallArgs {}
 }
 
 /// Layout pinned at compile time on both sides (the eBPF build and the host build compile this
@@ -586,6 +623,7 @@ mod layout_checks {
     const _: () = assert!(size_of::<ExecEvent>() == 80 + 16 + 8 + PATH_LEN + ARGS_LEN);
     const _: () = assert!(size_of::<OpenEvent>() == 80 + 16 + 24 + PATH_LEN + NAME_LEN + 8);
     const _: () = assert!(size_of::<ConsumerGrant>() == 16 + 16 + 8 + NAME_LEN);
+    const _: () = assert!(size_of::<RefusalEvent>() == 80 + 8 + 16 + PATH_LEN);
     const _: () = assert!(size_of::<NetEvent>() == 80 + 16 + 16);
     const _: () = assert!(size_of::<ForkEvent>() == 80 + 16);
     const _: () = assert!(size_of::<FsEvent>() == 80 + 16 + 8 + NAME_LEN);

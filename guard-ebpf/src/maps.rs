@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use guard_common::{
     Config, ConsumerGrant, DevIno, ExecWatch, HeldInfo, KernelOffsets, NAME_LEN, OpenArgs, PATH_LEN, PortSet, RuleRef,
-    SessionState, WriteRootKey, stat,
+    SessionState, SyscallArgs, WriteRootKey, stat,
 };
 
 /// Kernel structure offsets, written by the loader before load (see `KernelOffsets`).
@@ -141,6 +141,15 @@ pub static CONSUMER_FILES: HashMap<DevIno, u32> = HashMap::with_max_entries(1024
 /// Processes (tgid) the daemon judged to be a credential consumer. Gone at the next exec.
 #[map]
 pub static TASK_CONSUMER: LruHashMap<u32, ConsumerGrant> = LruHashMap::with_max_entries(8192, 0);
+
+/// Arguments of a watched syscall, from its entry to its exit (keyed by pid_tgid).
+#[map]
+pub static SYSCALL_ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(16384, 0);
+
+/// Syscalls the policy's seccomp list refuses in launched sessions: a session process that
+/// reaches their entry tracepoint has no such filter (an adopted cgroup) and is killed there.
+#[map]
+pub static SECCOMP_KILL: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
 
 /// Scratch space too large for the 512-byte BPF stack.
 #[repr(C)]

@@ -6,7 +6,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use guard_common::{
-    DevIno, EventHeader, ExecEvent, ExitEvent, ForkEvent, FsEvent, NetEvent, OpenEvent, SelfEvent, c_bytes, flags, kind,
+    DevIno, EventHeader, ExecEvent, ExitEvent, ForkEvent, FsEvent, NetEvent, OpenEvent, RefusalEvent, SelfEvent,
+    c_bytes, flags, kind,
 };
 use thiserror::Error;
 
@@ -90,6 +91,14 @@ pub enum Body {
         target_tgid: u32,
         what: u32,
         detail: u32,
+    },
+    /// A syscall refused by a confinement layer (`ret` = -errno), or killed at its entry
+    /// (`ret` = 0).
+    Refusal {
+        nr: u32,
+        ret: i32,
+        args: [u64; 2],
+        path: String,
     },
 }
 
@@ -202,6 +211,10 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::SELF_PROTECT => {
             let ev: SelfEvent = sized(bytes, header.kind)?;
             Body::SelfProtect { target_tgid: ev.target_tgid, what: ev.what, detail: ev.detail }
+        }
+        kind::REFUSAL => {
+            let ev: RefusalEvent = sized(bytes, header.kind)?;
+            Body::Refusal { nr: ev.nr, ret: ev.ret, args: ev.args, path: text(&ev.path) }
         }
         other => return Err(DecodeError::UnknownKind(other)),
     };

@@ -12,4 +12,5 @@ pub mod event;
 pub mod policy;
 pub mod provenance;
 pub mod records;
+pub mod syscalls;
 pub mod trajectory;

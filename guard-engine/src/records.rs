@@ -68,6 +68,7 @@ fn detector_name(code: u32) -> Option<&'static str> {
         detector::SCOPE_FILE => Some("scope_file"),
         detector::DESTRUCTIVE => Some("destructive"),
         detector::SELF_PROTECT => Some("self_protection"),
+        detector::CONFINEMENT => Some("confinement"),
         _ => None,
     }
 }
@@ -206,7 +207,15 @@ impl Recorder {
                     (head.detector == detector::SELF_PROTECT)
                         .then(|| "guard's own files, bpffs or another cgroup (tampering / escape)".to_string())
                 });
+                let rule_text = if head.detector == detector::CONFINEMENT {
+                    Some("the session's Landlock write roots (or file permissions) refused it with EACCES".to_string())
+                } else {
+                    rule_text
+                };
                 record.reason = Some(match verdict {
+                    Verdict::Deny if head.detector == detector::CONFINEMENT => {
+                        format!("open of {what} for writing refused with EACCES: {}", rule_text.unwrap_or_default())
+                    }
                     _ if record.consumer.is_some() => format!(
                         "open of {what} by {}, a consumer of {}: allowed (recorded once per process)",
                         record.consumer.as_deref().unwrap_or_default(),
@@ -284,6 +293,37 @@ impl Recorder {
                         rule_text.unwrap_or_default()
                     ),
                     _ => format!("{} of {name} matched {} (monitor)", record.event, rule_text.unwrap_or_default()),
+                });
+            }
+            Body::Refusal { nr, ret, args, path } => {
+                record.event = "refusal".into();
+                record.severity = Some(Severity::High);
+                let call = crate::syscalls::name(*nr).map_or_else(|| format!("syscall {nr}"), str::to_string);
+                let target = if path.is_empty() { String::new() } else { format!(" of {path}") };
+                if !path.is_empty() {
+                    record.path = Some(path.clone());
+                }
+                if crate::syscalls::SIGNALS.contains(&call.as_str()) {
+                    let pid = if call == "tgkill" || call == "ptrace" { args[1] } else { args[0] };
+                    record.target_pid = u32::try_from(pid).ok();
+                }
+                let errno = match -*ret {
+                    1 => "EPERM",
+                    13 => "EACCES",
+                    _ => "an error",
+                };
+                record.reason = Some(match verdict {
+                    Verdict::Kill => format!(
+                        "{call}() from a session process without guard's seccomp filter (not started by guard launch): killed at entry (the call itself ran; only the lsm tier refuses it)"
+                    ),
+                    _ if crate::syscalls::FILE_CHANGES.contains(&call.as_str()) => format!(
+                        "{call}(){target} refused with {errno}: outside the session's Landlock write roots (or file permissions)"
+                    ),
+                    _ if crate::syscalls::SIGNALS.contains(&call.as_str()) => format!(
+                        "{call}() at pid {} refused with {errno}: outside the session's Landlock domain (or not permitted)",
+                        record.target_pid.map_or_else(|| "?".to_string(), |p| p.to_string())
+                    ),
+                    _ => format!("{call}(){target} refused with {errno} by the session's seccomp filter"),
                 });
             }
             Body::SelfProtect { target_tgid, what, detail } => {

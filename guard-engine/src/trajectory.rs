@@ -110,7 +110,7 @@ impl StageKind {
         }
         match record.detector.as_deref()? {
             "credential" => Some(StageKind::CredentialAccess),
-            "scope_network" | "scope_file" => Some(StageKind::ScopeViolation),
+            "scope_network" | "scope_file" | "confinement" => Some(StageKind::ScopeViolation),
             "destructive" => Some(StageKind::DestructiveAttempt),
             "self_protection" => Some(StageKind::SelfProtection),
             _ => None,

@@ -127,6 +127,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     kernel.set_config(&config)?;
     kernel.set_roots(&root_ids)?;
     kernel.write_policy(&policy.maps, Some)?;
+    kernel.set_seccomp_kill(guard_engine::syscalls::SECCOMP_DEFAULT_DENY)?;
     for root in &roots {
         kernel.attach_cgroup(root)?;
     }

@@ -188,10 +188,55 @@ impl Kernel {
                 }
             }
         }
+        self.attach_watched_syscalls()?;
         self.host_hook(
             "open",
             &format!("syscall tracepoints: SIGKILL at syscall exit, before data reaches user space; O_CREAT/O_TRUNC already happened ({lsm_reason})"),
         );
+        Ok(())
+    }
+
+    /// The syscalls whose refusal by a confinement layer is recorded, and at whose entry a
+    /// session process without guard's seccomp filter is killed (see probes/refusal.rs).
+    fn attach_watched_syscalls(&mut self) -> anyhow::Result<()> {
+        use guard_engine::syscalls::{FILE_CHANGES, SECCOMP_DEFAULT_DENY, SIGNALS};
+        let mut missing = Vec::new();
+        for (prog_name, phase) in [(programs::ENTER_WATCHED, "enter"), (programs::EXIT_WATCHED, "exit")] {
+            let prog: &mut TracePoint = self.program(prog_name)?;
+            prog.load().map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
+            for call in FILE_CHANGES.iter().chain(SIGNALS).chain(SECCOMP_DEFAULT_DENY) {
+                let tracepoint = format!("sys_{phase}_{call}");
+                // kexec and module loading are compiled out of some kernels.
+                if prog.attach("syscalls", &tracepoint).is_err() && phase == "exit" {
+                    missing.push(*call);
+                }
+            }
+        }
+        let reason = if missing.is_empty() {
+            "syscall tracepoints record EACCES/EPERM from Landlock and seccomp; a session process without guard's seccomp filter is killed at the entry of a denied call".to_string()
+        } else {
+            format!(
+                "syscall tracepoints record EACCES/EPERM from Landlock and seccomp; not in this kernel: {}",
+                missing.join(", ")
+            )
+        };
+        self.host_hook("confinement", &reason);
+        Ok(())
+    }
+
+    /// Syscalls a session process must not reach unfiltered (the policy's seccomp list).
+    pub fn set_seccomp_kill(&mut self, calls: &[&str]) -> anyhow::Result<()> {
+        let numbers: Vec<(u32, u32)> =
+            calls.iter().filter_map(|call| guard_engine::syscalls::number(call)).map(|nr| (nr, 1)).collect();
+        let mut map: HashMap<_, u32, u32> = HashMap::try_from(self.map(maps::SECCOMP_KILL)?)?;
+        for (nr, value) in &numbers {
+            map.insert(nr, value, 0).context("writing SECCOMP_KILL")?;
+        }
+        let stale: Vec<u32> =
+            map.keys().filter_map(Result::ok).filter(|k| !numbers.iter().any(|(nr, _)| nr == k)).collect();
+        for key in stale {
+            let _ = map.remove(&key);
+        }
         Ok(())
     }
 

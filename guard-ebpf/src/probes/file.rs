@@ -33,6 +33,7 @@ const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
 const AT_FDCWD: i64 = -100;
 const EPERM: i64 = 1;
+const EACCES: i64 = 13;
 
 // Syscall tracepoint argument offsets (stable: common header, syscall nr, then 8-byte args).
 const ARG0: usize = 16;
@@ -146,6 +147,11 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
             writes: (f_flags as u64 & O_ACCMODE) != 0 || args.flags & (O_CREAT | O_TRUNC) != 0,
         };
         decide(&off, &session, ev, file, dentry, name_ptr, access);
+    } else if ret == -EACCES && args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0 {
+        // A write refused by the session's Landlock write roots (or by file permissions:
+        // the record says both).
+        ev.header.action = action::DENY;
+        ev.header.detector = detector::CONFINEMENT;
     }
 
     let act = ev.header.action;

@@ -7,6 +7,7 @@ pub mod lsm;
 pub mod net;
 pub mod proc;
 pub mod protect;
+pub mod refusal;
 
 use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_ktime_get_ns};
 use guard_common::{EventHeader, KernelOffsets, action, detector, stat};

@@ -46,6 +46,40 @@ pub mod maps {
     pub const TASK_CONSUMER: &str = "TASK_CONSUMER";
     pub const SYSCALL_ARGS: &str = "SYSCALL_ARGS";
     pub const SECCOMP_KILL: &str = "SECCOMP_KILL";
+    pub const DAEMON_STATE: &str = "DAEMON_STATE";
+    pub const SIGNALERS: &str = "SIGNALERS";
+
+    /// Every map, pinned by the daemon so enforcement outlives it.
+    pub const ALL: &[&str] = &[
+        EVENTS,
+        STATS,
+        CONFIG,
+        ROOTS,
+        CGROUP_SESSION,
+        SESSIONS,
+        OPEN_ARGS,
+        CRED_INODES,
+        CRED_NAMES,
+        CRED_NAME_PREFIX,
+        CRED_NAME_SUFFIX,
+        CRED_EXEMPT_DIRS,
+        WRITE_ROOTS,
+        READ_ROOTS,
+        NET_ALLOW4,
+        NET_ALLOW6,
+        EXEC_WATCH_INODES,
+        EXEC_WATCH_NAMES,
+        EXEC_WATCH_PATHS,
+        PROTECTED,
+        HELD_ANY,
+        HELD,
+        CONSUMER_FILES,
+        TASK_CONSUMER,
+        SYSCALL_ARGS,
+        SECCOMP_KILL,
+        DAEMON_STATE,
+        SIGNALERS,
+    ];
 }
 
 /// Program names (the function names in guard-ebpf), used by the loader.
@@ -572,6 +606,22 @@ pub struct RefusalEvent {
     pub path: [u8; PATH_LEN],
 }
 
+/// How long the daemon's heartbeat stays fresh. Past it the kernel side assumes no daemon:
+/// execs that would wait for its judgement are killed instead (fail closed).
+pub const HEARTBEAT_STALE_NS: u64 = 5_000_000_000;
+
+/// `DAEMON_STATE[0]`: the daemon's heartbeat (written every second) and, for the next daemon
+/// to compare, the counters as they were at that beat.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DaemonState {
+    /// `bpf_ktime_get_ns()` clock (CLOCK_MONOTONIC) of the last beat; 0: never.
+    pub heartbeat_ns: u64,
+    pub pid: u32,
+    pub _pad: u32,
+    pub stats: [u64; stat::COUNT as usize],
+}
+
 /// Arguments saved at a watched syscall's entry for its exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -608,6 +658,7 @@ mod pod {
     unsafe impl aya::Pod for ConsumerGrant {}
     unsafe impl aya::Pod for RefusalEvent {}
     unsafe impl aya::Pod for SyscallArgs {}
+    unsafe impl aya::Pod for DaemonState {}
 }
 
 /// Layout pinned at compile time on both sides (the eBPF build and the host build compile this

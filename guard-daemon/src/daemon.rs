@@ -189,6 +189,10 @@ pub struct Daemon {
     pub seen_sessions: std::collections::HashSet<u64>,
     /// Commands held for a person, by hold id.
     pub pending: BTreeMap<u64, PendingEntry>,
+    /// `guard stop` asked for a stop (keep the pins?).
+    pub stop_requested: Option<bool>,
+    /// The cgroup2 mount (to place a signal's sender).
+    pub cgroup2_mount: PathBuf,
     pub next_hold_id: u64,
 }
 
@@ -753,9 +757,112 @@ impl Daemon {
             ),
             Request::Approve { id } => self.decide(id, true, &call.peer),
             Request::Deny { id } => self.decide(id, false, &call.peer),
+            Request::Stop { .. } if call.peer.uid != 0 => {
+                Response::error(format!("permission denied: only root may stop guard (uid {})", call.peer.uid))
+            }
+            Request::Stop { keep_pins } => {
+                self.stop_requested = Some(keep_pins);
+                Response::done(if keep_pins {
+                    format!("guard stops; programs and maps stay pinned in {}", self.kernel.pin_dir().display())
+                } else {
+                    "guard stops; programs detached".to_string()
+                })
+            }
         };
         // The client may have given up; nothing to do then.
         let _ = call.reply.send(response);
+    }
+
+    /// Was this signal sent by a session process? The kernel notes session senders before the
+    /// signal leaves; a sender that is already gone is placed by its cgroup otherwise.
+    pub fn from_session(&mut self, pid: u32) -> bool {
+        if self.kernel.signalled_by_session(pid) {
+            return true;
+        }
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else { return false };
+        let Some(relative) = text.lines().find_map(|line| line.strip_prefix("0::")) else { return false };
+        let path = self.cgroup2_mount.join(relative.trim_start_matches('/'));
+        self.sessions.roots().iter().any(|root| path.starts_with(root))
+    }
+
+    /// A session process signalled the daemon: nothing happens but this record.
+    pub fn signal_ignored(&mut self, signal: i32, pid: u32) {
+        let name = match signal {
+            libc::SIGTERM => "SIGTERM",
+            libc::SIGINT => "SIGINT",
+            libc::SIGHUP => "SIGHUP",
+            _ => "a signal",
+        };
+        let mut record = self.recorder.daemon_record(
+            "signal_ignored",
+            now_unix_ns(),
+            format!("{name} from session process {pid} ignored: sessions do not stop or reload guard"),
+        );
+        record.pid = Some(pid);
+        record.verdict = Some(Verdict::Deny);
+        record.detector = Some("self_protection".into());
+        record.severity = Some(Severity::Critical);
+        self.emit(&record);
+    }
+
+    /// This daemon adopted the pins of one that is gone: say how long no one was there and
+    /// what the kernel did meanwhile, and end the holds nobody can decide any more.
+    pub fn adopt(&mut self, previous: &guard_common::DaemonState, gap_ns: u64, retired: usize) {
+        let now = self.kernel.stats().unwrap_or([0; stat::COUNT as usize]);
+        let delta = |index: u32| now[index as usize].saturating_sub(previous.stats[index as usize]);
+        let killed_no_daemon = delta(stat::KILLED_NO_DAEMON);
+        let mut record = self.recorder.daemon_record(
+            "gap",
+            now_unix_ns(),
+            format!(
+                "no daemon for {:.1} s (after pid {}): the kernel side went on enforcing: {} killed ({} held execs killed for want of a daemon), {} denied, {} refused, {} events queued, {} lost; {retired} earlier programs replaced",
+                gap_ns as f64 / 1e9,
+                previous.pid,
+                delta(stat::KILLED),
+                killed_no_daemon,
+                delta(stat::DENIED),
+                delta(stat::REFUSED),
+                delta(stat::EVENTS_SENT),
+                delta(stat::EVENTS_DROPPED),
+            ),
+        );
+        record.details = Some(serde_json::json!({
+            "no_daemon_secs": gap_ns as f64 / 1e9,
+            "previous_pid": previous.pid,
+            "killed": delta(stat::KILLED),
+            "killed_no_daemon": killed_no_daemon,
+            "denied": delta(stat::DENIED),
+            "refused": delta(stat::REFUSED),
+            "events": delta(stat::EVENTS_SENT),
+            "dropped": delta(stat::EVENTS_DROPPED),
+            "programs_replaced": retired,
+            "pin_dir": self.kernel.pin_dir().display().to_string(),
+        }));
+        self.emit(&record);
+        match self.kernel.held_tasks() {
+            Ok(held) => {
+                for (tgid, _) in held {
+                    self.unhold(tgid);
+                    let outcome = Held::open(tgid).and_then(|held| held.kill());
+                    let mut record = self.recorder.daemon_record(
+                        "hold_abandoned",
+                        now_unix_ns(),
+                                                match outcome {
+                            Ok(()) => format!("pid {tgid} was held by guard pid {}, which is gone: killed before it ran (fail closed)", previous.pid),
+                            Err(err) if err.raw_os_error() == Some(libc::ESRCH) => {
+                                format!("pid {tgid} was held by guard pid {}, which is gone; it had exited (killed from outside)", previous.pid)
+                            }
+                            Err(err) => format!("pid {tgid} was held by guard pid {}, which is gone; it could not be killed: {err}", previous.pid),
+                        },
+                    );
+                    record.pid = Some(tgid);
+                    record.verdict = Some(Verdict::Kill);
+                    record.detector = Some("destructive".into());
+                    self.emit(&record);
+                }
+            }
+            Err(err) => log::error!("reading the tasks an earlier daemon held: {err:#}"),
+        }
     }
 
     fn enrich(&mut self, event: &KernelEvent) -> Enrichment {
@@ -853,6 +960,9 @@ impl Daemon {
                 return;
             }
         };
+        if let Err(err) = self.kernel.heartbeat(&stats) {
+            log::error!("writing the heartbeat: {err:#}");
+        }
         let dropped = stats[stat::EVENTS_DROPPED as usize];
         if dropped > self.last_dropped {
             let mut record = self.recorder.daemon_record(

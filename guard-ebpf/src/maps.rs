@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use guard_common::{
-    Config, ConsumerGrant, DevIno, ExecWatch, HeldInfo, KernelOffsets, NAME_LEN, OpenArgs, PATH_LEN, PortSet, RuleRef,
-    SessionState, SyscallArgs, WriteRootKey, stat,
+    Config, ConsumerGrant, DaemonState, DevIno, ExecWatch, HeldInfo, KernelOffsets, NAME_LEN, OpenArgs, PATH_LEN,
+    PortSet, RuleRef, SessionState, SyscallArgs, WriteRootKey, stat,
 };
 
 /// Kernel structure offsets, written by the loader before load (see `KernelOffsets`).
@@ -151,6 +151,15 @@ pub static SYSCALL_ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_ent
 #[map]
 pub static SECCOMP_KILL: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
 
+/// The daemon's heartbeat (see `DaemonState`).
+#[map]
+pub static DAEMON_STATE: Array<DaemonState> = Array::with_max_entries(1, 0);
+
+/// Session processes that signalled the daemon (tgid -> when), so it can ignore what they
+/// sent: the sender is killed, but a signal generated is a signal delivered.
+#[map]
+pub static SIGNALERS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1024, 0);
+
 /// Scratch space too large for the 512-byte BPF stack.
 #[repr(C)]
 pub struct Scratch {
@@ -173,4 +182,13 @@ pub fn bump(index: u32) {
 #[inline(always)]
 pub fn config() -> Option<&'static Config> {
     CONFIG.get(0)
+}
+
+/// Is a daemon there to judge held execs (its heartbeat is fresh)?
+#[inline(always)]
+pub fn daemon_alive() -> bool {
+    let Some(state) = DAEMON_STATE.get(0) else { return false };
+    // SAFETY: plain helper call.
+    let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_ns() };
+    state.heartbeat_ns != 0 && now.saturating_sub(state.heartbeat_ns) < guard_common::HEARTBEAT_STALE_NS
 }

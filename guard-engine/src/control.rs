@@ -25,6 +25,12 @@ pub enum Request {
     Approve { id: u64 },
     /// Kill a held command.
     Deny { id: u64 },
+    /// The operator's clean stop (root only). `keep_pins`: leave programs and maps pinned
+    /// (enforcement goes on) for an upgrade; the next `guard run` adopts them.
+    Stop {
+        #[serde(default)]
+        keep_pins: bool,
+    },
 }
 
 impl Request {

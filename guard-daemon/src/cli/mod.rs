@@ -10,6 +10,7 @@ pub mod pending;
 pub mod policy;
 pub mod run;
 pub mod status;
+pub mod stop;
 pub mod tail;
 
 /// Default location of the audit stream.
@@ -47,6 +48,8 @@ pub enum Command {
     Approve(decide::DecideArgs),
     /// Kill a held command before it runs.
     Deny(decide::DecideArgs),
+    /// Stop the daemon cleanly (root): detach everything, or keep it pinned for an upgrade.
+    Stop(stop::StopArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -59,5 +62,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pending(args) => pending::main(args),
         Command::Approve(args) => decide::approve(args),
         Command::Deny(args) => decide::deny(args),
+        Command::Stop(args) => stop::main(args),
     }
 }

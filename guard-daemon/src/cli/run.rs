@@ -10,6 +10,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use futures_util::StreamExt as _;
 use guard_common::Config;
 use guard_engine::{
     control::{HookStatus, StatusReport},
@@ -17,17 +18,19 @@ use guard_engine::{
     records::Recorder,
     trajectory::Trajectory,
 };
-use tokio::{
-    io::unix::AsyncFd,
-    signal::unix::{SignalKind, signal},
+use signal_hook::{
+    consts::{SIGHUP, SIGINT, SIGTERM},
+    iterator::exfiltrator::WithOrigin,
 };
+use signal_hook_tokio::SignalsInfo;
+use tokio::io::unix::AsyncFd;
 
 use crate::{
     audit_sink::AuditSink,
     cgroup::{Cgroup2, SessionIndex},
     control::{ControlConfig, ControlServer},
     daemon::{Daemon, RESCAN_EVERY, Shared, clock_base, ensure_mounted, now_unix_ns},
-    kernel::{Kernel, btf, tier},
+    kernel::{Kernel, btf, pins::Pins, tier},
     sys::RealSys,
 };
 
@@ -52,6 +55,11 @@ pub struct RunArgs {
     /// otherwise root only.
     #[arg(long, value_name = "GID")]
     pub socket_group: Option<u32>,
+    /// Where maps and links are pinned, so enforcement outlives the daemon (default
+    /// `/sys/fs/bpf/<session root's name>`). A daemon started on the same directory adopts
+    /// what an earlier one left.
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<PathBuf>,
 }
 
 /// A fresh key per daemon run: fingerprints mean nothing outside it.
@@ -77,11 +85,12 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Handlers first: a SIGHUP or SIGTERM arriving during start-up must not take the default
-    // action (terminate) once anything is attached, or after the `start` record is out.
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    // action (terminate) once anything is attached, or after the `start` record is out. The
+    // sender is kept: a session process's signals are ignored (and recorded).
+    let mut signals =
+        SignalsInfo::<WithOrigin>::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
     ensure_mounted("tracefs", "/sys/kernel/tracing")?;
+    ensure_mounted("bpf", "/sys/fs/bpf")?;
     // securityfs only serves the tier probe; its absence just means "no lsm tier".
     if let Err(err) = ensure_mounted("securityfs", "/sys/kernel/security") {
         log::warn!("{err:#}");
@@ -110,7 +119,29 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let offsets = btf::kernel_offsets(btf::VMLINUX_BTF).context("reading kernel structure offsets")?;
-    let mut kernel = Kernel::load(&offsets)?;
+    let pin_dir = match &args.pin_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            PathBuf::from("/sys/fs/bpf").join(roots[0].file_name().unwrap_or_else(|| std::ffi::OsStr::new("guard")))
+        }
+    };
+    let pins = Pins::open(&pin_dir)?;
+    let mut kernel = Kernel::load(&offsets, pins)?;
+    // What an earlier daemon left in the pinned maps, before this one writes over it.
+    let previous = if kernel.adopted() { Some(kernel.daemon_state()?) } else { None };
+    if let Some(state) = &previous
+        && state.pid != std::process::id()
+        && heartbeat_age_ns(state.heartbeat_ns) < guard_common::HEARTBEAT_STALE_NS
+        && std::path::Path::new(&format!("/proc/{}", state.pid)).exists()
+    {
+        bail!(
+            "another guard daemon (pid {}) is running with the pins in {}; stop it first (`guard stop`)",
+            state.pid,
+            pin_dir.display()
+        );
+    }
+    // A daemon is there from now on: held execs are judged, not killed.
+    kernel.heartbeat(&kernel.stats()?)?;
     let lsm_list = std::fs::read_to_string(tier::LSM_LIST).ok();
     let tier = tier::decide(lsm_list.as_deref(), || kernel.probe_lsm());
     let tier_reason = match &tier {
@@ -120,7 +151,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut sessions = SessionIndex::new(roots.clone());
     sessions.rescan(&RealSys).context("scanning session cgroups")?;
-    let root_ids: Vec<u64> = sessions.root_ids().iter().map(|(_, id)| *id).collect();
+    let root_paths: Vec<(PathBuf, u64)> = sessions.root_ids().iter().map(|(path, id)| (path.clone(), *id)).collect();
+    let root_ids: Vec<u64> = root_paths.iter().map(|(_, id)| *id).collect();
 
     let mut config: Config = policy.kernel_config(std::process::id());
     config.lsm = u32::from(tier == tier::Tier::Lsm);
@@ -128,13 +160,15 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     kernel.set_roots(&root_ids)?;
     kernel.write_policy(&policy.maps, Some)?;
     kernel.set_seccomp_kill(guard_engine::syscalls::SECCOMP_DEFAULT_DENY)?;
-    for root in &roots {
-        kernel.attach_cgroup(root)?;
+    for (root, id) in &root_paths {
+        kernel.attach_cgroup(root, *id)?;
     }
     kernel.attach_tracing(&tier_reason)?;
     if tier == tier::Tier::Lsm {
         kernel.attach_lsm()?;
     }
+    // Everything of this run is in place: only now do the programs of an earlier run go.
+    let retired = kernel.retire_previous(&root_ids)?;
     let ring = kernel.take_ring_buffer()?;
     // SAFETY: the AsyncFd owns the RingBuf, which owns the fd: it stays open while registered.
     let mut ring = unsafe { AsyncFd::register(ring) }
@@ -191,6 +225,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         consumer_use: Default::default(),
         workspaces: Default::default(),
         next_hold_id: 0,
+        stop_requested: None,
+        cgroup2_mount: cgroup2.mount.clone(),
         policy,
     };
     let mut start = daemon.recorder.daemon_record(
@@ -215,6 +251,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "pid": std::process::id(),
     }));
     daemon.emit(&start);
+    if let Some(previous) = &previous {
+        daemon.adopt(previous, heartbeat_age_ns(previous.heartbeat_ns), retired);
+    }
     daemon.sink.flush().context("writing the audit stream")?;
     daemon.refresh_status();
 
@@ -242,16 +281,28 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 daemon.expire_holds();
                 daemon.refresh_status();
             }
-            Some(call) = calls.recv() => {
+                        Some(call) = calls.recv() => {
                 daemon.control(call);
                 if let Err(err) = daemon.sink.flush() {
                     log::error!("flushing the audit stream: {err}");
                 }
+                if daemon.stop_requested.is_some() {
+                    break "guard stop";
+                }
             }
             _ = rescan.tick() => daemon.reload(true),
-            _ = sighup.recv() => daemon.reload(false),
-            _ = sigterm.recv() => break "SIGTERM",
-            _ = sigint.recv() => break "SIGINT",
+            Some(origin) = signals.next() => {
+                let sender = origin.process.map(|process| process.pid as u32);
+                match sender {
+                    // A session cannot stop or reload guard.
+                    Some(pid) if daemon.from_session(pid) => daemon.signal_ignored(origin.signal, pid),
+                    _ => match origin.signal {
+                        SIGHUP => daemon.reload(false),
+                        SIGINT => break "SIGINT",
+                        _ => break "SIGTERM",
+                    },
+                }
+            }
         }
         // Whatever the step wrote (holds timing out, reload results) reaches readers now.
         if let Err(err) = daemon.sink.flush() {
@@ -272,11 +323,31 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     server_task.abort();
     daemon.abandon_holds();
+    let keep_pins = daemon.stop_requested == Some(true);
     let Daemon { kernel, mut recorder, mut sink, .. } = daemon;
     drop(ring);
-    drop(kernel);
-    let stop = recorder.daemon_record("stop", now_unix_ns(), format!("guard stopped on {why}; programs detached"));
+    let pin_dir = kernel.pin_dir().to_path_buf();
+    let outcome = if keep_pins {
+        // The pins keep everything attached; the heartbeat goes stale and held execs are
+        // killed until a daemon adopts them.
+        drop(kernel);
+        format!("programs and maps stay pinned in {} and keep enforcing", pin_dir.display())
+    } else {
+        match kernel.release() {
+            Ok(()) => "programs detached".to_string(),
+            Err(err) => format!("detaching failed ({err:#}); pins may remain in {}", pin_dir.display()),
+        }
+    };
+    let stop = recorder.daemon_record("stop", now_unix_ns(), format!("guard stopped on {why}; {outcome}"));
     sink.write(&stop).context("writing the stop record")?;
     sink.flush().context("flushing the audit stream")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long ago a heartbeat was written (CLOCK_MONOTONIC, as the kernel side reads it).
+fn heartbeat_age_ns(heartbeat_ns: u64) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64).saturating_sub(heartbeat_ns)
 }

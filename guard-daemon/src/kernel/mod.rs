@@ -4,6 +4,7 @@
 //! the machine; the cgroup sock_addr programs are moreover attached only to session roots.
 
 pub mod btf;
+pub mod pins;
 pub mod tier;
 
 use std::{fs::File, os::fd::AsFd, path::Path};
@@ -15,11 +16,11 @@ use aya::{
         Array, HashMap, MapData, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint, links::FdLink},
 };
 use guard_common::{
-    Config, ConsumerGrant, DevIno, HeldInfo, KernelOffsets, OFFSETS_GLOBAL, RuleRef, SessionState, WriteRootKey, maps,
-    programs, stat,
+    Config, ConsumerGrant, DaemonState, DevIno, HeldInfo, KernelOffsets, OFFSETS_GLOBAL, RuleRef, SessionState,
+    WriteRootKey, maps, programs, stat,
 };
 
 use crate::policy_load::PreparedMaps;
@@ -75,6 +76,8 @@ fn load_error(what: &str, err: aya::programs::ProgramError) -> anyhow::Error {
 
 pub struct Kernel {
     ebpf: Ebpf,
+    /// Where maps and links are pinned (enforcement outlives the daemon).
+    pins: pins::Pins,
     /// Session workspaces (`$CWD` write roots) registered so far; kept across reloads.
     workspaces: Vec<WriteRootKey>,
     hooks: Vec<HookStatus>,
@@ -83,17 +86,31 @@ pub struct Kernel {
 
 impl Kernel {
     /// Load the object with the kernel's structure offsets baked in. Nothing is attached yet.
-    pub fn load(offsets: &KernelOffsets) -> anyhow::Result<Self> {
+    pub fn load(offsets: &KernelOffsets, pins: pins::Pins) -> anyhow::Result<Self> {
         if EBPF_OBJECT.is_empty() {
             return Err(anyhow!(
                 "this guard binary was built without its eBPF object (AYA_BUILD_SKIP); rebuild with `cargo xtask build`"
             ));
         }
-        let ebpf = EbpfLoader::new()
-            .override_global(OFFSETS_GLOBAL, offsets, true)
-            .load(EBPF_OBJECT)
-            .context("loading guard's eBPF object")?;
-        Ok(Self { ebpf, workspaces: Vec::new(), hooks: Vec::new(), sock_addr_loaded: false })
+        let mut loader = EbpfLoader::new();
+        loader.override_global(OFFSETS_GLOBAL, offsets, true);
+        let paths: Vec<(&str, std::path::PathBuf)> =
+            maps::ALL.iter().map(|name| (*name, pins.map_path(name))).collect();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let ebpf = loader.load(EBPF_OBJECT).with_context(|| {
+            format!(
+                "loading guard's eBPF object (maps pinned under {}{})",
+                pins.dir.display(),
+                if pins.adopted {
+                    ", left by an earlier guard: if it was another version, remove that directory"
+                } else {
+                    ""
+                }
+            )
+        })?;
+        Ok(Self { ebpf, pins, workspaces: Vec::new(), hooks: Vec::new(), sock_addr_loaded: false })
     }
 
     /// Try to load (never attach) the BPF LSM probe program: Err says why the lsm tier is out.
@@ -145,7 +162,9 @@ impl Kernel {
         for &(prog_name, tracepoint) in SCHED_HOOKS {
             let prog: &mut BtfTracePoint = self.program(prog_name)?;
             prog.load(tracepoint, &btf).map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
-            prog.attach().with_context(|| format!("attaching {prog_name} to tp_btf/{tracepoint}"))?;
+            let id = prog.attach().with_context(|| format!("attaching {prog_name} to tp_btf/{tracepoint}"))?;
+            let link = FdLink::from(prog.take_link(id)?);
+            self.pins.keep(link, &format!("{prog_name}-{tracepoint}"))?;
         }
         self.host_hook(
             "exec",
@@ -155,7 +174,9 @@ impl Kernel {
         for &(category, name, prog_name) in OTHER_TRACEPOINTS {
             let prog: &mut TracePoint = self.program(prog_name)?;
             prog.load().map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
-            prog.attach(category, name).with_context(|| format!("attaching {prog_name} to {category}/{name}"))?;
+            let id =
+                prog.attach(category, name).with_context(|| format!("attaching {prog_name} to {category}/{name}"))?;
+            self.keep_tracepoint(prog_name, name, id)?;
         }
         self.host_hook(
             "self-protection",
@@ -166,7 +187,7 @@ impl Kernel {
             let prog: &mut TracePoint = self.program(prog_name)?;
             prog.load().map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
             match prog.attach("syscalls", tracepoint) {
-                Ok(_) => {}
+                Ok(id) => self.keep_tracepoint(prog_name, tracepoint, id)?,
                 // `open`/`creat` do not exist on every architecture.
                 Err(err) if matches!(tracepoint, "sys_enter_open" | "sys_enter_creat") => {
                     log::warn!("not attaching {tracepoint}: {err}");
@@ -177,8 +198,9 @@ impl Kernel {
         let exit: &mut TracePoint = self.program(programs::EXIT_OPEN)?;
         exit.load().map_err(|err| load_error("loading the open exit program", err))?;
         for &tracepoint in OPEN_EXITS {
+            let exit: &mut TracePoint = self.program(programs::EXIT_OPEN)?;
             match exit.attach("syscalls", tracepoint) {
-                Ok(_) => {}
+                Ok(id) => self.keep_tracepoint(programs::EXIT_OPEN, tracepoint, id)?,
                 Err(err) if matches!(tracepoint, "sys_exit_open" | "sys_exit_creat") => {
                     log::warn!("not attaching {tracepoint}: {err}");
                 }
@@ -206,9 +228,12 @@ impl Kernel {
             prog.load().map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
             for call in FILE_CHANGES.iter().chain(SIGNALS).chain(SECCOMP_DEFAULT_DENY) {
                 let tracepoint = format!("sys_{phase}_{call}");
-                // kexec and module loading are compiled out of some kernels.
-                if prog.attach("syscalls", &tracepoint).is_err() && phase == "exit" {
-                    missing.push(*call);
+                let prog: &mut TracePoint = self.program(prog_name)?;
+                match prog.attach("syscalls", &tracepoint) {
+                    Ok(id) => self.keep_tracepoint(prog_name, &tracepoint, id)?,
+                    // kexec and module loading are compiled out of some kernels.
+                    Err(_) if phase == "exit" => missing.push(*call),
+                    Err(_) => {}
                 }
             }
         }
@@ -257,7 +282,9 @@ impl Kernel {
         for &(prog_name, hook) in LSM_HOOKS {
             let prog: &mut aya::programs::Lsm = self.program(prog_name)?;
             prog.load(hook, &btf).map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
-            prog.attach().with_context(|| format!("attaching {prog_name} to lsm/{hook}"))?;
+            let id = prog.attach().with_context(|| format!("attaching {prog_name} to lsm/{hook}"))?;
+            let link = FdLink::from(prog.take_link(id)?);
+            self.pins.keep(link, &format!("{prog_name}-{hook}"))?;
         }
         for (hook, reason) in [
             (
@@ -292,7 +319,7 @@ impl Kernel {
     }
 
     /// Attach the sock_addr programs to one root cgroup (its whole subtree inherits them).
-    pub fn attach_cgroup(&mut self, root: &Path) -> anyhow::Result<()> {
+    pub fn attach_cgroup(&mut self, root: &Path, cgroup_id: u64) -> anyhow::Result<()> {
         let cgroup = File::open(root).with_context(|| format!("opening cgroup {}", root.display()))?;
         for &(prog_name, hook) in SOCK_ADDR_PROGRAMS {
             let loaded = self.sock_addr_loaded;
@@ -300,10 +327,19 @@ impl Kernel {
             if !loaded {
                 prog.load().map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
             }
+            // A cgroup takes one program per hook: an earlier run's, reading the same pinned
+            // maps, stays (replacing it would mean a moment without one).
+            if self.pins.adopt_sock_link(cgroup_id, prog_name) {
+                continue;
+            }
+            let prog: &mut CgroupSockAddr = self.program(prog_name)?;
             // AllowMultiple is refused through aya 0.14's link path on these kernels; Single
             // also keeps a session from attaching its own program below ours.
-            prog.attach(cgroup.as_fd(), CgroupAttachMode::Single)
+            let id = prog
+                .attach(cgroup.as_fd(), CgroupAttachMode::Single)
                 .with_context(|| format!("attaching {prog_name} ({hook}) to {}", root.display()))?;
+            let link = FdLink::try_from(prog.take_link(id)?).context("a sock_addr link that is no bpf link")?;
+            self.pins.keep_sock(link, cgroup_id, prog_name)?;
         }
         if !self.sock_addr_loaded {
             self.host_hook(
@@ -313,6 +349,78 @@ impl Kernel {
         }
         self.sock_addr_loaded = true;
         Ok(())
+    }
+
+    /// Pin a plain tracepoint's link.
+    fn keep_tracepoint(
+        &mut self,
+        prog_name: &str,
+        tracepoint: &str,
+        id: aya::programs::trace_point::TracePointLinkId,
+    ) -> anyhow::Result<()> {
+        let prog: &mut TracePoint = self.program(prog_name)?;
+        let link = FdLink::try_from(prog.take_link(id)?).with_context(|| {
+            format!("{prog_name} on {tracepoint}: the kernel gave a perf event, not a bpf link, so it cannot be pinned")
+        })?;
+        self.pins.keep(link, &format!("{prog_name}-{tracepoint}"))
+    }
+
+    /// Everything of this run is attached: detach the earlier runs' programs, and the sock_addr
+    /// programs of cgroups that are no longer roots. Returns how many links were retired.
+    pub fn retire_previous(&mut self, roots: &[u64]) -> anyhow::Result<usize> {
+        let sock = self.pins.retire_sock_links(roots);
+        Ok(self.pins.retire_previous()? + sock)
+    }
+
+    /// Did this run find the maps of an earlier one?
+    pub fn adopted(&self) -> bool {
+        self.pins.adopted
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pins.dir
+    }
+
+    /// Clean stop: detach every program and remove the pins.
+    pub fn release(self) -> anyhow::Result<()> {
+        let Kernel { ebpf, pins, .. } = self;
+        drop(ebpf);
+        pins.release()
+    }
+
+    /// The daemon's state as the previous run left it (its last heartbeat, its counters).
+    pub fn daemon_state(&self) -> anyhow::Result<DaemonState> {
+        let map = self.ebpf.map(maps::DAEMON_STATE).ok_or_else(|| anyhow!("map {} missing", maps::DAEMON_STATE))?;
+        let array: Array<_, DaemonState> = Array::try_from(map)?;
+        array.get(&0, 0).context("reading DAEMON_STATE")
+    }
+
+    /// Tell the kernel side a daemon is there, and leave the counters for a successor.
+    pub fn heartbeat(&mut self, stats: &[u64; stat::COUNT as usize]) -> anyhow::Result<()> {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: valid out-pointer; CLOCK_MONOTONIC is bpf_ktime_get_ns()'s clock.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let state = DaemonState {
+            heartbeat_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+            pid: std::process::id(),
+            _pad: 0,
+            stats: *stats,
+        };
+        let mut array: Array<_, DaemonState> = Array::try_from(self.map(maps::DAEMON_STATE)?)?;
+        array.set(0, state, 0).context("writing DAEMON_STATE")
+    }
+
+    /// Did a session process signal the daemon (the kernel noted it before the signal left)?
+    pub fn signalled_by_session(&mut self, pid: u32) -> bool {
+        let Ok(map) = self.map(maps::SIGNALERS) else { return false };
+        let Ok(signalers) = HashMap::<_, u32, u64>::try_from(map) else { return false };
+        signalers.get(&pid, 0).is_ok()
+    }
+
+    /// Tasks an earlier run left held: the daemon that held them is gone.
+    pub fn held_tasks(&mut self) -> anyhow::Result<Vec<(u32, HeldInfo)>> {
+        let held: HashMap<_, u32, HeldInfo> = HashMap::try_from(self.map(maps::HELD)?)?;
+        Ok(held.iter().filter_map(Result::ok).collect())
     }
 
     pub fn set_config(&mut self, config: &Config) -> anyhow::Result<()> {
@@ -438,6 +546,8 @@ impl Kernel {
             let mut held: HashMap<_, u32, HeldInfo> = HashMap::try_from(self.map(maps::HELD)?)?;
             match held.remove(&tgid) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                // Already gone (aya reports a missing key on delete as the syscall's ENOENT).
+                Err(aya::maps::MapError::SyscallError(err)) if err.io_error.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(err) => return Err(err).context("removing a held task"),
             }
         }

@@ -78,6 +78,16 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         ev.header.action = action::HOLD;
         ev.header.flags |= flags::CONSUMER_HOLD;
     }
+    if ev.header.action == action::HOLD && !maps::daemon_alive() {
+        // No one to ask. A hold only for the consumer judgement lets the image run without
+        // a grant (its credential reads get the rule's mode); any other hold fails closed.
+        if ev.header.flags & flags::CONSUMER_HOLD != 0 {
+            ev.header.action = action::ALLOW;
+        } else {
+            ev.header.action = action::KILL;
+            maps::bump(stat::KILLED_NO_DAEMON);
+        }
+    }
     let act = ev.header.action;
     let ev_time = ev.header.ktime_ns;
     // Submit before signalling so the daemon learns of a hold no later than it takes effect.

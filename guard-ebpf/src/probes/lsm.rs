@@ -243,7 +243,7 @@ fn protected_task(tgid: u32) -> Option<u32> {
     if unsafe { maps::HELD.get(&tgid) }.is_some() {
         return Some(protect::SIGNAL_HELD);
     }
-    if maps::config().is_some_and(|cfg| cfg.daemon_tgid == tgid) {
+    if maps::config().is_some_and(|cfg| cfg.daemon_tgid == tgid) && maps::daemon_alive() {
         return Some(protect::SIGNAL_DAEMON);
     }
     None

@@ -46,9 +46,10 @@ fn is_held(tgid: u32) -> bool {
     unsafe { maps::HELD.get(&tgid) }.is_some()
 }
 
+/// A dead daemon's pid may be someone else's by now: only a live one counts.
 #[inline(always)]
 fn is_daemon(tgid: u32) -> bool {
-    maps::config().is_some_and(|cfg| cfg.daemon_tgid != 0 && cfg.daemon_tgid == tgid)
+    maps::config().is_some_and(|cfg| cfg.daemon_tgid != 0 && cfg.daemon_tgid == tgid) && maps::daemon_alive()
 }
 
 /// Every system call: a held task running again was continued by someone else. One array
@@ -91,6 +92,10 @@ pub fn guard_signal_generate(ctx: BtfTracePointContext) -> i32 {
     let what = if is_held(target) {
         protect::SIGNAL_HELD
     } else if is_daemon(target) {
+        // Told to the daemon before the signal arrives, so it can ignore it.
+        // SAFETY: plain helper call.
+        let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_ns() };
+        let _ = maps::SIGNALERS.insert(&sender, &now, 0);
         protect::SIGNAL_DAEMON
     } else {
         return 0;

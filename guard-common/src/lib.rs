@@ -618,7 +618,9 @@ pub struct DaemonState {
     /// `bpf_ktime_get_ns()` clock (CLOCK_MONOTONIC) of the last beat; 0: never.
     pub heartbeat_ns: u64,
     pub pid: u32,
-    pub _pad: u32,
+    /// Set by the kernel when the daemon's process exits (killed, crashed): no need to wait
+    /// for the heartbeat to go stale.
+    pub exited: u32,
     pub stats: [u64; stat::COUNT as usize],
 }
 

@@ -190,5 +190,7 @@ pub fn daemon_alive() -> bool {
     let Some(state) = DAEMON_STATE.get(0) else { return false };
     // SAFETY: plain helper call.
     let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_ns() };
-    state.heartbeat_ns != 0 && now.saturating_sub(state.heartbeat_ns) < guard_common::HEARTBEAT_STALE_NS
+    state.exited == 0
+        && state.heartbeat_ns != 0
+        && now.saturating_sub(state.heartbeat_ns) < guard_common::HEARTBEAT_STALE_NS
 }

@@ -50,9 +50,10 @@ pub fn cgroup2_mount() -> PathBuf {
     for line in text.lines() {
         let Some((left, right)) = line.split_once(" - ") else { continue };
         if right.split_whitespace().next() == Some("cgroup2")
-            && let Some(mount) = left.split_whitespace().nth(4) {
-                return PathBuf::from(mount);
-            }
+            && let Some(mount) = left.split_whitespace().nth(4)
+        {
+            return PathBuf::from(mount);
+        }
     }
     panic!("no cgroup2 mount in /proc/self/mountinfo");
 }
@@ -95,6 +96,8 @@ pub struct Guard {
     pub socket: PathBuf,
     pub dir: TempDir,
     stderr_path: PathBuf,
+    /// `guard run`'s extra arguments (with `--policy FILE` when there is one), for restarts.
+    args: Vec<std::ffi::OsString>,
 }
 
 impl Guard {
@@ -111,20 +114,51 @@ impl Guard {
         let audit = dir.path().join("audit.jsonl");
         let socket = dir.path().join("control.sock");
         let stderr_path = dir.path().join("daemon.stderr");
-        let mut cmd = run_command(&root, &audit, &socket);
-        cmd.args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr_path).expect("daemon stderr file"));
+        let mut args: Vec<std::ffi::OsString> = extra.iter().map(Into::into).collect();
         if let Some(text) = policy {
             let path = dir.path().join("policy.yaml");
             fs::write(&path, text).expect("writing policy");
-            cmd.arg("--policy").arg(&path);
+            args.push("--policy".into());
+            args.push(path.into());
         }
-        let child = cmd.spawn().expect("spawning guard run");
-        let mut guard = Guard { child: Some(child), root, audit, socket, dir, stderr_path };
+        let mut guard = Guard { child: None, root, audit, socket, dir, stderr_path, args };
+        guard.spawn();
         guard.wait_ready();
         guard
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = run_command(&self.root, &self.audit, &self.socket);
+        let stderr =
+            fs::OpenOptions::new().create(true).append(true).open(&self.stderr_path).expect("daemon stderr file");
+        cmd.args(&self.args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+        self.child = Some(cmd.spawn().expect("spawning guard run"));
+    }
+
+    /// SIGKILL the daemon, as a crash or the OOM killer would: its pins stay.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start `guard run` again on the same root, pins, audit file, socket and policy; wait
+    /// until its `start` record (the n-th) is out.
+    pub fn restart(&mut self) {
+        let starts = self.records().iter().filter(|r| r["event"] == "start").count();
+        let _ = fs::remove_file(&self.socket);
+        self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.records().iter().filter(|r| r["event"] == "start").count() <= starts {
+            assert!(Instant::now() < deadline, "guard run did not restart in 60 s: {}", self.stderr());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The pin directory `guard run` uses for this root by default.
+    pub fn pin_dir(&self) -> PathBuf {
+        PathBuf::from("/sys/fs/bpf").join(self.root.file_name().expect("root has a name"))
     }
 
     fn wait_ready(&mut self) {
@@ -134,9 +168,10 @@ impl Guard {
                 return;
             }
             if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait() {
-                    panic!("guard run exited early ({status}): {}", self.stderr());
-                }
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("guard run exited early ({status}): {}", self.stderr());
+            }
             assert!(Instant::now() < deadline, "guard run did not start in 60 s: {}", self.stderr());
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -235,6 +270,11 @@ impl Guard {
             let _ = child.wait();
         }
         remove_cgroup_tree(&self.root);
+        // A daemon that could not stop cleanly (or was killed) leaves its pins: remove them.
+        let pins = self.pin_dir();
+        if pins.exists() {
+            let _ = fs::remove_dir_all(&pins);
+        }
         self.records()
     }
 }
@@ -403,5 +443,79 @@ impl Workspace {
         let mut cmd = guard.launch_cmd(session, args);
         cmd.current_dir(self.path()).env("PATH", path_with(&self.path().join("bin"))).stdin(Stdio::null());
         cmd
+    }
+}
+
+// ---- Helpers for the workload tests ---------------------------------------------------------
+
+/// The PATH of a session running the machine's own tools: the system's binary directories
+/// only. A user's shims (`~/.pyenv/shims`, `~/.cargo/bin`) would resolve a tool to another file
+/// than the one the daemon binds as its credential's consumer, and break once HOME changes.
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where `binary` is on `path` (a name with a `/` is taken as it is), if it is an executable
+/// file there.
+pub fn which_in(binary: &str, path: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &Path| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if binary.contains('/') {
+        let p = PathBuf::from(binary);
+        return executable(&p).then_some(p);
+    }
+    path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(binary)).find(|p| executable(p))
+}
+
+/// Serialises apt-get runs; true once `apt-get update` has run in this process.
+static APT_UPDATED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+/// Make sure something a test case needs is installed: when `present()` says it is not,
+/// `apt-get install` the Debian `package` (running `apt-get update` once first should the
+/// install fail, for want of package lists). Returns false, after printing
+/// `SKIPPED <case>: <what> not available (<why>)`, when it still is not there.
+pub fn ensure_with(case: &str, what: &str, package: &str, present: impl Fn() -> bool) -> bool {
+    if present() {
+        return true;
+    }
+    let why = match apt_install(package) {
+        Ok(()) if present() => return true,
+        Ok(()) => format!("apt-get installed {package}, still missing"),
+        Err(why) => why,
+    };
+    println!("SKIPPED {case}: {what} not available ({why})");
+    false
+}
+
+/// [`ensure_with`] for a program: found on [`SYSTEM_PATH`] (the PATH the workload sessions
+/// run with), else installed from `package`.
+pub fn ensure_tool(case: &str, binary: &str, package: &str) -> bool {
+    ensure_with(case, binary, package, || which_in(binary, SYSTEM_PATH).is_some())
+}
+
+fn apt_install(package: &str) -> Result<(), String> {
+    let mut updated = APT_UPDATED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let apt = |args: &[&str]| -> Result<(), String> {
+        let out = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|err| format!("apt-get: {err}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
+        Err(format!("apt-get {}: {} ({last})", args.join(" "), out.status))
+    };
+    let install = ["install", "-y", "-q", "--no-install-recommends", package];
+    println!("installing {package} (apt-get install)");
+    match apt(&install) {
+        Ok(()) => Ok(()),
+        Err(_) if !*updated => {
+            *updated = true;
+            apt(&["update", "-q"])?;
+            apt(&install)
+        }
+        Err(why) => Err(why),
     }
 }

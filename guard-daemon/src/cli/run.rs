@@ -131,6 +131,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let previous = if kernel.adopted() { Some(kernel.daemon_state()?) } else { None };
     if let Some(state) = &previous
         && state.pid != std::process::id()
+        && state.exited == 0
         && heartbeat_age_ns(state.heartbeat_ns) < guard_common::HEARTBEAT_STALE_NS
         && std::path::Path::new(&format!("/proc/{}", state.pid)).exists()
     {

@@ -403,7 +403,7 @@ impl Kernel {
         let state = DaemonState {
             heartbeat_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
             pid: std::process::id(),
-            _pad: 0,
+            exited: 0,
             stats: *stats,
         };
         let mut array: Array<_, DaemonState> = Array::try_from(self.map(maps::DAEMON_STATE)?)?;

@@ -44,6 +44,15 @@ pub fn guard_sched_fork(ctx: BtfTracePointContext) -> i32 {
 /// `sched_process_exit(struct task_struct *p, ...)`, in the exiting task's context.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn guard_sched_exit(_ctx: BtfTracePointContext) -> i32 {
+    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    if maps::config().is_some_and(|cfg| cfg.daemon_tgid != 0 && cfg.daemon_tgid as u64 == pid_tgid >> 32)
+        && pid_tgid as u32 == (pid_tgid >> 32) as u32
+        && let Some(state) = maps::DAEMON_STATE.get_ptr_mut(0)
+    {
+        // The daemon is gone (killed, crashed): from now on held execs fail closed at once.
+        // SAFETY: a plain u32 store into map memory.
+        unsafe { (*state).exited = 1 };
+    }
     let Some(session) = session::current() else { return 0 };
     let off = maps::offsets();
     if off.valid == 0 {

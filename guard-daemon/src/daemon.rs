@@ -191,6 +191,8 @@ pub struct Daemon {
     pub pending: BTreeMap<u64, PendingEntry>,
     /// `guard stop` asked for a stop (keep the pins?).
     pub stop_requested: Option<bool>,
+    /// Set while the audit file takes no writes (the sessions are frozen meanwhile).
+    pub audit_down: Option<crate::audit_down::AuditDown>,
     /// The cgroup2 mount (to place a signal's sender).
     pub cgroup2_mount: PathBuf,
     pub next_hold_id: u64,
@@ -213,9 +215,93 @@ impl Daemon {
             record = &redacted;
         }
         self.audit_records += 1;
+        if let Some(down) = &mut self.audit_down {
+            down.keep(record.clone());
+            return;
+        }
         if let Err(err) = self.sink.write(record) {
-            // Losing the audit trail must be loud; the kernel side keeps enforcing regardless.
-            log::error!("writing audit record {}: {err}", record.seq);
+            self.audit_failed(&err);
+            if let Some(down) = &mut self.audit_down {
+                down.keep(record.clone());
+            }
+        }
+    }
+
+    /// Flush the audit stream; a failure freezes the sessions until it takes writes again.
+    pub fn flush_audit(&mut self) {
+        if self.audit_down.is_some() {
+            self.retry_audit();
+        } else if let Err(err) = self.sink.flush() {
+            self.audit_failed(&err);
+        }
+    }
+
+    /// The audit file took no write: freeze every governed cgroup, keep records in memory.
+    fn audit_failed(&mut self, err: &std::io::Error) {
+        if self.audit_down.is_some() {
+            return;
+        }
+        log::error!("the audit stream takes no writes ({err}): freezing the sessions until it does");
+        let mut frozen = Vec::new();
+        for root in self.sessions.roots() {
+            match crate::audit_down::set_frozen(root, true) {
+                Ok(()) => frozen.push(root.clone()),
+                Err(freeze_err) => log::error!("freezing {}: {freeze_err}", root.display()),
+            }
+        }
+        self.audit_down = Some(crate::audit_down::AuditDown {
+            since: Instant::now(),
+            since_unix_ns: now_unix_ns(),
+            error: err.to_string(),
+            frozen,
+            backlog: Default::default(),
+            lost: 0,
+        });
+    }
+
+    /// While the audit file is unwritable: try again; once everything kept is written, thaw.
+    fn retry_audit(&mut self) {
+        let Some(down) = &mut self.audit_down else { return };
+        if self.sink.flush().is_err() {
+            return;
+        }
+        while let Some(record) = down.backlog.front() {
+            if self.sink.write(record).is_err() || self.sink.flush().is_err() {
+                return;
+            }
+            down.backlog.pop_front();
+        }
+        let Some(down) = self.audit_down.take() else { return };
+        let mut record = self.recorder.daemon_record(
+            "audit_unwritable",
+            now_unix_ns(),
+            format!(
+                "the audit stream took no writes for {:.1} s ({}); the sessions were frozen meanwhile and thawed now{}",
+                down.since.elapsed().as_secs_f64(),
+                down.error,
+                if down.lost > 0 {
+                    format!("; {} records did not fit in memory and are lost", down.lost)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+        record.details = Some(serde_json::json!({
+            "since": guard_engine::audit::format_ts(down.since_unix_ns),
+            "secs": down.since.elapsed().as_secs_f64(),
+            "error": down.error,
+            "lost": down.lost,
+            "frozen": down.frozen.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        }));
+        self.emit(&record);
+        if let Err(err) = self.sink.flush() {
+            self.audit_failed(&err);
+            return;
+        }
+        for root in &down.frozen {
+            if let Err(err) = crate::audit_down::set_frozen(root, false) {
+                log::error!("thawing {}: {err}", root.display());
+            }
         }
     }
 
@@ -662,9 +748,7 @@ impl Daemon {
         };
         self.recorder.stamp(&mut record);
         self.emit(&record);
-        if let Err(err) = self.sink.flush() {
-            log::error!("flushing the audit stream: {err}");
-        }
+        self.flush_audit();
     }
 
     /// A person's decision on a pending hold.
@@ -1012,6 +1096,14 @@ impl Daemon {
         }
         let mut report = self.base.clone();
         report.uptime_secs = self.started.elapsed().as_secs();
+        report.audit_unwritable = self.audit_down.as_ref().map(|down| {
+            format!(
+                "since {:.0} s ({}): sessions frozen, {} records waiting in memory",
+                down.since.elapsed().as_secs_f64(),
+                down.error,
+                down.backlog.len()
+            )
+        });
         report.sessions = sessions;
         report.counters = Counters {
             events: stats[stat::EVENTS_SENT as usize],

@@ -2,6 +2,7 @@
 //!
 //! One file per subcommand under `cli/`; the daemon's kernel glue lives beside it.
 
+mod audit_down;
 mod audit_sink;
 mod cgroup;
 mod cli;

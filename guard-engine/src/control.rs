@@ -181,6 +181,9 @@ pub struct StatusReport {
     /// Size of the kernel-to-daemon ring buffer.
     pub ringbuf_bytes: u64,
     pub audit_path: String,
+    /// Set while the audit file takes no writes: since when, why (sessions are frozen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_unwritable: Option<String>,
 }
 
 /// One kernel hook (e.g. `exec`, `open`, `connect4`) and how it is enforced.

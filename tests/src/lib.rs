@@ -108,10 +108,16 @@ impl Guard {
 
     /// Start with a policy text (written to a file) and extra `guard run` arguments.
     pub fn start_with(policy: Option<&str>, extra: &[&str]) -> Self {
+        Self::start_writing(policy, extra, None)
+    }
+
+    /// As [`Guard::start_with`], with the audit stream in `audit` (default: the daemon's
+    /// scratch directory).
+    pub fn start_writing(policy: Option<&str>, extra: &[&str], audit: Option<&Path>) -> Self {
         let dir = TempDir::new("daemon");
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let root = cgroup2_mount().join(format!("guard-test-{}-{n}", std::process::id()));
-        let audit = dir.path().join("audit.jsonl");
+        let audit = audit.map_or_else(|| dir.path().join("audit.jsonl"), Path::to_path_buf);
         let socket = dir.path().join("control.sock");
         let stderr_path = dir.path().join("daemon.stderr");
         let mut args: Vec<std::ffi::OsString> = extra.iter().map(Into::into).collect();

@@ -227,6 +227,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         workspaces: Default::default(),
         next_hold_id: 0,
         stop_requested: None,
+        audit_down: None,
         cgroup2_mount: cgroup2.mount.clone(),
         policy,
     };
@@ -274,9 +275,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 for bytes in batch {
                     daemon.handle_event(&bytes);
                 }
-                if let Err(err) = daemon.sink.flush() {
-                    log::error!("flushing the audit stream: {err}");
-                }
+                daemon.flush_audit();
             }
             _ = tick.tick() => {
                 daemon.expire_holds();
@@ -284,9 +283,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
                         Some(call) = calls.recv() => {
                 daemon.control(call);
-                if let Err(err) = daemon.sink.flush() {
-                    log::error!("flushing the audit stream: {err}");
-                }
+                daemon.flush_audit();
                 if daemon.stop_requested.is_some() {
                     break "guard stop";
                 }
@@ -306,9 +303,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         // Whatever the step wrote (holds timing out, reload results) reaches readers now.
-        if let Err(err) = daemon.sink.flush() {
-            log::error!("flushing the audit stream: {err}");
-        }
+        daemon.flush_audit();
     };
 
     // Drain what the kernel already queued, then detach everything by dropping the kernel side.
@@ -324,6 +319,14 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     server_task.abort();
     daemon.abandon_holds();
+    // Stopping with the audit file still unwritable: what is kept in memory is lost (said on
+    // stderr), and the sessions must not stay frozen without a daemon to thaw them.
+    if let Some(down) = daemon.audit_down.take() {
+        log::error!("stopping with {} audit records unwritten ({})", down.backlog.len(), down.error);
+        for root in &down.frozen {
+            let _ = crate::audit_down::set_frozen(root, false);
+        }
+    }
     let keep_pins = daemon.stop_requested == Some(true);
     let Daemon { kernel, mut recorder, mut sink, .. } = daemon;
     drop(ring);

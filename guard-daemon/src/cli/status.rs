@@ -89,6 +89,9 @@ fn render(report: &StatusReport) -> String {
     let _ = writeln!(out, "mode:        {mode}");
     let _ = writeln!(out, "policy:      {}", report.policy_source);
     let _ = writeln!(out, "audit:       {}", report.audit_path);
+    if let Some(down) = &report.audit_unwritable {
+        let _ = writeln!(out, "             UNWRITABLE {down}");
+    }
     let _ = writeln!(out, "ring buffer: {}", bytes(report.ringbuf_bytes));
 
     let _ = writeln!(out, "\nhooks:");

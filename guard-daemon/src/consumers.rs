@@ -30,13 +30,17 @@ pub const CONSUMER_DIRS: &[&str] = &[
     "/bin",
     "/usr/lib/git-core",
     "/usr/libexec/git-core",
+    "/usr/local/libexec/git-core",
     "/usr/libexec/docker/cli-plugins",
     "/usr/lib/docker/cli-plugins",
     "/usr/local/lib/docker/cli-plugins",
     "/usr/local/libexec/docker/cli-plugins",
-    "/usr/lib/postgresql/bin",
     "/snap/bin",
 ];
+
+/// Versioned directories (`/usr/lib/postgresql/15/bin`: Debian's `psql` on PATH is a wrapper
+/// script that runs the binary from there).
+const VERSIONED_DIRS: &[(&str, &str)] = &[("/usr/lib/postgresql", "bin")];
 
 /// Bytes read from a candidate to tell a script from an ELF binary.
 const HEAD_BYTES: u64 = 64 * 1024;
@@ -71,7 +75,15 @@ fn candidates(name: &str) -> Vec<PathBuf> {
     if name.starts_with('/') {
         return vec![PathBuf::from(name)];
     }
-    CONSUMER_DIRS.iter().map(|dir| Path::new(dir).join(name)).collect()
+    let versioned = VERSIONED_DIRS.iter().flat_map(|(parent, below)| {
+        std::fs::read_dir(parent)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(move |entry| entry.path().join(below))
+            .collect::<Vec<_>>()
+    });
+    CONSUMER_DIRS.iter().map(PathBuf::from).chain(versioned).map(|dir| dir.join(name)).collect()
 }
 
 /// Root-owned, and no group or other user can write it.

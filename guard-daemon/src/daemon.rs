@@ -122,7 +122,7 @@ struct HeldMachine {
 
 impl HeldMachine {
     /// A path as the held process would resolve it (relative to its working directory).
-    fn from_its_cwd(&self, path: &str) -> PathBuf {
+    fn resolve_from_cwd(&self, path: &str) -> PathBuf {
         if path.starts_with('/') {
             PathBuf::from(path)
         } else {
@@ -135,7 +135,7 @@ impl guard_engine::consumer::Resolver for HeldMachine {
     /// The file a held interpreter's script argument names: identity and the real file's
     /// name (what the interpreter will open).
     fn script(&self, argument: &str) -> Option<(guard_common::DevIno, String)> {
-        let real = std::fs::canonicalize(self.from_its_cwd(argument)).ok()?;
+        let real = std::fs::canonicalize(self.resolve_from_cwd(argument)).ok()?;
         let meta = std::fs::metadata(&real).ok()?;
         Some((crate::scan::identity(&meta), real.file_name()?.to_str()?.to_string()))
     }
@@ -144,7 +144,7 @@ impl guard_engine::consumer::Resolver for HeldMachine {
     /// (a sticky parent such as /tmp only lets the owner replace its entries).
     fn trusted_library_dir(&self, dir: &str) -> bool {
         use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-        let Ok(real) = std::fs::canonicalize(self.from_its_cwd(dir)) else { return false };
+        let Ok(real) = std::fs::canonicalize(self.resolve_from_cwd(dir)) else { return false };
         real.ancestors().all(|path| {
             std::fs::metadata(path).is_ok_and(|meta| {
                 let mode = meta.permissions().mode();
@@ -859,7 +859,7 @@ impl Daemon {
 
     /// Was this signal sent by a session process? The kernel notes session senders before the
     /// signal leaves; a sender that is already gone is placed by its cgroup otherwise.
-    pub fn from_session(&mut self, pid: u32) -> bool {
+    pub fn sent_by_session(&mut self, pid: u32) -> bool {
         if self.kernel.signalled_by_session(pid) {
             return true;
         }

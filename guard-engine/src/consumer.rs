@@ -213,9 +213,18 @@ impl ConsumerTable {
     fn judge_binary(&self, entries: &[BinaryEntry], facts: &ExecFacts<'_>, resolver: &dyn Resolver) -> Judgement {
         let first = &entries[0];
         let argv0 = facts.argv.first().map_or("", |arg| basename(arg));
-        // A multi-call binary (git-credential-store is git) acts as what argv[0] names.
+        // A multi-call binary (git-credential-store is git) acts as what argv[0] names, or,
+        // in its undashed form, as `git credential-store` (what git itself runs): the
+        // subcommand right after argv[0], no option before it.
+        let undashed = |name: &str| {
+            facts.argv.get(1).is_some_and(|sub| {
+                name.strip_prefix(argv0).and_then(|rest| rest.strip_prefix('-')) == Some(sub.as_str())
+            })
+        };
         let Some(entry) = entries.iter().find(|entry| {
-            argv0 == entry.file_name || self.consumer(entry.consumer).is_some_and(|info| basename(&info.name) == argv0)
+            argv0 == entry.file_name
+                || undashed(&entry.file_name)
+                || self.consumer(entry.consumer).is_some_and(|info| basename(&info.name) == argv0)
         }) else {
             return Judgement::Refused {
                 consumer: self.name_of(first.consumer),
@@ -430,6 +439,14 @@ mod tests {
     fn a_multi_call_binary_is_what_argv0_names() {
         let table = table();
         assert!(matches!(judge(&table, GIT, &["git-credential-store", "get"], &[], None), Judgement::Consumer { .. }));
+        // What git runs for its credential helper: `git credential-store get`.
+        assert!(matches!(
+            judge(&table, GIT, &["git", "credential-store", "get"], &[], None),
+            Judgement::Consumer { .. }
+        ));
+        // An option before the subcommand could reconfigure it: not the helper.
+        let judged = judge(&table, GIT, &["git", "-c", "x=y", "credential-store", "get"], &[], None);
+        assert!(matches!(judged, Judgement::Refused { .. }), "{judged:?}");
         let judged =
             judge(&table, GIT, &["git", "diff", "--no-index", "/root/.git-credentials", "/dev/null"], &[], None);
         assert!(matches!(&judged, Judgement::Refused { why, .. } if why.contains("argv[0] `git`")), "{judged:?}");

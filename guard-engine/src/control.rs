@@ -256,6 +256,7 @@ mod tests {
             counters: Counters { events: 10, dropped: 1, exec: 2, ..Default::default() },
             ringbuf_bytes: 1 << 20,
             audit_path: "/var/log/guard/audit.jsonl".into(),
+            audit_unwritable: None,
         }
     }
 

@@ -293,7 +293,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 let sender = origin.process.map(|process| process.pid as u32);
                 match sender {
                     // A session cannot stop or reload guard.
-                    Some(pid) if daemon.from_session(pid) => daemon.signal_ignored(origin.signal, pid),
+                    Some(pid) if daemon.sent_by_session(pid) => daemon.signal_ignored(origin.signal, pid),
                     _ => match origin.signal {
                         SIGHUP => daemon.reload(false),
                         SIGINT => break "SIGINT",

@@ -214,6 +214,7 @@ mod tests {
             counters: Counters { events: 100, dropped: 2, exec: 5, denied: 1, ..Default::default() },
             ringbuf_bytes: 1 << 20,
             audit_path: "/var/log/guard/audit.jsonl".into(),
+            audit_unwritable: None,
         };
         let text = render(&report);
         assert!(text.contains("guard 0.1.0 (pid 99, up 1h 02m)"), "{text}");

@@ -5,6 +5,7 @@
 mod audit_sink;
 mod cgroup;
 mod cli;
+mod confine;
 mod consumers;
 mod control;
 mod daemon;

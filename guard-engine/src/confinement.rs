@@ -233,7 +233,10 @@ mod tests {
             }),
             seccomp: vec!["bpf".into(); 18],
         };
-        assert_eq!(applied.summary(), "landlock ABI 7 (write roots enforced: 2 dirs; signals scoped), seccomp: 18 syscalls");
+        assert_eq!(
+            applied.summary(),
+            "landlock ABI 7 (write roots enforced: 2 dirs; signals scoped), seccomp: 18 syscalls"
+        );
         let json = serde_json::to_string(&applied).unwrap();
         assert_eq!(serde_json::from_str::<AppliedConfinement>(&json).unwrap(), applied);
         let fallback = AppliedConfinement { source: "default policy".into(), ..Default::default() };

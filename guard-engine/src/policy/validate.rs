@@ -16,7 +16,8 @@ use super::names::NamePattern;
 use super::network::{AllowTarget, build_lpm_tables, largest_merged_port_count, parse_allow_entry};
 use super::paths::{GLOB_META, RootPath, normalize_absolute, normalize_relative};
 use super::raw::{
-    RawConfinement, RawCredentialRule, RawDestructive, RawDestructiveRule, RawFileScope, RawNetworkScope, RawPolicy, SpannedList,
+    RawConfinement, RawCredentialRule, RawDestructive, RawDestructiveRule, RawFileScope, RawNetworkScope, RawPolicy,
+    SpannedList,
 };
 use crate::audit::Severity;
 use crate::confinement::{ConfinementSettings, SyscallGroup};

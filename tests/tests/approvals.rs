@@ -58,7 +58,9 @@ fn wait_pending(guard: &Guard, what: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let list = pending(guard);
-        if let Some(hold) = list.into_iter().find(|h| h["argv"].as_array().is_some_and(|a| a.iter().any(|v| v.as_str().is_some_and(|s| s.contains(what))))) {
+        if let Some(hold) = list.into_iter().find(|h| {
+            h["argv"].as_array().is_some_and(|a| a.iter().any(|v| v.as_str().is_some_and(|s| s.contains(what))))
+        }) {
             return hold;
         }
         assert!(Instant::now() < deadline, "no pending hold for {what}; stream:\n{}", guard.dump());
@@ -67,14 +69,20 @@ fn wait_pending(guard: &Guard, what: &str) -> Value {
 }
 
 fn decide(guard: &Guard, verb: &str, id: u64) -> std::process::Output {
-    Command::new(guard_tests::guard_bin()).args([verb, &id.to_string(), "--socket"]).arg(&guard.socket).output().unwrap()
+    Command::new(guard_tests::guard_bin())
+        .args([verb, &id.to_string(), "--socket"])
+        .arg(&guard.socket)
+        .output()
+        .unwrap()
 }
 
 fn touch_credential(guard: &Guard, ws: &Workspace, session: &str) {
     let out = launch_in(guard, ws, session, &["cat", ".env"]).stdout(Stdio::piped()).output().unwrap();
     assert!(out.status.success(), "monitored read must succeed");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n");
-    guard.wait_for("monitored .env read", |r| r["event"] == "open" && r["verdict"] == "audit" && r["detector"] == "credential");
+    guard.wait_for("monitored .env read", |r| {
+        r["event"] == "open" && r["verdict"] == "audit" && r["detector"] == "credential"
+    });
 }
 
 #[test]
@@ -90,7 +98,9 @@ fn monitor_rule_runs_before_a_credential_touch_and_is_held_after() {
     let status = launch_in(&guard, &ws, "esc", &["psql", "-c", "DROP TABLE before"]).status().unwrap();
     assert!(status.success());
     assert!(ws.ran("psql").contains("DROP TABLE before"));
-    guard.wait_for("monitor verdict", |r| r["event"] == "exec" && r["verdict"] == "audit" && r["rule"] == "sql-destructive");
+    guard.wait_for("monitor verdict", |r| {
+        r["event"] == "exec" && r["verdict"] == "audit" && r["rule"] == "sql-destructive"
+    });
 
     touch_credential(&guard, &ws, "esc");
 
@@ -105,7 +115,9 @@ fn monitor_rule_runs_before_a_credential_touch_and_is_held_after() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(child.wait().unwrap().success());
     assert!(ws.ran("psql").contains("DROP TABLE approved"));
-    guard.wait_for("approve record", |r| r["event"] == "approve" && r["verdict"] == "allow" && r["hold_id"] == hold["id"]);
+    guard.wait_for("approve record", |r| {
+        r["event"] == "approve" && r["verdict"] == "allow" && r["hold_id"] == hold["id"]
+    });
     assert!(pending(&guard).is_empty());
 }
 

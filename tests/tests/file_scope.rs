@@ -43,7 +43,9 @@ fn writes_and_reads_outside_the_roots_are_killed_inside_are_not() {
     let out = run(&["sh", "-c", &format!("echo overwritten >> {target}")]);
     assert!(!out.status.success());
     assert_eq!(std::fs::read_to_string(&outside_file).unwrap(), "precious\n");
-    let rec = guard.wait_for("write outside scope", |r| r["detector"] == "scope_file" && r["verdict"] == "kill" && r["path"] == target.as_str());
+    let rec = guard.wait_for("write outside scope", |r| {
+        r["detector"] == "scope_file" && r["verdict"] == "kill" && r["path"] == target.as_str()
+    });
     assert!(rec["flags"].as_array().unwrap().iter().any(|f| f == "O_WRONLY" || f == "O_RDWR"));
 
     // Reading outside the read allow-list: killed, the data never printed.
@@ -51,7 +53,10 @@ fn writes_and_reads_outside_the_roots_are_killed_inside_are_not() {
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains("precious"));
     guard.wait_for("read outside scope", |r| {
-        r["detector"] == "scope_file" && r["verdict"] == "kill" && r["path"] == target.as_str() && r["flags"][0] == "O_RDONLY"
+        r["detector"] == "scope_file"
+            && r["verdict"] == "kill"
+            && r["path"] == target.as_str()
+            && r["flags"][0] == "O_RDONLY"
     });
 
     // Outside every session nothing changes.

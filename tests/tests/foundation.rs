@@ -142,9 +142,12 @@ fn descendants_double_forks_and_nested_cgroups_stay_in_the_session() {
     );
     let out = guard.launch("deep", &["sh", "-c", &script]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let a = guard.wait_for("open by the double-forked grandchild", |r| r["event"] == "open" && r["path"] == file_a.to_str().unwrap());
+    let a = guard.wait_for("open by the double-forked grandchild", |r| {
+        r["event"] == "open" && r["path"] == file_a.to_str().unwrap()
+    });
     assert_eq!(a["session"], "deep");
-    let b = guard.wait_for("open from a nested cgroup", |r| r["event"] == "open" && r["path"] == file_b.to_str().unwrap());
+    let b =
+        guard.wait_for("open from a nested cgroup", |r| r["event"] == "open" && r["path"] == file_b.to_str().unwrap());
     assert_eq!(b["session"], "deep");
     assert_ne!(b["cgroup_id"], a["cgroup_id"], "nested cgroup should have its own id");
     let fork = guard.wait_for("fork record", |r| r["event"] == "fork" && r["session"] == "deep");
@@ -163,7 +166,12 @@ fn status_reports_tier_sessions_and_counters() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let status = loop {
         let status = guard.status();
-        let procs = status["sessions"].as_array().unwrap().iter().find(|s| s["name"] == "stat").map(|s| s["processes"].as_u64().unwrap());
+        let procs = status["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "stat")
+            .map(|s| s["processes"].as_u64().unwrap());
         if procs == Some(1) || std::time::Instant::now() > deadline {
             break status;
         }

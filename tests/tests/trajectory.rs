@@ -2,7 +2,6 @@
 //! processes of one session, and a secret followed from the file it was read from to the
 //! command that used it (host tier).
 
-
 use guard_tests::{Guard, Workspace, can_run};
 
 const TOKEN: &str = "rw_9f8e7d6c5b4a39281706f5e4d3c2b1a0";
@@ -63,7 +62,11 @@ fn incident_chain_across_three_processes_lists_every_seq() {
     let out = launch(
         &ws,
         &guard,
-        &["python3", "-c", "import socket\ntry:\n socket.create_connection(('127.0.0.3', 9), timeout=2)\nexcept PermissionError:\n print('EPERM')"],
+        &[
+            "python3",
+            "-c",
+            "import socket\ntry:\n socket.create_connection(('127.0.0.3', 9), timeout=2)\nexcept PermissionError:\n print('EPERM')",
+        ],
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "EPERM", "{out:?}");
     let scope = guard.wait_for("out-of-scope connect", |r| r["detector"] == "scope_network" && r["verdict"] == "deny");
@@ -75,23 +78,32 @@ fn incident_chain_across_three_processes_lists_every_seq() {
     let destructive = guard.wait_for("destructive hold", |r| r["detector"] == "destructive" && r["verdict"] == "hold");
 
     let pids: Vec<u64> = [&cred, &scope, &destructive].iter().map(|r| r["pid"].as_u64().unwrap()).collect();
-    assert!(pids[0] != pids[1] && pids[1] != pids[2] && pids[0] != pids[2], "stages should come from three processes: {pids:?}");
-    let complete = guard.wait_for("complete chain record", |r| r["event"] == "chain" && r["details"]["complete"] == true);
+    assert!(
+        pids[0] != pids[1] && pids[1] != pids[2] && pids[0] != pids[2],
+        "stages should come from three processes: {pids:?}"
+    );
+    let complete =
+        guard.wait_for("complete chain record", |r| r["event"] == "chain" && r["details"]["complete"] == true);
     assert_eq!(complete["rule"], "incident");
     assert_eq!(complete["session"], "incident");
     assert_eq!(complete["severity"], "critical");
     let stages = complete["details"]["stages"].as_array().unwrap();
     let seqs: Vec<u64> = stages.iter().map(|s| s["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, vec![cred["seq"].as_u64().unwrap(), scope["seq"].as_u64().unwrap(), destructive["seq"].as_u64().unwrap()]);
+    assert_eq!(
+        seqs,
+        vec![cred["seq"].as_u64().unwrap(), scope["seq"].as_u64().unwrap(), destructive["seq"].as_u64().unwrap()]
+    );
     let names: Vec<&str> = stages.iter().map(|s| s["stage"].as_str().unwrap()).collect();
     assert_eq!(names, ["credential_discovery", "out_of_scope_use", "destructive_action"]);
     // Each stage was announced as it was reached.
-    let partial = guard.records().into_iter().filter(|r| r["event"] == "chain" && r["details"]["complete"] == false).count();
+    let partial =
+        guard.records().into_iter().filter(|r| r["event"] == "chain" && r["details"]["complete"] == false).count();
     assert_eq!(partial, 2, "one chain record per stage before completion");
     // `guard status` says what the trajectory knows about the session (refreshed each second).
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let status = guard.status();
-    let session = status["sessions"].as_array().unwrap().iter().find(|s| s["name"] == "incident").expect("session listed");
+    let session =
+        status["sessions"].as_array().unwrap().iter().find(|s| s["name"] == "incident").expect("session listed");
     let text = session["trajectory"].as_str().unwrap_or_default();
     assert!(text.contains("touched a credential") && text.contains("chain incident completed"), "{session}");
 }
@@ -119,7 +131,8 @@ fn provenance_follows_a_token_from_the_file_to_curl_and_redacts_it() {
     // The token's argv slot (a `#!` script's argv starts with its interpreter) holds only the
     // redacted form.
     let slot = used["details"]["where"].as_str().unwrap();
-    let index: usize = slot.trim_start_matches("argv[").trim_end_matches(']').parse().unwrap_or_else(|_| panic!("{used}"));
+    let index: usize =
+        slot.trim_start_matches("argv[").trim_end_matches(']').parse().unwrap_or_else(|_| panic!("{used}"));
     let arg = used["argv"][index].as_str().unwrap();
     assert!(arg.starts_with("Authorization: Bearer [REDACTED"), "{used}");
 
@@ -152,7 +165,9 @@ fn policy_escalations_hold_every_exec_and_freeze_the_session() {
     // Thaw it (an operator's decision): even a harmless exec now waits for a person.
     std::fs::write(session_dir.join("cgroup.freeze"), "0").unwrap();
     let mut child = ws.launch_cmd(&guard, "incident", &["true"]).spawn().unwrap();
-    let held = guard.wait_for("hold of a harmless exec", |r| r["event"] == "exec" && r["verdict"] == "hold" && r["rule"] == "escalation.freeze");
+    let held = guard.wait_for("hold of a harmless exec", |r| {
+        r["event"] == "exec" && r["verdict"] == "hold" && r["rule"] == "escalation.freeze"
+    });
     let id = held["hold_id"].as_u64().unwrap();
     let out = std::process::Command::new(guard_tests::guard_bin())
         .args(["approve", &id.to_string(), "--socket"])

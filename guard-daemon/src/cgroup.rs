@@ -19,7 +19,7 @@ use std::{
 };
 
 use guard_common::MAX_CGROUP_DEPTH;
-use guard_engine::control::SessionStatus;
+use guard_engine::{confinement::AppliedConfinement, control::SessionStatus};
 
 use crate::sys::Sys;
 
@@ -204,6 +204,25 @@ pub fn workspace(sys: &dyn Sys, session: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(text))
 }
 
+/// Extended attribute on a session cgroup with what its latest `guard launch` applied (JSON,
+/// [`AppliedConfinement`]). Informational: the kernel enforces the domain and the filter
+/// whatever this says.
+pub const CONFINEMENT_XATTR: &str = "trusted.guard.confinement";
+
+/// Record what a launch applied. Every launch writes it (the latest launch is what a person
+/// asking about the session wants to know).
+pub fn record_confinement(sys: &dyn Sys, session: &Path, applied: &AppliedConfinement) -> Result<(), CgroupError> {
+    // Serialising plain strings, bools and numbers cannot fail.
+    let json = serde_json::to_vec(applied).unwrap_or_default();
+    sys.set_xattr(session, CONFINEMENT_XATTR, &json).map_err(|err| CgroupError::io("setxattr", session, err))
+}
+
+/// What the latest `guard launch` into the session applied, if it recorded it.
+pub fn confinement(sys: &dyn Sys, session: &Path) -> Option<AppliedConfinement> {
+    let raw = sys.get_xattr(session, CONFINEMENT_XATTR).ok()??;
+    serde_json::from_slice(&raw).ok()
+}
+
 /// Checks a session name: 1-64 bytes of `[A-Za-z0-9._-]`, no leading dot (so no `.`, `..` or
 /// hidden names), hence no `/`.
 pub fn validate_session_name(name: &str) -> Result<(), CgroupError> {
@@ -354,6 +373,7 @@ impl Session {
             cgroup_id: self.id,
             processes: self.processes,
             trajectory: None,
+            confinement: None,
         }
     }
 }

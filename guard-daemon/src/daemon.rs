@@ -712,7 +712,15 @@ impl Daemon {
                     .push_str(&format!("; its workspace could not be read ({err}): writes stay recorded, not killed")),
             }
         }
+        // What `guard launch` applied (written before the session's first event): the
+        // session's own boundary, or null for cgroups guard adopted without launching them.
+        let confinement = found.as_ref().and_then(|s| cgroup::confinement(&RealSys, &s.path));
+        match &confinement {
+            Some(applied) => reason.push_str(&format!("; confined: {}", applied.summary())),
+            None => reason.push_str("; no confinement recorded (not started by `guard launch`)"),
+        }
         let mut record = self.recorder.daemon_record("session", now_unix_ns(), reason);
+        record.details = Some(serde_json::json!({ "confinement": confinement }));
         record.session = session;
         record.cgroup_id = Some(event.head.session_id);
         record.pid = Some(event.head.tgid);
@@ -851,6 +859,9 @@ impl Daemon {
                 } else {
                     "guard stops; programs detached".to_string()
                 })
+            }
+            Request::Confinement { cwd } => {
+                Response::confinement(self.policy.compiled.session_confinement(cwd.as_deref(), self.enforce))
             }
         };
         // The client may have given up; nothing to do then.
@@ -1006,7 +1017,11 @@ impl Daemon {
             let (index, rule) = new_rules.iter().enumerate().find(|(_, r)| &r.id == id)?;
             Some(guard_common::RuleRef { rule: index as u32, mode: rule.mode.kernel_value(), ..old })
         };
-        let applied = self.kernel.write_policy(&policy.maps, remap).and_then(|()| self.kernel.set_config(&config));
+        let applied = self
+            .kernel
+            .write_policy(&policy.maps, remap)
+            .and_then(|()| self.kernel.set_seccomp_kill(&policy.compiled.confinement.seccomp_syscalls()))
+            .and_then(|()| self.kernel.set_config(&config));
         if let Err(err) = applied {
             let record = self.recorder.daemon_record(
                 &format!("policy_{what}_failed"),
@@ -1064,6 +1079,7 @@ impl Daemon {
                 .map(|list| list.iter().map(|s| s.to_status()).collect())
                 .unwrap_or_default();
         for session in &mut sessions {
+            session.confinement = cgroup::confinement(&RealSys, std::path::Path::new(&session.path));
             let used = self.consumer_use.get(&session.cgroup_id);
             session.trajectory = self
                 .trajectory

@@ -6,6 +6,7 @@ mod audit_down;
 mod audit_sink;
 mod cgroup;
 mod cli;
+mod confine;
 mod consumers;
 mod control;
 mod daemon;

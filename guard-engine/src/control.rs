@@ -9,11 +9,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::confinement::{AppliedConfinement, Confinement};
+
 /// Longest request line the daemon accepts, newline excluded.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
 
 /// One request. Tagged by `cmd`: `{"cmd":"status"}`, `{"cmd":"pending"}`,
-/// `{"cmd":"approve","id":N}`, `{"cmd":"deny","id":N}`.
+/// `{"cmd":"approve","id":N}`, `{"cmd":"deny","id":N}`, `{"cmd":"confinement","cwd":"/path"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
@@ -30,6 +32,12 @@ pub enum Request {
     Stop {
         #[serde(default)]
         keep_pins: bool,
+    },
+    /// The confinement `guard launch` applies to a new session started in `cwd` (its `$CWD`
+    /// write root). Reveals only policy: anyone who may use the socket may ask.
+    Confinement {
+        #[serde(default)]
+        cwd: Option<String>,
     },
 }
 
@@ -86,6 +94,9 @@ pub struct Response {
     /// What a decision did (approve/deny).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The answer to `confinement`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confinement: Option<Confinement>,
 }
 
 /// A command held before its first instruction, waiting for a person.
@@ -120,6 +131,10 @@ impl Response {
 
     pub fn done(message: impl Into<String>) -> Self {
         Self { ok: true, message: Some(message.into()), ..Default::default() }
+    }
+
+    pub fn confinement(confinement: Confinement) -> Self {
+        Self { ok: true, confinement: Some(confinement), ..Default::default() }
     }
 
     pub fn error(message: impl Into<String>) -> Self {
@@ -209,6 +224,10 @@ pub struct SessionStatus {
     /// What the trajectory knows (credential touched and escalated, chains in progress).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trajectory: Option<String>,
+    /// What the session's latest `guard launch` applied (`None`: not launched by guard, e.g.
+    /// an adopted cgroup, or launched by an older guard).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confinement: Option<AppliedConfinement>,
 }
 
 /// Event counters since the daemon started.
@@ -252,6 +271,7 @@ mod tests {
                 cgroup_id: 1234,
                 processes: 3,
                 trajectory: None,
+                confinement: Some(AppliedConfinement::unconfined()),
             }],
             counters: Counters { events: 10, dropped: 1, exec: 2, ..Default::default() },
             ringbuf_bytes: 1 << 20,
@@ -265,6 +285,26 @@ mod tests {
         assert_eq!(Request::Status.to_line(), r#"{"cmd":"status"}"#);
         assert_eq!(Request::parse_line(b"{\"cmd\":\"status\"}\n").unwrap(), Request::Status);
         assert_eq!(Request::parse_line(b" { \"cmd\" : \"status\" }\r\n").unwrap(), Request::Status);
+    }
+
+    #[test]
+    fn confinement_request_and_reply() {
+        let request = Request::Confinement { cwd: Some("/work/repo".into()) };
+        assert_eq!(request.to_line(), r#"{"cmd":"confinement","cwd":"/work/repo"}"#);
+        assert_eq!(Request::parse_line(request.to_line().as_bytes()).unwrap(), request);
+        assert_eq!(Request::parse_line(br#"{"cmd":"confinement"}"#).unwrap(), Request::Confinement { cwd: None });
+        let reply = Response::confinement(Confinement {
+            landlock: true,
+            write_roots: Some(vec!["/tmp".into()]),
+            seccomp_deny: vec!["bpf".into()],
+        });
+        let line = reply.to_line();
+        assert_eq!(Response::parse_line(&line).unwrap(), reply);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["confinement"]["write_roots"][0], "/tmp");
+        // Not confined by files: write_roots is null, the rest still there.
+        let reply = Response::parse_line(r#"{"ok":true,"confinement":{"landlock":true,"seccomp_deny":[]}}"#).unwrap();
+        assert_eq!(reply.confinement.unwrap().write_roots, None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! covers on any machine.
 
 pub mod audit;
+pub mod confinement;
 pub mod consumer;
 pub mod control;
 pub mod destructive;

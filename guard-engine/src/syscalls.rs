@@ -69,27 +69,11 @@ pub const FILE_CHANGES: &[&str] = &[
 /// Signals and ptrace, refused (EPERM) outside a session's Landlock domain.
 pub const SIGNALS: &[&str] = &["kill", "tkill", "tgkill", "ptrace"];
 
-/// The calls `guard launch`'s seccomp filter refuses by default (the policy may relax it).
-pub const SECCOMP_DEFAULT_DENY: &[&str] = &[
-    "bpf",
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
-    "perf_event_open",
-    "kexec_load",
-    "kexec_file_load",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "userfaultfd",
-    "fsopen",
-    "fsconfig",
-    "fsmount",
-    "fspick",
-    "move_mount",
-    "open_tree",
-    "mount_setattr",
-];
+/// Every call a seccomp group can refuse (`crate::confinement::SyscallGroup`): their exits
+/// are watched, and their entries too (a session process reaching one has no filter).
+pub fn seccomp_listed() -> impl Iterator<Item = &'static str> {
+    crate::confinement::SyscallGroup::ALL.into_iter().flat_map(|group| group.syscalls().iter().copied())
+}
 
 pub fn name(nr: u32) -> Option<&'static str> {
     X86_64.iter().find(|(n, _)| *n == nr).map(|(_, name)| *name)
@@ -105,7 +89,7 @@ mod tests {
 
     #[test]
     fn every_watched_call_has_a_number() {
-        for call in FILE_CHANGES.iter().chain(SIGNALS).chain(SECCOMP_DEFAULT_DENY) {
+        for call in FILE_CHANGES.iter().copied().chain(SIGNALS.iter().copied()).chain(seccomp_listed()) {
             assert!(number(call).is_some(), "{call}");
         }
         assert_eq!(name(321), Some("bpf"));

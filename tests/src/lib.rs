@@ -525,3 +525,66 @@ fn apt_install(package: &str) -> Result<(), String> {
         Err(why) => Err(why),
     }
 }
+
+// ---- Helpers for the confinement tests ------------------------------------------------------
+
+impl Guard {
+    /// `guard launch --socket <this daemon's socket> [EXTRA...] --root ROOT --session NAME --
+    /// ARGS...`: the launcher asks this daemon (not the default socket) for the confinement.
+    pub fn confined_cmd(&self, session: &str, extra: &[&str], args: &[&str]) -> Command {
+        let mut cmd = Command::new(guard_bin());
+        cmd.arg("launch").arg("--socket").arg(&self.socket).args(extra);
+        cmd.arg("--root").arg(&self.root).arg("--session").arg(session).arg("--").args(args);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+}
+
+/// A populated directory outside every default write root (under /var/lib, not /tmp, which
+/// is one), removed on drop.
+pub struct OutsideDir(pub PathBuf);
+
+impl OutsideDir {
+    /// Files `keep-0` .. `keep-2` and `nested/deep/keep`.
+    pub fn new(tag: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = PathBuf::from(format!("/var/lib/guard-test-{}-{n}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        let dir = OutsideDir(path);
+        for file in dir.files() {
+            write_file(&file, "precious\n");
+        }
+        dir
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = (0..3).map(|i| self.0.join(format!("keep-{i}"))).collect();
+        files.push(self.0.join("nested/deep/keep"));
+        files
+    }
+
+    /// Every file is still there with its content.
+    pub fn intact(&self) -> bool {
+        self.files().iter().all(|file| fs::read_to_string(file).is_ok_and(|text| text == "precious\n"))
+    }
+}
+
+impl Drop for OutsideDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// stdout and stderr of a finished command, for messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

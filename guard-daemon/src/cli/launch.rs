@@ -5,6 +5,11 @@
 //! whether or not the daemon is running yet. Exit statuses follow env(1) and timeout(1): the
 //! command's own status (exec), 125 when guard itself fails, 126 when the command cannot be
 //! run, 127 when it is not found.
+//!
+//! Before the exec the launcher confines itself (and so the command and all it starts): it asks
+//! the daemon for the session's rule set (`confinement` control request; the built-in default
+//! policy's when no daemon answers), applies a Landlock domain and a seccomp filter after
+//! joining the cgroup, and records what applied on the cgroup (`trusted.guard.confinement`).
 
 use std::{
     ffi::OsString,
@@ -15,9 +20,15 @@ use std::{
 
 use anyhow::Context;
 use clap::Args;
+use guard_engine::{
+    confinement::{AppliedConfinement, Confinement},
+    control::Request,
+    policy::{CompileContext, default_policy},
+};
 
 use crate::{
     cgroup::{self, Cgroup2},
+    confine, control,
     sys::{RealSys, Sys},
 };
 
@@ -40,13 +51,79 @@ pub struct LaunchArgs {
     /// taken below the cgroup2 mount.
     #[arg(long, value_name = "PATH")]
     pub root: Option<PathBuf>,
+    /// Control socket of the daemon, asked for the session's confinement.
+    #[arg(long, value_name = "PATH", default_value = super::DEFAULT_SOCKET_PATH)]
+    pub socket: PathBuf,
+    /// Apply no Landlock domain and no seccomp filter (benchmark baselines, debugging). The
+    /// session is recorded as unconfined.
+    #[arg(long)]
+    pub unconfined: bool,
     /// The command to run and its arguments (put `--` before it if it has options).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 
 pub fn main(args: LaunchArgs) -> anyhow::Result<ExitCode> {
-    Ok(launch(&RealSys, &args, &mut io::stderr()))
+    Ok(launch(&RealSys, &RealConfiner, &args, &mut io::stderr()))
+}
+
+/// How the launcher gets and applies its confinement; faked in the unit tests (applying it
+/// for real would confine the test process).
+pub trait Confiner {
+    /// The daemon's answer to the `confinement` request.
+    fn ask(&self, socket: &Path, cwd: Option<&Path>) -> anyhow::Result<Confinement>;
+    /// Prepare outside the session (opens the write roots: no session event yet); the returned
+    /// closure applies it after the join.
+    fn prepare(&self, plan: &Confinement, source: &str) -> anyhow::Result<PreparedConfinement>;
+}
+
+/// A prepared confinement: notes for the person, and the step that applies it.
+pub struct PreparedConfinement {
+    pub notes: Vec<String>,
+    pub apply: Box<dyn FnOnce() -> anyhow::Result<AppliedConfinement>>,
+}
+
+pub struct RealConfiner;
+
+impl Confiner for RealConfiner {
+    fn ask(&self, socket: &Path, cwd: Option<&Path>) -> anyhow::Result<Confinement> {
+        let cwd = cwd.map(|dir| dir.display().to_string());
+        let reply = control::request(socket, &Request::Confinement { cwd })?;
+        if !reply.ok {
+            anyhow::bail!("the daemon refused: {}", reply.error.as_deref().unwrap_or("no reason given"));
+        }
+        reply.confinement.context("the daemon's reply has no confinement (an older daemon?)")
+    }
+
+    fn prepare(&self, plan: &Confinement, source: &str) -> anyhow::Result<PreparedConfinement> {
+        let prepared = confine::prepare(plan, source)?;
+        let notes = prepared.notes.clone();
+        Ok(PreparedConfinement { notes, apply: Box::new(move || prepared.apply()) })
+    }
+}
+
+/// The rule set to apply: the daemon's, else the built-in default policy's (with a warning):
+/// a launcher that cannot reach the daemon still confines, it never runs the command bare.
+fn plan(
+    confiner: &dyn Confiner,
+    sys: &dyn Sys,
+    args: &LaunchArgs,
+    stderr: &mut dyn io::Write,
+) -> (Confinement, &'static str) {
+    let cwd = sys.current_dir().ok();
+    match confiner.ask(&args.socket, cwd.as_deref()) {
+        Ok(plan) => (plan, "daemon"),
+        Err(err) => {
+            let _ = writeln!(
+                stderr,
+                "guard launch: warning: no confinement from the daemon ({err:#}); applying the built-in default policy's"
+            );
+            // The default policy monitors files, so no home expansion is needed for its roots.
+            let compiled = default_policy().compile(&CompileContext::default());
+            let cwd = cwd.map(|dir| dir.display().to_string());
+            (compiled.session_confinement(cwd.as_deref(), true), "default policy")
+        }
+    }
 }
 
 /// Where the launcher put itself.
@@ -58,8 +135,16 @@ struct Placed {
     created: bool,
 }
 
-/// Everything up to the exec: find cgroup2, create the root and session, join it.
-fn place(sys: &dyn Sys, args: &LaunchArgs) -> anyhow::Result<Placed> {
+/// The session cgroup, created or found, not joined yet.
+struct Target {
+    name: String,
+    path: PathBuf,
+    created: bool,
+}
+
+/// Find cgroup2, create the root and the session, record the workspace: all from outside the
+/// session, so none of it is a session event.
+fn target(sys: &dyn Sys, args: &LaunchArgs) -> anyhow::Result<Target> {
     // Validate the name before touching the system.
     if let Some(name) = &args.session {
         cgroup::validate_session_name(name)?;
@@ -88,7 +173,13 @@ fn place(sys: &dyn Sys, args: &LaunchArgs) -> anyhow::Result<Placed> {
     {
         log::debug!("recording the workspace of session {name}: {err}");
     }
-    cgroup::join(sys, &path, pid).with_context(|| format!("joining session {name}"))?;
+    Ok(Target { name, path, created })
+}
+
+/// Move the launcher into the session.
+fn join(sys: &dyn Sys, target: Target) -> anyhow::Result<Placed> {
+    let Target { name, path, created } = target;
+    cgroup::join(sys, &path, sys.getpid()).with_context(|| format!("joining session {name}"))?;
     let id = cgroup::cgroup_id(sys, &path)?;
     Ok(Placed { name, path, id, created })
 }
@@ -97,8 +188,8 @@ fn display_command(program: &OsString) -> String {
     Path::new(program).display().to_string()
 }
 
-/// Places the process and execs the command; returns only when that fails.
-fn launch(sys: &dyn Sys, args: &LaunchArgs, stderr: &mut dyn io::Write) -> ExitCode {
+/// Places the process, confines it and execs the command; returns only when that fails.
+fn launch(sys: &dyn Sys, confiner: &dyn Confiner, args: &LaunchArgs, stderr: &mut dyn io::Write) -> ExitCode {
     // clap requires a command, but the library path must not trust that.
     let Some((program, rest)) = args.command.split_first() else {
         let _ =
@@ -109,7 +200,33 @@ fn launch(sys: &dyn Sys, args: &LaunchArgs, stderr: &mut dyn io::Write) -> ExitC
         let _ = writeln!(stderr, "guard launch: empty command name");
         return ExitCode::from(EXIT_GUARD_FAILED);
     }
-    let placed = match place(sys, args) {
+    let target = match target(sys, args) {
+        Ok(target) => target,
+        Err(err) => {
+            let _ = writeln!(stderr, "guard launch: {err:#}");
+            return ExitCode::from(EXIT_GUARD_FAILED);
+        }
+    };
+    // Everything that opens files or sockets happens before the join, so the daemon's first
+    // sight of the session already finds the confinement recorded.
+    let prepared = if args.unconfined {
+        None
+    } else {
+        let (plan, source) = plan(confiner, sys, args, stderr);
+        match confiner.prepare(&plan, source) {
+            Ok(prepared) => {
+                for note in &prepared.notes {
+                    let _ = writeln!(stderr, "guard launch: note: {note}");
+                }
+                Some(prepared)
+            }
+            Err(err) => {
+                let _ = writeln!(stderr, "guard launch: preparing the confinement: {err:#}");
+                return ExitCode::from(EXIT_GUARD_FAILED);
+            }
+        }
+    };
+    let placed = match join(sys, target) {
         Ok(placed) => placed,
         Err(err) => {
             let _ = writeln!(stderr, "guard launch: {err:#}");
@@ -118,6 +235,22 @@ fn launch(sys: &dyn Sys, args: &LaunchArgs, stderr: &mut dyn io::Write) -> ExitC
     };
     let verb = if placed.created { "session" } else { "joined session" };
     let _ = writeln!(stderr, "guard: {verb} {} ({}, cgroup id {})", placed.name, placed.path.display(), placed.id);
+    let applied = match prepared {
+        None => AppliedConfinement::unconfined(),
+        Some(prepared) => match (prepared.apply)() {
+            Ok(applied) => applied,
+            Err(err) => {
+                // Fail closed: the command never runs without the boundary it was promised.
+                let _ = writeln!(stderr, "guard launch: {err:#}; not running the command");
+                return ExitCode::from(EXIT_GUARD_FAILED);
+            }
+        },
+    };
+    // Informational (the kernel enforces whatever this says); best effort like the workspace.
+    if let Err(err) = cgroup::record_confinement(sys, &placed.path, &applied) {
+        log::debug!("recording the confinement of session {}: {err}", placed.name);
+    }
+    let _ = writeln!(stderr, "guard: confined: {}", applied.summary());
 
     let err = sys.exec(program, rest);
     let (code, what) = match err.kind() {
@@ -147,9 +280,43 @@ mod tests {
         }
     }
 
+    /// Records what it was asked to apply; never restricts the test process.
+    #[derive(Default)]
+    struct FakeConfiner {
+        daemon: Option<Confinement>,
+        plans: std::cell::RefCell<Vec<(Confinement, String)>>,
+        fail_apply: bool,
+    }
+
+    impl Confiner for FakeConfiner {
+        fn ask(&self, socket: &Path, _cwd: Option<&Path>) -> anyhow::Result<Confinement> {
+            self.daemon.clone().ok_or_else(|| anyhow::anyhow!("no guard daemon answering on {}", socket.display()))
+        }
+
+        fn prepare(&self, plan: &Confinement, source: &str) -> anyhow::Result<PreparedConfinement> {
+            self.plans.borrow_mut().push((plan.clone(), source.to_string()));
+            let fail = self.fail_apply;
+            let applied = AppliedConfinement {
+                source: source.to_string(),
+                seccomp: plan.seccomp_deny.clone(),
+                ..Default::default()
+            };
+            Ok(PreparedConfinement {
+                notes: vec![],
+                apply: Box::new(
+                    move || if fail { anyhow::bail!("landlock_restrict_self: EPERM") } else { Ok(applied) },
+                ),
+            })
+        }
+    }
+
     fn run(sys: &FakeSys, argv: &[&str]) -> (ExitCode, String) {
+        run_with(sys, &FakeConfiner::default(), argv)
+    }
+
+    fn run_with(sys: &FakeSys, confiner: &FakeConfiner, argv: &[&str]) -> (ExitCode, String) {
         let mut err = Vec::new();
-        let code = launch(sys, &parse(argv), &mut err);
+        let code = launch(sys, confiner, &parse(argv), &mut err);
         (code, String::from_utf8(err).unwrap())
     }
 
@@ -194,6 +361,53 @@ mod tests {
         let (_, err) = run(&sys, &["launch", "-s", "ci", "--root", "/cg/agents/team", "--", "true"]);
         assert!(err.contains("guard: joined session ci"), "{err}");
         assert_eq!(sys.file("/cg/agents/team/ci/cgroup.procs").as_deref(), Some("5\n6\n"));
+    }
+
+    #[test]
+    fn confinement_comes_from_the_daemon_else_the_default_policy() {
+        let sys = FakeSys::with_cgroup2("/cg");
+        sys.set_pid(7);
+        let daemon =
+            Confinement { landlock: true, write_roots: Some(vec!["/tmp".into()]), seccomp_deny: vec!["bpf".into()] };
+        let confiner = FakeConfiner { daemon: Some(daemon.clone()), ..Default::default() };
+        let (_, err) = run_with(&sys, &confiner, &["launch", "-s", "a", "--", "true"]);
+        assert_eq!(confiner.plans.borrow().as_slice(), &[(daemon, "daemon".to_string())]);
+        assert!(err.contains("guard: confined: landlock off, seccomp: 1 syscalls\n"), "{err}");
+        assert!(!err.contains("warning"), "{err}");
+        let recorded = cgroup::confinement(&sys, Path::new("/cg/guard/a")).unwrap();
+        assert_eq!((recorded.source.as_str(), recorded.seccomp.len()), ("daemon", 1));
+
+        // No daemon: the default policy's rule set (signals and seccomp, files not confined).
+        let confiner = FakeConfiner::default();
+        let (_, err) = run_with(&sys, &confiner, &["launch", "-s", "b", "--socket", "/nowhere.sock", "--", "true"]);
+        assert!(
+            err.contains("warning: no confinement from the daemon (no guard daemon answering on /nowhere.sock)"),
+            "{err}"
+        );
+        let plans = confiner.plans.borrow();
+        assert_eq!(plans[0].1, "default policy");
+        assert!(plans[0].0.landlock && plans[0].0.write_roots.is_none() && plans[0].0.seccomp_deny.len() == 18);
+        assert!(err.contains("[default policy]"), "{err}");
+    }
+
+    #[test]
+    fn unconfined_applies_nothing_and_says_so() {
+        let sys = FakeSys::with_cgroup2("/cg");
+        let confiner = FakeConfiner::default();
+        let (_, err) = run_with(&sys, &confiner, &["launch", "-s", "u", "--unconfined", "--", "true"]);
+        assert!(confiner.plans.borrow().is_empty());
+        assert!(err.contains("guard: confined: unconfined (guard launch --unconfined)"), "{err}");
+        assert!(cgroup::confinement(&sys, Path::new("/cg/guard/u")).unwrap().unconfined);
+    }
+
+    #[test]
+    fn a_confinement_that_cannot_be_applied_runs_nothing() {
+        let sys = FakeSys::with_cgroup2("/cg");
+        let confiner = FakeConfiner { fail_apply: true, ..Default::default() };
+        let (code, err) = run_with(&sys, &confiner, &["launch", "-s", "f", "--", "true"]);
+        assert_eq!(code, ExitCode::from(EXIT_GUARD_FAILED));
+        assert!(err.contains("landlock_restrict_self: EPERM; not running the command"), "{err}");
+        assert!(sys.execs().is_empty());
     }
 
     #[test]

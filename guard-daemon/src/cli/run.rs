@@ -160,7 +160,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     kernel.set_config(&config)?;
     kernel.set_roots(&root_ids)?;
     kernel.write_policy(&policy.maps, Some)?;
-    kernel.set_seccomp_kill(guard_engine::syscalls::SECCOMP_DEFAULT_DENY)?;
+    kernel.set_seccomp_kill(&policy.compiled.confinement.seccomp_syscalls())?;
     for (root, id) in &root_paths {
         kernel.attach_cgroup(root, *id)?;
     }

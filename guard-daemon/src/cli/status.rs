@@ -114,6 +114,11 @@ fn render(report: &StatusReport) -> String {
         if let Some(trajectory) = &session.trajectory {
             let _ = writeln!(out, "  {}: {}", super::tail::clean(&session.name), super::tail::clean(trajectory));
         }
+        let confinement = match &session.confinement {
+            Some(applied) => applied.summary(),
+            None => "not confined (not started by `guard launch`)".to_string(),
+        };
+        let _ = writeln!(out, "  {}: {}", super::tail::clean(&session.name), super::tail::clean(&confinement));
     }
 
     let c = &report.counters;
@@ -210,6 +215,7 @@ mod tests {
                 cgroup_id: 4711,
                 processes: 3,
                 trajectory: Some("touched a credential: escalated; chain incident at 2/3".into()),
+                confinement: Some(guard_engine::confinement::AppliedConfinement::unconfined()),
             }],
             counters: Counters { events: 100, dropped: 2, exec: 5, denied: 1, ..Default::default() },
             ringbuf_bytes: 1 << 20,
@@ -223,6 +229,7 @@ mod tests {
         assert!(text.contains("  exec      host  attached  no BPF LSM"), "{text}");
         assert!(text.contains("  connect4  lsm   NOT attached"), "{text}");
         assert!(text.contains("  s-12      3        4711  /cg/guard/s-12"), "{text}");
+        assert!(text.contains("  s-12: unconfined (guard launch --unconfined)"), "{text}");
         assert!(text.contains("events 100  dropped 2"), "{text}");
         assert!(text.contains("warning: 2 events were dropped"), "{text}");
         let quiet = render(&StatusReport::default());

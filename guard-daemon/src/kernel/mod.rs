@@ -221,18 +221,18 @@ impl Kernel {
     /// The syscalls whose refusal by a confinement layer is recorded, and at whose entry a
     /// session process without guard's seccomp filter is killed (see probes/refusal.rs).
     fn attach_watched_syscalls(&mut self) -> anyhow::Result<()> {
-        use guard_engine::syscalls::{FILE_CHANGES, SECCOMP_DEFAULT_DENY, SIGNALS};
+        use guard_engine::syscalls::{FILE_CHANGES, SIGNALS, seccomp_listed};
         let mut missing = Vec::new();
         for (prog_name, phase) in [(programs::ENTER_WATCHED, "enter"), (programs::EXIT_WATCHED, "exit")] {
             let prog: &mut TracePoint = self.program(prog_name)?;
             prog.load().map_err(|err| load_error(&format!("loading {prog_name}"), err))?;
-            for call in FILE_CHANGES.iter().chain(SIGNALS).chain(SECCOMP_DEFAULT_DENY) {
+            for call in FILE_CHANGES.iter().copied().chain(SIGNALS.iter().copied()).chain(seccomp_listed()) {
                 let tracepoint = format!("sys_{phase}_{call}");
                 let prog: &mut TracePoint = self.program(prog_name)?;
                 match prog.attach("syscalls", &tracepoint) {
                     Ok(id) => self.keep_tracepoint(prog_name, &tracepoint, id)?,
                     // kexec and module loading are compiled out of some kernels.
-                    Err(_) if phase == "exit" => missing.push(*call),
+                    Err(_) if phase == "exit" => missing.push(call),
                     Err(_) => {}
                 }
             }
@@ -250,7 +250,7 @@ impl Kernel {
     }
 
     /// Syscalls a session process must not reach unfiltered (the policy's seccomp list).
-    pub fn set_seccomp_kill(&mut self, calls: &[&str]) -> anyhow::Result<()> {
+    pub fn set_seccomp_kill(&mut self, calls: &[String]) -> anyhow::Result<()> {
         let numbers: Vec<(u32, u32)> =
             calls.iter().filter_map(|call| guard_engine::syscalls::number(call)).map(|nr| (nr, 1)).collect();
         let mut map: HashMap<_, u32, u32> = HashMap::try_from(self.map(maps::SECCOMP_KILL)?)?;

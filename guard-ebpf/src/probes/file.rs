@@ -187,6 +187,8 @@ pub struct Access {
 
 const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
+const PIPEFS_MAGIC: u64 = 0x5049_5045;
+const SOCKFS_MAGIC: u64 = 0x534f_434b;
 
 /// Judge an open of `file` by a session process. Shared by the exit tracepoint (host tier)
 /// and the `file_open` LSM hook (lsm tier).
@@ -271,6 +273,10 @@ pub fn judge_open(
             from_inode: protected,
             consumer: u32::MAX,
         });
+    }
+    // A pipe or socket reopened through /dev/stdout or /proc/self/fd/N is no file write.
+    if magic == PIPEFS_MAGIC || magic == SOCKFS_MAGIC {
+        return None;
     }
     let cfg = maps::config()?;
     if cfg.write_scope != 0 && !under_write_root(off, dentry, session.session_id) {

@@ -14,6 +14,7 @@ use super::names::{NamePattern, NameShape};
 use super::network::{AllowTarget, AllowedPorts, LpmTables, NetEntry, build_lpm_tables};
 use super::paths::{GLOB_META, RootPath, join_below, normalize_absolute};
 use crate::audit::Severity;
+use crate::confinement::{Confinement, ConfinementSettings};
 use crate::destructive::{ExecWatch, exec_watch_set};
 
 /// What compilation needs to know about the machine.
@@ -164,6 +165,8 @@ pub struct CompiledPolicy {
     /// Extra escalations for sessions that touched a credential.
     pub escalation: EscalationPolicy,
     pub provenance: ProvenanceSettings,
+    /// What `guard launch` applies to new sessions.
+    pub confinement: ConfinementSettings,
     /// The policy's warnings plus compilation's (e.g. no home directories).
     pub warnings: Vec<String>,
 }
@@ -192,6 +195,33 @@ impl CompiledPolicy {
             lsm: 0,
             read_scope: u32::from(files.is_some_and(|files| files.read_allow.is_some())),
             read_rule: files.map_or(u32::MAX, |files| files.rule),
+        }
+    }
+}
+
+impl CompiledPolicy {
+    /// The confinement for a new session launched from `cwd` (the answer to the control
+    /// request `confinement`). Landlock write roots only when `scope.files` is enforced and
+    /// `enforce` (the daemon's kill switch) is on: a monitored scope must not refuse writes.
+    /// `$CWD` becomes `cwd` (normalised; nothing when no cwd is given).
+    pub fn session_confinement(&self, cwd: Option<&str>, enforce: bool) -> Confinement {
+        let settings = &self.confinement;
+        let write_roots = self.files.as_ref().filter(|files| enforce && files.mode == Mode::Enforce).map(|files| {
+            let mut roots = files.write_roots.clone();
+            if files.write_roots_session_cwd
+                && let Some(cwd) = cwd.filter(|cwd| cwd.starts_with('/'))
+            {
+                let cwd = normalize_absolute(cwd);
+                if !roots.contains(&cwd) {
+                    roots.push(cwd);
+                }
+            }
+            roots
+        });
+        Confinement {
+            landlock: settings.landlock,
+            write_roots: if settings.landlock { write_roots } else { None },
+            seccomp_deny: settings.seccomp_syscalls(),
         }
     }
 }
@@ -443,6 +473,7 @@ impl Policy {
             chains: self.chains.clone(),
             escalation: self.escalation,
             provenance: self.provenance,
+            confinement: self.confinement.clone(),
             warnings,
         }
     }

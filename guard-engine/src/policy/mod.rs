@@ -57,6 +57,10 @@
 //!   on_credential: [freeze_session, hold_all_exec]   # extras; default none
 //! provenance:                   # optional
 //!   enabled: true               # default true
+//! confinement:                  # optional; applied by `guard launch` (see below)
+//!   landlock: true              # default true
+//!   seccomp:
+//!     deny: [bpf, io_uring, perf_event_open, kexec, kernel_modules, userfaultfd, new_mount_api]   # default: all
 //! ```
 //!
 //! The match language is described in [`destructive_rules`].
@@ -117,6 +121,18 @@
 //! * Provenance ([`crate::provenance`]): `enabled: false` stops learning fingerprints of
 //!   secrets read from credential files (and adds a warning); redaction of known token
 //!   formats from the audit stream stays on.
+//! * Confinement ([`crate::confinement`]): what `guard launch` applies before it execs the
+//!   command, asking the daemon for it (`confinement` control request). `landlock: true`
+//!   creates a Landlock domain: always with signal scoping (signals to and ptrace of processes
+//!   outside the session are refused); when `scope.files.mode` is `enforce` (and enforcement is
+//!   not switched off) writing, creating, removing, renaming and truncating files is refused
+//!   outside the expanded write roots (`$CWD`: the launch directory). `seccomp.deny` lists
+//!   groups of system calls refused with EPERM: `bpf`; `io_uring` (setup, enter, register);
+//!   `perf_event_open`; `kexec` (kexec_load, kexec_file_load); `kernel_modules` (init_module,
+//!   finit_module, delete_module); `userfaultfd`; `new_mount_api` (fsopen, fsconfig, fsmount,
+//!   fspick, move_mount, open_tree, mount_setattr). A missing section, key or list means the
+//!   defaults; `deny: []` and `landlock: false` are allowed and each adds a warning; an unknown
+//!   group name is an error. Sessions not started by `guard launch` get no confinement.
 //! * Errors: every problem is reported as `FILE:LINE:COLUMN: problem`. YAML syntax errors,
 //!   unknown keys, wrong types and unknown enum values stop parsing at the first one; all
 //!   other problems (bad CIDR, port, regex, glob, name pattern, path, duplicate id, empty

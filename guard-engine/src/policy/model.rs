@@ -9,6 +9,7 @@ use super::names::NamePattern;
 use super::network::AllowEntry;
 use super::paths::RootPath;
 use crate::audit::Severity;
+use crate::confinement::ConfinementSettings;
 
 /// What a matching rule does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -171,6 +172,7 @@ pub struct Policy {
     pub(crate) chains: Vec<ChainSpec>,
     pub(crate) escalation: EscalationPolicy,
     pub(crate) provenance: ProvenanceSettings,
+    pub(crate) confinement: ConfinementSettings,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -216,6 +218,11 @@ impl Policy {
 
     pub fn provenance(&self) -> ProvenanceSettings {
         self.provenance
+    }
+
+    /// What `guard launch` applies to new sessions (Landlock, seccomp).
+    pub fn confinement(&self) -> &ConfinementSettings {
+        &self.confinement
     }
 
     /// Things the operator should know that are not errors, e.g. a missing section. The

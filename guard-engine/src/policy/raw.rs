@@ -23,6 +23,7 @@ pub(crate) struct RawPolicy {
     pub chains: Option<SpannedRules<RawChain>>,
     pub escalations: Option<Spanned<RawEscalations>>,
     pub provenance: Option<Spanned<RawProvenance>>,
+    pub confinement: Option<Spanned<RawConfinement>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,4 +140,19 @@ pub(crate) struct RawScript {
     pub split: Option<Spanned<String>>,
     pub matches: Spanned<String>,
     pub unless: Option<Spanned<String>>,
+}
+
+/// `confinement`: what `guard launch` applies before it execs the agent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfinement {
+    pub landlock: Option<Spanned<bool>>,
+    pub seccomp: Option<Spanned<RawSeccomp>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSeccomp {
+    /// Group names, as strings so an unknown one gets our message (with the valid names).
+    pub deny: Option<SpannedList>,
 }

@@ -16,9 +16,11 @@ use super::names::NamePattern;
 use super::network::{AllowTarget, build_lpm_tables, largest_merged_port_count, parse_allow_entry};
 use super::paths::{GLOB_META, RootPath, normalize_absolute, normalize_relative};
 use super::raw::{
-    RawCredentialRule, RawDestructive, RawDestructiveRule, RawFileScope, RawNetworkScope, RawPolicy, SpannedList,
+    RawConfinement, RawCredentialRule, RawDestructive, RawDestructiveRule, RawFileScope, RawNetworkScope, RawPolicy,
+    SpannedList,
 };
 use crate::audit::Severity;
+use crate::confinement::{ConfinementSettings, SyscallGroup};
 
 /// Longest accepted hold: a held process waits at most a day for a decision.
 const MAX_HOLD_TIMEOUT_SECS: u64 = 86_400;
@@ -112,6 +114,7 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
     let chains = validate_chains(raw.chains.as_ref(), problems, &mut warnings);
     let escalation = validate_escalations(raw.escalations.as_ref());
     let provenance = validate_provenance(raw.provenance.as_ref(), &mut warnings);
+    let confinement = validate_confinement(raw.confinement.as_ref(), problems, &mut warnings);
 
     Policy {
         mode,
@@ -123,8 +126,55 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
         chains,
         escalation,
         provenance,
+        confinement,
         warnings,
     }
+}
+
+/// `confinement`: a missing section, key or list means the defaults (Landlock on, every
+/// group denied); relaxing is explicit and warned about.
+fn validate_confinement(
+    section: Option<&Spanned<RawConfinement>>,
+    problems: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> ConfinementSettings {
+    let mut settings = ConfinementSettings::default();
+    let Some(section) = section else { return settings };
+    if let Some(landlock) = &section.value.landlock {
+        settings.landlock = landlock.value;
+        if !landlock.value {
+            warnings.push(
+                "confinement.landlock is false: launched sessions get no Landlock domain (no kernel-enforced \
+                 write roots, signals to the daemon are only answered by killing the sender)"
+                    .into(),
+            );
+        }
+    }
+    let deny = section.value.seccomp.as_ref().and_then(|seccomp| seccomp.value.deny.as_ref());
+    if let Some(list) = deny {
+        settings.seccomp_deny.clear();
+        for entry in &list.value {
+            match SyscallGroup::parse(&entry.value) {
+                Some(group) if !settings.seccomp_deny.contains(&group) => settings.seccomp_deny.push(group),
+                Some(_) => {}
+                None => {
+                    let known: Vec<&str> = SyscallGroup::ALL.iter().map(|group| group.as_str()).collect();
+                    problems.at_spanned(
+                        entry,
+                        format!("unknown syscall group `{}` (known: {})", entry.value, known.join(", ")),
+                    );
+                }
+            }
+        }
+        if list.value.is_empty() {
+            warnings.push(
+                "confinement.seccomp.deny is empty: launched sessions may call bpf(), io_uring, perf_event_open, \
+                 kexec, module loading, userfaultfd and the new mount API"
+                    .into(),
+            );
+        }
+    }
+    settings
 }
 
 /// 1-64 letters, digits, `-`, `_`, `.` or `:`, starting with a letter or digit (rule and

@@ -59,6 +59,11 @@ pub fn status_ok(bin: &Path, socket: Option<&Path>) -> bool {
 }
 
 impl Daemon {
+    /// The daemon's private control socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// Starts `guard run --audit <tmp file> --socket <tmp socket> [extra]`, output to a log
     /// file. The private socket keeps `guard status` talking to this daemon only.
     pub fn start(bin: &Path, extra: &[String]) -> Result<Self> {

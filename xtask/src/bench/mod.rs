@@ -29,8 +29,11 @@ pub enum Condition {
     Absent,
     /// guard running; the worker is in no session.
     Outside,
-    /// guard running; the worker runs in a session via `guard launch`.
+    /// guard running; the worker runs in a session via `guard launch` (confined: Landlock and
+    /// seccomp as the daemon's policy says).
     Inside,
+    /// guard running; the worker runs in a session via `guard launch --unconfined`.
+    Unconfined,
 }
 
 impl Condition {
@@ -41,6 +44,7 @@ impl Condition {
             Condition::Absent => "absent",
             Condition::Outside => "outside",
             Condition::Inside => "inside",
+            Condition::Unconfined => "unconfined",
         }
     }
 
@@ -49,6 +53,7 @@ impl Condition {
             Condition::Absent => "guard absent",
             Condition::Outside => "guard running, outside any session",
             Condition::Inside => "guard running, inside a session",
+            Condition::Unconfined => "guard running, inside a session, `--unconfined`",
         }
     }
 
@@ -70,9 +75,18 @@ pub struct Workload {
     /// Timed iterations per run (`--quick` divides by 10).
     pub iters: u64,
     pub conditions: &'static [Condition],
-    /// Whose "absent" median the ratio compares with; `None`: this workload's own.
+    /// Whose median the ratio compares with; `None`: this workload's own.
     pub baseline: Option<&'static str>,
+    /// In which condition the baseline is taken: `Absent` for guard's overhead, `Unconfined`
+    /// for what the confinement layers add.
+    pub versus: Condition,
+    /// The worker execs `guard launch [--unconfined] -- /bin/true` itself, from outside any
+    /// session (`Inside`: confined, `Unconfined`: `--unconfined`).
+    pub launches: bool,
 }
+
+/// The conditions of the confinement rows: the same session, confined or not.
+const CONFINED_PAIR: [Condition; 2] = [Condition::Unconfined, Condition::Inside];
 
 pub static WORKLOADS: &[Workload] = &[
     Workload {
@@ -83,6 +97,8 @@ pub static WORKLOADS: &[Workload] = &[
         iters: 200_000,
         conditions: &Condition::ALL,
         baseline: None,
+        versus: Condition::Absent,
+        launches: false,
     },
     Workload {
         key: "exec",
@@ -92,6 +108,8 @@ pub static WORKLOADS: &[Workload] = &[
         iters: 1_500,
         conditions: &Condition::ALL,
         baseline: None,
+        versus: Condition::Absent,
+        launches: false,
     },
     Workload {
         key: "exec-held",
@@ -103,6 +121,8 @@ pub static WORKLOADS: &[Workload] = &[
         // Compared with plain /bin/true without guard: the same binary, so the difference
         // inside a session is the cost of the hold.
         baseline: Some("exec"),
+        versus: Condition::Absent,
+        launches: false,
     },
     Workload {
         key: "connect",
@@ -112,6 +132,41 @@ pub static WORKLOADS: &[Workload] = &[
         iters: 20_000,
         conditions: &Condition::ALL,
         baseline: None,
+        versus: Condition::Absent,
+        launches: false,
+    },
+    Workload {
+        key: "launch",
+        label: "`guard launch` of /bin/true (ask the daemon, Landlock, seccomp), confined vs `--unconfined`",
+        op: Op::Exec,
+        worker_args: &[],
+        iters: 300,
+        conditions: &CONFINED_PAIR,
+        baseline: None,
+        versus: Condition::Unconfined,
+        launches: true,
+    },
+    Workload {
+        key: "getppid-confined",
+        label: "getppid in a session, confined vs `--unconfined` (seccomp filter)",
+        op: Op::Getppid,
+        worker_args: &[],
+        iters: 2_000_000,
+        conditions: &CONFINED_PAIR,
+        baseline: None,
+        versus: Condition::Unconfined,
+        launches: false,
+    },
+    Workload {
+        key: "open-confined",
+        label: "openat + close in a session, confined vs `--unconfined` (seccomp, Landlock)",
+        op: Op::Open,
+        worker_args: &[],
+        iters: 200_000,
+        conditions: &CONFINED_PAIR,
+        baseline: None,
+        versus: Condition::Unconfined,
+        launches: false,
     },
 ];
 
@@ -141,6 +196,10 @@ pub struct BenchArgs {
     /// Where to write the report (default: BENCHMARKS.md at the workspace root).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Measure only these workloads (keys, repeatable: open, exec, exec-held, connect, launch,
+    /// getppid-confined, open-confined).
+    #[arg(long = "only", value_name = "KEY")]
+    pub only: Vec<String>,
 }
 
 /// Samples (ns per op) of one (workload, condition) cell.
@@ -199,27 +258,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let machine = report::Machine::detect(&root);
     let output = args.output.clone().unwrap_or_else(|| root.join("BENCHMARKS.md"));
 
-    let guard_bin = resolve_guard(args)?;
-    let others = daemon::running_daemons();
-    if !others.is_empty() {
-        bail!(
-            "another guard daemon is running ({}): stop it first, the baseline needs a machine without guard",
-            others.iter().map(|(pid, cmd)| format!("pid {pid}: {cmd}")).collect::<Vec<_>>().join("; ")
-        );
-    }
-    if let Some(bin) = &guard_bin
-        && daemon::status_ok(bin, None)
-    {
-        bail!(
-            "a guard daemon is already running (`{} status` succeeded): stop it first, the baseline needs a machine without guard",
-            bin.display()
-        );
-    }
     util::catch_signals();
     prepare_held_program()?;
 
+    if let Some(unknown) = args.only.iter().find(|key| !WORKLOADS.iter().any(|w| w.key == key.as_str())) {
+        bail!("--only {unknown}: no such workload");
+    }
     let mut cells: Vec<Cell> = Vec::new();
-    for w in WORKLOADS {
+    for w in WORKLOADS.iter().filter(|w| args.only.is_empty() || args.only.iter().any(|key| key == w.key)) {
         for &condition in w.conditions {
             if condition.needs_daemon() && args.absent_only {
                 continue;
@@ -228,11 +274,36 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         }
     }
 
+    let guard_bin = resolve_guard(args)?;
+    // The baseline needs a machine without guard; rows compared within the run (confined vs
+    // unconfined) only get a warning, since another daemon loads both sides alike.
+    let needs_clean_machine = cells.iter().any(|cell| cell.condition == Condition::Absent);
+    let others = daemon::running_daemons();
+    if !others.is_empty() && !needs_clean_machine {
+        note!(
+            "warning: another guard daemon is running ({} of them): it adds its tracepoints to both sides",
+            others.len()
+        );
+    } else if !others.is_empty() {
+        bail!(
+            "another guard daemon is running ({}): stop it first, the baseline needs a machine without guard",
+            others.iter().map(|(pid, cmd)| format!("pid {pid}: {cmd}")).collect::<Vec<_>>().join("; ")
+        );
+    }
+    if let Some(bin) = &guard_bin
+        && needs_clean_machine
+        && daemon::status_ok(bin, None)
+    {
+        bail!(
+            "a guard daemon is already running (`{} status` succeeded): stop it first, the baseline needs a machine without guard",
+            bin.display()
+        );
+    }
     // Guard absent.
     note!("== guard absent ({reps} repetitions)");
     for _ in 0..reps {
         for cell in cells.iter_mut().filter(|c| c.condition == Condition::Absent) {
-            let sample = run_worker(&exe, cell.workload, cell.iters, None)?;
+            let sample = run_worker(&exe, cell.workload, cell.iters, None, &[])?;
             check_outside(&sample, cell)?;
             progress(cell, sample.ns_per_op);
             cell.samples.push(sample.ns_per_op);
@@ -249,12 +320,24 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         // One session for the whole run (`guard launch` joins an existing session).
         let session = format!("bench-{}", std::process::id());
         daemon.sessions.push(session.clone());
+        // The launch rows launch into a session of their own (every launch joins it).
+        let launch_session = format!("bench-launch-{}", std::process::id());
+        daemon.sessions.push(launch_session.clone());
+        let socket = daemon.socket().to_path_buf();
         for _ in 0..reps {
             for cell in cells.iter_mut().filter(|c| c.condition.needs_daemon()) {
                 daemon.check_alive()?;
                 let sample = match cell.condition {
-                    Condition::Inside => {
-                        let sample = run_worker(&exe, cell.workload, cell.iters, Some((&bin, &session)))?;
+                    _ if cell.workload.launches => {
+                        let extra = launch_args(&bin, &socket, &launch_session, cell.condition);
+                        let sample = run_worker(&exe, cell.workload, cell.iters, None, &extra)?;
+                        check_outside(&sample, cell)?;
+                        sample
+                    }
+                    Condition::Inside | Condition::Unconfined => {
+                        let unconfined = cell.condition == Condition::Unconfined;
+                        let launcher = Launcher { guard: &bin, socket: &socket, session: &session, unconfined };
+                        let sample = run_worker(&exe, cell.workload, cell.iters, Some(launcher), &[])?;
                         if !sample.cgroup.contains(&format!("/guard/{session}")) {
                             bail!(
                                 "the worker launched in session {session} ran in cgroup {:?}, not under guard/{session}",
@@ -264,7 +347,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                         sample
                     }
                     _ => {
-                        let sample = run_worker(&exe, cell.workload, cell.iters, None)?;
+                        let sample = run_worker(&exe, cell.workload, cell.iters, None, &[])?;
                         check_outside(&sample, cell)?;
                         sample
                     }
@@ -350,20 +433,47 @@ pub struct Sample {
     pub cgroup: String,
 }
 
+/// How a worker is put in a session: `guard launch --socket S --session NAME [--unconfined]`.
+struct Launcher<'a> {
+    guard: &'a Path,
+    socket: &'a Path,
+    session: &'a str,
+    unconfined: bool,
+}
+
+/// Worker arguments for the launch rows: exec `guard launch ... -- /bin/true` in the loop.
+fn launch_args(guard: &Path, socket: &Path, session: &str, condition: Condition) -> Vec<String> {
+    let mut launch = vec!["launch".to_string(), "--socket".into(), socket.display().to_string()];
+    if condition == Condition::Unconfined {
+        launch.push("--unconfined".into());
+    }
+    launch.extend(["--session".into(), session.to_string(), "--".into(), "/bin/true".into()]);
+    let mut args = vec!["--program".to_string(), guard.display().to_string()];
+    for arg in launch {
+        args.push(format!("--arg={arg}"));
+    }
+    args
+}
+
 /// Runs one `bench-worker` loop, directly or in a session (`guard launch --session S -- ...`).
-fn run_worker(exe: &Path, w: &Workload, iters: u64, session: Option<(&Path, &str)>) -> Result<Sample> {
+fn run_worker(exe: &Path, w: &Workload, iters: u64, session: Option<Launcher<'_>>, extra: &[String]) -> Result<Sample> {
     if let Some(sig) = util::pending_signal() {
         bail!("interrupted by signal {sig}");
     }
     let mut cmd = match session {
-        Some((guard, name)) => {
-            let mut cmd = Command::new(guard);
-            cmd.args(["launch", "--session", name, "--"]).arg(exe);
+        Some(launcher) => {
+            let mut cmd = Command::new(launcher.guard);
+            // The bench daemon's own socket: the launcher asks it for the confinement.
+            cmd.arg("launch").arg("--socket").arg(launcher.socket);
+            if launcher.unconfined {
+                cmd.arg("--unconfined");
+            }
+            cmd.args(["--session", launcher.session, "--"]).arg(exe);
             cmd
         }
         None => Command::new(exe),
     };
-    cmd.args(["bench-worker", w.op.name(), "--iters", &iters.to_string()]).args(w.worker_args);
+    cmd.args(["bench-worker", w.op.name(), "--iters", &iters.to_string()]).args(w.worker_args).args(extra);
     let shown = util::display(&cmd);
 
     let dir = std::env::temp_dir();

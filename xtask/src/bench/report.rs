@@ -111,19 +111,18 @@ pub struct Report<'a> {
     pub duration: Duration,
 }
 
-/// The absent-baseline median a cell is compared with.
+/// The baseline median a cell is compared with (guard absent, or the unconfined session for
+/// the confinement rows).
 fn baseline(cells: &[Cell], cell: &Cell) -> Option<f64> {
     let key = cell.workload.baseline.unwrap_or(cell.workload.key);
-    cells
-        .iter()
-        .find(|c| c.workload.key == key && c.condition == Condition::Absent && !c.samples.is_empty())
-        .map(Cell::median)
+    let versus = cell.workload.versus;
+    cells.iter().find(|c| c.workload.key == key && c.condition == versus && !c.samples.is_empty()).map(Cell::median)
 }
 
 /// The results table: one row per measured (workload, condition), in `WORKLOADS` order.
 pub fn table(cells: &[Cell]) -> String {
     let mut out = String::new();
-    out.push_str("| Operation | Condition | Iterations | ns/op (median) | min – max | vs absent | Δ ns/op |\n");
+    out.push_str("| Operation | Condition | Iterations | ns/op (median) | min – max | ratio | Δ ns/op |\n");
     out.push_str("|---|---|---:|---:|---:|---:|---:|\n");
     for w in WORKLOADS {
         for cell in cells.iter().filter(|c| c.workload.key == w.key && !c.samples.is_empty()) {
@@ -206,10 +205,11 @@ pub fn render(r: &Report<'_>) -> String {
     let _ = writeln!(out, "- Whole run: {:.0} s", r.duration.as_secs_f64());
     out.push_str("\n## Results\n\n");
     out.push_str(&table(r.cells));
-    out.push_str("\n\"vs absent\" is the median divided by the same operation's median with guard absent; ");
+    out.push_str("\n\"ratio\" is the median divided by the same operation's median with guard absent (for the ");
+    out.push_str("\"confined vs `--unconfined`\" rows: in the same kind of session launched `--unconfined`); ");
     out.push_str("\"Δ ns/op\" is their difference.\n\n");
     out.push_str("## Conditions\n\n");
-    for c in Condition::ALL {
+    for c in Condition::ALL.into_iter().chain([Condition::Unconfined]) {
         let measured = r.cells.iter().any(|cell| cell.condition == c && !cell.samples.is_empty());
         let what = match c {
             Condition::Absent => {
@@ -219,7 +219,10 @@ pub fn render(r: &Report<'_>) -> String {
                 "the daemon runs; the worker is in no session, like every process guard does not govern"
             }
             Condition::Inside => {
-                "the worker runs in a session (`guard launch --session bench-<pid> -- <worker>`; one session for the whole run), like an agent"
+                "the worker runs in a session (`guard launch --session bench-<pid> -- <worker>`; one session for the whole run), like an agent, confined as the daemon's policy says (Landlock, seccomp); for the launch row, the worker execs `guard launch -- /bin/true`"
+            }
+            Condition::Unconfined => {
+                "as the previous, launched with `guard launch --unconfined`: no Landlock domain, no seccomp filter"
             }
         };
         let _ =
@@ -263,6 +266,7 @@ fn op_description(op: super::worker::Op) -> &'static str {
             "TCP `connect` to a listener on 127.0.0.1 (accepting in another thread), then `close` \
              with `SO_LINGER` 0 (RST: no TIME_WAIT piles up over the run)"
         }
+        Op::Getppid => "`getppid` (the cheapest system call: what every call pays for the seccomp filter)",
     }
 }
 

@@ -21,6 +21,8 @@ pub enum Op {
     Exec,
     /// TCP connect to a 127.0.0.1 listener + close (RST).
     Connect,
+    /// getppid(2): the cheapest system call, so the cost of the seccomp filter shows.
+    Getppid,
 }
 
 impl Op {
@@ -29,6 +31,7 @@ impl Op {
             Op::Open => "open",
             Op::Exec => "exec",
             Op::Connect => "connect",
+            Op::Getppid => "getppid",
         }
     }
 }
@@ -46,6 +49,9 @@ pub struct WorkerArgs {
     /// Program for `exec`.
     #[arg(long, default_value = "/bin/true")]
     pub program: PathBuf,
+    /// An argument for the `exec` program (repeatable; e.g. `guard launch ... -- /bin/true`).
+    #[arg(long = "arg", allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 pub fn main(args: &WorkerArgs) -> Result<()> {
@@ -55,8 +61,13 @@ pub fn main(args: &WorkerArgs) -> Result<()> {
     let warmup = args.warmup.unwrap_or((args.iters / 10).max(1));
     let ns_per_op = match args.op {
         Op::Open => bench_open(warmup, args.iters)?,
-        Op::Exec => bench_exec(&args.program, warmup, args.iters)?,
+        Op::Exec => bench_exec(&args.program, &args.args, warmup, args.iters)?,
         Op::Connect => bench_connect(warmup, args.iters)?,
+        Op::Getppid => timed(warmup, args.iters, || {
+            // SAFETY: getppid has no arguments and cannot fail.
+            std::hint::black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+            Ok(())
+        })?,
     };
     let line = serde_json::json!({
         "op": args.op.name(),
@@ -101,9 +112,17 @@ fn bench_open(warmup: u64, iters: u64) -> Result<f64> {
     result
 }
 
-fn bench_exec(program: &std::path::Path, warmup: u64, iters: u64) -> Result<f64> {
+fn bench_exec(program: &std::path::Path, args: &[String], warmup: u64, iters: u64) -> Result<f64> {
     let prog = CString::new(program.as_os_str().as_bytes()).context("program path contains NUL")?;
-    let argv = [prog.as_ptr(), std::ptr::null()];
+    let args = args
+        .iter()
+        .map(|arg| CString::new(arg.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("argument contains NUL")?;
+    let argv: Vec<*const libc::c_char> = std::iter::once(prog.as_ptr())
+        .chain(args.iter().map(|arg| arg.as_ptr()))
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     timed(warmup, iters, || {
         // SAFETY: single-threaded process; the child only calls execv and _exit, which are
         // async-signal-safe, on memory prepared before the fork.

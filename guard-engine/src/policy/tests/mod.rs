@@ -1,6 +1,7 @@
 //! Policy tests: parsing and its errors, compilation, LPM merging, the destructive evaluator.
 
 mod compile;
+mod confinement;
 mod destructive;
 mod parse;
 

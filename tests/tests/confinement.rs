@@ -44,6 +44,19 @@ elif what == "ptrace":
 "#;
 
 /// The session's `session` record (first sight), waited for.
+/// The refusal is in the audit stream: who tried which call, refused how.
+fn assert_refused(guard: &Guard, session: &str, call: &str, how: &str) -> Value {
+    let rec = guard.wait_for(&format!("the refusal of {call} in {session}"), |r| {
+        r["session"] == session
+            && r["event"] == "refusal"
+            && r["detector"] == "confinement"
+            && r["reason"].as_str().is_some_and(|t| t.starts_with(&format!("{call}(")) && t.contains(how))
+    });
+    assert_eq!(rec["verdict"], "deny", "{rec}");
+    assert!(rec["pid"].as_u64().is_some(), "{rec}");
+    rec
+}
+
 fn session_record(guard: &Guard, session: &str) -> Value {
     guard.wait_for(&format!("session record of {session}"), |r| r["event"] == "session" && r["session"] == session)
 }
@@ -79,6 +92,8 @@ fn enforced_write_roots_stop_every_way_of_deleting_outside_them() {
         "{}",
         output_text(&out)
     );
+    let rec = assert_refused(&guard, "rmtree", "unlinkat", "EACCES");
+    assert!(rec["path"].as_str().is_some_and(|p| !p.is_empty()), "the refusal names the file: {rec}");
 
     // A renamed copy of rm: neither the watched name nor the watched inode.
     let target = OutsideDir::new("zap");
@@ -88,6 +103,7 @@ fn enforced_write_roots_stop_every_way_of_deleting_outside_them() {
     assert!(stderr(&out).contains("Permission denied"), "{}", output_text(&out));
     assert!(target.intact(), "{}", output_text(&out));
     assert!(workspace.path().join("zap").exists(), "copying into the workspace works");
+    assert_refused(&guard, "zap", "unlinkat", "EACCES");
 
     // rm through the dynamic loader: the executed file is ld.so.
     let target = OutsideDir::new("ldso");
@@ -96,6 +112,7 @@ fn enforced_write_roots_stop_every_way_of_deleting_outside_them() {
     assert!(!out.status.success(), "{}", output_text(&out));
     assert!(stderr(&out).contains("Permission denied"), "{}", output_text(&out));
     assert!(target.intact(), "{}", output_text(&out));
+    assert_refused(&guard, "ldso", "unlinkat", "EACCES");
 
     // rm executed from a memfd: no file on disk at all.
     let target = OutsideDir::new("memfd");
@@ -111,6 +128,7 @@ fn enforced_write_roots_stop_every_way_of_deleting_outside_them() {
     assert!(!out.status.success(), "{}", output_text(&out));
     assert!(target.intact(), "{}", output_text(&out));
     assert!(stderr(&out).contains("Permission denied"), "{}", output_text(&out));
+    assert_refused(&guard, "memfd", "unlinkat", "EACCES");
 
     // Inside the workspace and below /tmp writing, creating, renaming and removing still work.
     let scratch = format!("/tmp/guard-confine-scratch-{}", std::process::id());
@@ -227,8 +245,10 @@ fn seccomp_refuses_bpf_and_io_uring_and_the_daemon_cannot_be_signalled_or_traced
 
     let out = run("sys", &["python3", "probe.py", "io_uring"]);
     assert_eq!(stdout(&out), "io_uring_setup -1 Operation not permitted\n", "{}", output_text(&out));
+    assert_refused(&guard, "sys", "io_uring_setup", "seccomp");
     let out = run("sys", &["python3", "probe.py", "bpf"]);
     assert_eq!(stdout(&out), "bpf -1 Operation not permitted\n", "{}", output_text(&out));
+    assert_refused(&guard, "sys", "bpf", "seccomp");
     assert!(
         stderr(&out).contains("(files not confined; signals scoped), seccomp: 18 syscalls"),
         "{}",
@@ -244,6 +264,8 @@ fn seccomp_refuses_bpf_and_io_uring_and_the_daemon_cannot_be_signalled_or_traced
         assert!(stderr(&out).contains("Operation not permitted"), "{}", output_text(&out));
         assert!(guard.status()["pid"].as_i64() == Some(i64::from(pid)), "the daemon still answers");
     }
+    let rec = assert_refused(&guard, "sys", "kill", "EPERM");
+    assert_eq!(rec["target_pid"].as_i64(), Some(i64::from(pid)), "{rec}");
 
     // ptrace of the daemon: the host tier kills the caller at the syscall's entry (before
     // Landlock's own EPERM could be returned); either way the daemon is not traced.

@@ -29,7 +29,9 @@ const WRITE_RIGHTS: BitFlags<AccessFs> = make_bitflags!(AccessFs::{
 /// signal scoping (ABI 6) and, at every ABI, the refusal to ptrace processes outside it. A
 /// domain must handle at least one right, so it handles creating device nodes, granted nowhere:
 /// nothing an agent needs, and nothing a root agent should do.
-const DEVICE_NODE_RIGHTS: BitFlags<AccessFs> = make_bitflags!(AccessFs::{MakeChar | MakeBlock});
+/// Such a domain also handles moving files across directories (REFER), granted beneath `/`:
+/// a domain that does not handle it refuses every cross-directory rename or link with EXDEV.
+const DEVICE_NODE_RIGHTS: BitFlags<AccessFs> = make_bitflags!(AccessFs::{MakeChar | MakeBlock | Refer});
 
 /// x86_64's x32 ABI numbers its system calls with this bit set; the filter refuses those
 /// spellings too (kernels that disable x32 answer ENOSYS anyway).
@@ -71,6 +73,12 @@ fn prepare_landlock(plan: &Confinement, notes: &mut Vec<String>) -> anyhow::Resu
         .and_then(|ruleset| ruleset.scope(Scope::Signal))
         .and_then(|ruleset| ruleset.create())
         .context("creating the Landlock ruleset")?;
+    if plan.write_roots.is_none() {
+        let fd = PathFd::new("/").context("opening / for the Landlock ruleset")?;
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, make_bitflags!(AccessFs::{Refer})))
+            .context("granting cross-directory moves below / in the Landlock ruleset")?;
+    }
     let mut granted = Vec::new();
     for root in plan.write_roots.iter().flatten() {
         let fd = match PathFd::new(root) {

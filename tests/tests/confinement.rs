@@ -282,6 +282,18 @@ fn seccomp_refuses_bpf_and_io_uring_and_the_daemon_cannot_be_signalled_or_traced
     assert!(tracer.lines().any(|l| l == "TracerPid:\t0"), "{tracer}");
     assert!(guard.status()["pid"].as_i64() == Some(i64::from(pid)), "the daemon still answers");
 
+    // Files not enforced: moving a file across directories works (a domain that did not
+    // handle REFER would refuse every such rename with EXDEV).
+    let out = run(
+        "sys",
+        &[
+            "python3",
+            "-c",
+            "import os; os.makedirs('a', exist_ok=True); os.makedirs('b', exist_ok=True); open('a/f','w').write('x'); os.rename('a/f', 'b/f'); print('moved')",
+        ],
+    );
+    assert_eq!(stdout(&out), "moved\n", "{}", output_text(&out));
+
     // Within the session's own domain signals work (a shell and its job).
     let out = run("sys", &["sh", "-c", "sleep 30 & kill -TERM $!; wait $!; echo status=$?"]);
     assert_eq!(stdout(&out), "status=143\n", "{}", output_text(&out));

@@ -22,6 +22,7 @@ const EPERM: i32 = -1;
 const O_ACCMODE: u32 = 0o3;
 const O_WRONLY: u32 = 0o1;
 const O_TRUNC: u32 = 0o1000;
+const O_CREAT: u32 = 0o100;
 
 #[lsm(hook = "file_open")]
 pub fn guard_lsm_probe(_ctx: LsmContext) -> i32 {
@@ -48,7 +49,7 @@ pub fn guard_lsm_file_open(ctx: LsmContext) -> i32 {
     let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
     // O_TRUNC is still in f_flags here: the truncation comes after this hook.
     let access = file::Access {
-        reads: f_flags & O_ACCMODE != O_WRONLY,
+        reads_or_empties: f_flags & O_ACCMODE != O_WRONLY || (f_flags & O_TRUNC != 0 && f_flags & O_CREAT == 0),
         writes: f_flags & O_ACCMODE != 0 || f_flags & O_TRUNC != 0,
     };
     let Some(verdict) = file::judge_open(&off, &session, file, &identity, dentry, name_ptr, access) else {

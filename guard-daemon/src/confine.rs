@@ -99,30 +99,12 @@ fn prepare_landlock(plan: &Confinement, notes: &mut Vec<String>) -> anyhow::Resu
     Ok(PreparedLandlock { ruleset, requested, write_roots_enforced: plan.write_roots.is_some(), write_roots: granted })
 }
 
-/// The x86_64 (or host architecture) number of a system call guard may refuse.
+/// The number of a system call guard may refuse (the engine's x86_64 table: guard's programs
+/// and its syscall tracepoints are x86_64 too).
 fn syscall_number(name: &str) -> Option<i64> {
-    let number = match name {
-        "bpf" => libc::SYS_bpf,
-        "io_uring_setup" => libc::SYS_io_uring_setup,
-        "io_uring_enter" => libc::SYS_io_uring_enter,
-        "io_uring_register" => libc::SYS_io_uring_register,
-        "perf_event_open" => libc::SYS_perf_event_open,
-        "kexec_load" => libc::SYS_kexec_load,
-        "kexec_file_load" => libc::SYS_kexec_file_load,
-        "init_module" => libc::SYS_init_module,
-        "finit_module" => libc::SYS_finit_module,
-        "delete_module" => libc::SYS_delete_module,
-        "userfaultfd" => libc::SYS_userfaultfd,
-        "fsopen" => libc::SYS_fsopen,
-        "fsconfig" => libc::SYS_fsconfig,
-        "fsmount" => libc::SYS_fsmount,
-        "fspick" => libc::SYS_fspick,
-        "move_mount" => libc::SYS_move_mount,
-        "open_tree" => libc::SYS_open_tree,
-        "mount_setattr" => libc::SYS_mount_setattr,
-        _ => return None,
-    };
-    Some(number)
+    guard_engine::syscalls::number(name)
+        .filter(|_| guard_engine::syscalls::seccomp_listed().any(|n| n == name))
+        .map(i64::from)
 }
 
 /// Every number the filter must refuse for one system call on this architecture.
@@ -279,5 +261,36 @@ mod tests {
         drop(prepared);
         std::fs::write(std::env::temp_dir().join(format!("guard-confine-{}", std::process::id())), "x").unwrap();
         let _ = std::fs::remove_file(std::env::temp_dir().join(format!("guard-confine-{}", std::process::id())));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_engine_table_agrees_with_libc() {
+        for (name, nr) in [
+            ("bpf", libc::SYS_bpf),
+            ("io_uring_setup", libc::SYS_io_uring_setup),
+            ("io_uring_enter", libc::SYS_io_uring_enter),
+            ("io_uring_register", libc::SYS_io_uring_register),
+            ("perf_event_open", libc::SYS_perf_event_open),
+            ("kexec_load", libc::SYS_kexec_load),
+            ("kexec_file_load", libc::SYS_kexec_file_load),
+            ("init_module", libc::SYS_init_module),
+            ("finit_module", libc::SYS_finit_module),
+            ("delete_module", libc::SYS_delete_module),
+            ("userfaultfd", libc::SYS_userfaultfd),
+            ("fsopen", libc::SYS_fsopen),
+            ("fsconfig", libc::SYS_fsconfig),
+            ("fsmount", libc::SYS_fsmount),
+            ("fspick", libc::SYS_fspick),
+            ("move_mount", libc::SYS_move_mount),
+            ("open_tree", libc::SYS_open_tree),
+            ("mount_setattr", libc::SYS_mount_setattr),
+            ("unlinkat", libc::SYS_unlinkat),
+            ("renameat2", libc::SYS_renameat2),
+            ("tgkill", libc::SYS_tgkill),
+            ("ptrace", libc::SYS_ptrace),
+        ] {
+            assert_eq!(guard_engine::syscalls::number(name).map(i64::from), Some(nr), "{name}");
+        }
     }
 }

@@ -48,6 +48,7 @@ pub mod maps {
     pub const SECCOMP_KILL: &str = "SECCOMP_KILL";
     pub const DAEMON_STATE: &str = "DAEMON_STATE";
     pub const SIGNALERS: &str = "SIGNALERS";
+    pub const SESSION_FLAGS: &str = "SESSION_FLAGS";
 
     /// Every map, pinned by the daemon so enforcement outlives it.
     pub const ALL: &[&str] = &[
@@ -79,6 +80,7 @@ pub mod maps {
         SECCOMP_KILL,
         DAEMON_STATE,
         SIGNALERS,
+        SESSION_FLAGS,
     ];
 }
 

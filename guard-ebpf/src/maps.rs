@@ -66,9 +66,14 @@ pub static ROOTS: HashMap<u64, u32> = HashMap::with_max_entries(64, 0);
 #[map]
 pub static CGROUP_SESSION: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
 
-/// Per-session state both sides write (credential mark, escalations).
+/// Per-session state the kernel writes (the credential mark). The daemon's flags live in
+/// `SESSION_FLAGS`: one writer per map, so neither overwrites the other's update.
 #[map]
 pub static SESSIONS: HashMap<u64, SessionState> = HashMap::with_max_entries(4096, 0);
+
+/// Per-session flags the daemon writes (`escalation::*`, `SESSION_WORKSPACE_KNOWN`).
+#[map]
+pub static SESSION_FLAGS: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
 
 /// Open arguments from syscall entry, for the matching exit.
 #[map]

@@ -571,10 +571,27 @@ impl Kernel {
     /// Sessions' kernel state (credential mark, escalations).
     pub fn session_state(&mut self, session_id: u64) -> anyhow::Result<Option<SessionState>> {
         let map: HashMap<_, u64, SessionState> = HashMap::try_from(self.map(maps::SESSIONS)?)?;
+        let kernel = match map.get(&session_id, 0) {
+            Ok(state) => Some(state),
+            Err(aya::maps::MapError::KeyNotFound) => None,
+            Err(err) => return Err(err).context("reading SESSIONS"),
+        };
+        let flags = self.session_flags(session_id)?;
+        Ok(match (kernel, flags) {
+            (None, None) => None,
+            (kernel, flags) => Some(SessionState {
+                credential_touched: kernel.map_or(0, |state| state.credential_touched),
+                escalation: flags.unwrap_or(0),
+            }),
+        })
+    }
+
+    fn session_flags(&mut self, session_id: u64) -> anyhow::Result<Option<u32>> {
+        let map: HashMap<_, u64, u32> = HashMap::try_from(self.map(maps::SESSION_FLAGS)?)?;
         match map.get(&session_id, 0) {
-            Ok(state) => Ok(Some(state)),
+            Ok(flags) => Ok(Some(flags)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(err) => Err(err).context("reading SESSIONS"),
+            Err(err) => Err(err).context("reading SESSION_FLAGS"),
         }
     }
 
@@ -591,11 +608,12 @@ impl Kernel {
         self.set_escalation(session_id, guard_common::SESSION_WORKSPACE_KNOWN)
     }
 
+    /// Add daemon flags to a session. The daemon is the only writer of SESSION_FLAGS (the
+    /// kernel's credential mark is in SESSIONS), so this read-modify-write loses nothing.
     pub fn set_escalation(&mut self, session_id: u64, flags: u32) -> anyhow::Result<()> {
-        let mut map: HashMap<_, u64, SessionState> = HashMap::try_from(self.map(maps::SESSIONS)?)?;
-        let mut state = map.get(&session_id, 0).unwrap_or_default();
-        state.escalation |= flags;
-        map.insert(session_id, state, 0).context("writing SESSIONS")?;
+        let current = self.session_flags(session_id)?.unwrap_or(0);
+        let mut map: HashMap<_, u64, u32> = HashMap::try_from(self.map(maps::SESSION_FLAGS)?)?;
+        map.insert(session_id, current | flags, 0).context("writing SESSION_FLAGS")?;
         Ok(())
     }
 

@@ -74,14 +74,10 @@ pub fn mark_credential(session_id: u64) {
 /// once, in the kernel: out-of-scope network is denied and watched execs are held.
 #[inline(always)]
 pub fn escalation(session_id: u64) -> u32 {
-    // SAFETY: copy of plain u32s.
-    match unsafe { maps::SESSIONS.get(&session_id) } {
-        Some(state) if state.credential_touched != 0 => {
-            state.escalation | guard_common::escalation::DENY_NET | guard_common::escalation::HOLD_EXEC
-        }
-        Some(state) => state.escalation,
-        None => 0,
-    }
+    // SAFETY (both): copies of plain u32s.
+    let flags = unsafe { maps::SESSION_FLAGS.get(&session_id) }.copied().unwrap_or(0);
+    let touched = unsafe { maps::SESSIONS.get(&session_id) }.is_some_and(|state| state.credential_touched != 0);
+    if touched { flags | guard_common::escalation::DENY_NET | guard_common::escalation::HOLD_EXEC } else { flags }
 }
 
 /// With `$CWD` roots (`scope` carries `WRITE_SCOPE_SESSION_CWD`), a session whose workspace the

@@ -87,12 +87,16 @@ pub fn now_unix_ns() -> i128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
 }
 
-pub fn clock_base() -> ClockBase {
+/// CLOCK_MONOTONIC in ns: the clock of the kernel's `bpf_ktime_get_ns()`.
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let monotonic_ns = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
-    ClockBase { realtime_ns: now_unix_ns(), monotonic_ns }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub fn clock_base() -> ClockBase {
+    ClockBase { realtime_ns: now_unix_ns(), monotonic_ns: i128::from(monotonic_ns()) }
 }
 
 /// Mount a pseudo filesystem the kernel side needs when it is missing.

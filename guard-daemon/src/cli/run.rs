@@ -350,8 +350,5 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// How long ago a heartbeat was written (CLOCK_MONOTONIC, as the kernel side reads it).
 fn heartbeat_age_ns(heartbeat_ns: u64) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64).saturating_sub(heartbeat_ns)
+    crate::daemon::monotonic_ns().saturating_sub(heartbeat_ns)
 }

@@ -397,11 +397,8 @@ impl Kernel {
 
     /// Tell the kernel side a daemon is there, and leave the counters for a successor.
     pub fn heartbeat(&mut self, stats: &[u64; stat::COUNT as usize]) -> anyhow::Result<()> {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: valid out-pointer; CLOCK_MONOTONIC is bpf_ktime_get_ns()'s clock.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         let state = DaemonState {
-            heartbeat_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+            heartbeat_ns: crate::daemon::monotonic_ns(),
             pid: std::process::id(),
             exited: 0,
             stats: *stats,

@@ -98,6 +98,24 @@ pub struct Guard {
     stderr_path: PathBuf,
     /// `guard run`'s extra arguments (with `--policy FILE` when there is one), for restarts.
     args: Vec<std::ffi::OsString>,
+    /// The enforcement tier the daemon chose (its `start` record's `details.tier`).
+    tier: Tier,
+}
+
+/// The enforcement tier a daemon runs on: how a refused open or exec ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// No BPF LSM: the task is killed (SIGKILL) at the syscall's exit; records say `kill`.
+    Host,
+    /// BPF LSM: the syscall fails with EPERM before it happens; records say `deny`.
+    Lsm,
+}
+
+/// Multiplies a test's waiting limits: `GUARD_TEST_TIME_SCALE` (the qemu guests set it; TCG
+/// is several times slower than the host), default 1.
+pub fn scaled(limit: Duration) -> Duration {
+    let scale = std::env::var("GUARD_TEST_TIME_SCALE").ok().and_then(|s| s.parse::<u32>().ok()).unwrap_or(1);
+    limit * scale.max(1)
 }
 
 impl Guard {
@@ -127,7 +145,7 @@ impl Guard {
             args.push("--policy".into());
             args.push(path.into());
         }
-        let mut guard = Guard { child: None, root, audit, socket, dir, stderr_path, args };
+        let mut guard = Guard { child: None, root, audit, socket, dir, stderr_path, args, tier: Tier::Host };
         guard.spawn();
         guard.wait_ready();
         guard
@@ -155,7 +173,7 @@ impl Guard {
         let starts = self.records().iter().filter(|r| r["event"] == "start").count();
         let _ = fs::remove_file(&self.socket);
         self.spawn();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + scaled(Duration::from_secs(60));
         while self.records().iter().filter(|r| r["event"] == "start").count() <= starts {
             assert!(Instant::now() < deadline, "guard run did not restart in 60 s: {}", self.stderr());
             std::thread::sleep(Duration::from_millis(100));
@@ -168,9 +186,10 @@ impl Guard {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + scaled(Duration::from_secs(60));
         loop {
-            if self.records().iter().any(|r| r["event"] == "start") {
+            if let Some(start) = self.records().iter().find(|r| r["event"] == "start") {
+                self.tier = if start["details"]["tier"] == "lsm" { Tier::Lsm } else { Tier::Host };
                 return;
             }
             if let Some(child) = self.child.as_mut()
@@ -185,6 +204,28 @@ impl Guard {
 
     pub fn stderr(&self) -> String {
         fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// The verdict of a kernel refusal of an open, exec or unlink on this tier.
+    pub fn refusal(&self) -> &'static str {
+        match self.tier {
+            Tier::Host => "kill",
+            Tier::Lsm => "deny",
+        }
+    }
+
+    /// Did the kernel refuse what this process tried, as this tier does: killed on the host
+    /// tier; on the lsm tier the call failed with EPERM, so the process ended with a failure
+    /// of its own (not by a signal).
+    pub fn was_refused(&self, status: &std::process::ExitStatus) -> bool {
+        match self.tier {
+            Tier::Host => was_killed(status),
+            Tier::Lsm => !status.success() && !was_killed(status),
+        }
     }
 
     /// Every record written so far (malformed lines fail the test: the stream must be clean).
@@ -204,7 +245,7 @@ impl Guard {
 
     /// Wait until a record matches (the daemon writes asynchronously), or fail with the stream.
     pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + scaled(Duration::from_secs(15));
         loop {
             if let Some(found) = self.records().into_iter().find(|r| pred(r)) {
                 return found;
@@ -265,7 +306,7 @@ impl Guard {
         if let Some(mut child) = self.child.take() {
             // SAFETY: plain kill(2) on our child's pid.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(20);
+            let deadline = Instant::now() + scaled(Duration::from_secs(20));
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
@@ -390,7 +431,7 @@ pub fn accept_one(listener: &std::net::TcpListener, timeout: Duration) -> Option
         match listener.accept() {
             Ok((mut stream, _)) => {
                 stream.set_nonblocking(false).expect("blocking stream");
-                stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+                stream.set_read_timeout(Some(scaled(Duration::from_secs(10)))).expect("read timeout");
                 let mut buf = Vec::new();
                 let _ = stream.read_to_end(&mut buf);
                 return Some(buf);

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_tests::{Guard, TempDir, can_run};
+use guard_tests::{Guard, scaled, TempDir, can_run};
 
 /// A small tmpfs of the test's own, unmounted on drop.
 struct SmallFs(TempDir);
@@ -68,7 +68,7 @@ fn a_full_audit_disk_freezes_the_sessions_until_records_can_be_written() {
         .spawn()
         .expect("launch");
     let session = guard.root.join("work");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + scaled(Duration::from_secs(20));
     while !frozen(&guard.root) {
         assert!(
             Instant::now() < deadline,
@@ -79,7 +79,7 @@ fn a_full_audit_disk_freezes_the_sessions_until_records_can_be_written() {
     }
     assert!(frozen(&session), "the session below the frozen root is not frozen");
     // `guard status` says so (its report is refreshed every second).
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + scaled(Duration::from_secs(5));
     loop {
         let status = guard.status();
         if status["audit_unwritable"].as_str().is_some_and(|t| t.contains("frozen")) {
@@ -100,7 +100,7 @@ fn a_full_audit_disk_freezes_the_sessions_until_records_can_be_written() {
     assert!(freed > 64 * 1024, "the filler took only {freed} bytes: the audit file itself filled the disk");
     fs::remove_file(&filler).expect("freeing the disk");
     let out = {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + scaled(Duration::from_secs(30));
         loop {
             if child.try_wait().expect("try_wait").is_some() {
                 break child.wait_with_output().expect("output");
@@ -116,7 +116,7 @@ fn a_full_audit_disk_freezes_the_sessions_until_records_can_be_written() {
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("done"), "{out:?}");
     let down = guard.wait_for("the audit_unwritable record", |r| r["event"] == "audit_unwritable");
     assert_eq!(down["details"]["lost"], 0, "{down}");
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + scaled(Duration::from_secs(5));
     while frozen(&guard.root) {
         assert!(Instant::now() < deadline, "the root stayed frozen");
         std::thread::sleep(Duration::from_millis(50));

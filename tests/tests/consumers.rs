@@ -12,7 +12,7 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use guard_tests::{Guard, TempDir, can_run, policy_text, was_killed, write_file};
+use guard_tests::{Guard, TempDir, can_run, policy_text, write_file};
 use serde_json::{Value, json};
 
 const MARKER: &str = "CONSUMER-TEST-SECRET-7d1f";
@@ -43,10 +43,10 @@ fn records_of(guard: &Guard, session: &str, pid: u32) -> Vec<Value> {
 
 fn assert_killed_reading(guard: &Guard, session: &str, args: &[&str], env: &[(&str, &str)], rule: &str) {
     let (pid, out) = run(guard, session, args, env);
-    assert!(was_killed(&out.status), "{args:?} was not killed: {}\n{}", describe(&out), guard.dump());
+    assert!(guard.was_refused(&out.status), "{args:?} was not refused: {}\n{}", describe(&out), guard.dump());
     assert!(!String::from_utf8_lossy(&out.stdout).contains(MARKER), "{args:?} printed the secret");
     let rec = guard.wait_for(&format!("kill of {args:?}"), |r| {
-        r["session"] == session && r["pid"] == pid && r["event"] == "open" && r["verdict"] == "kill"
+        r["session"] == session && r["pid"] == pid && r["event"] == "open" && r["verdict"] == guard.refusal()
     });
     assert_eq!(rec["detector"], "credential", "{rec}");
     assert_eq!(rec["rule"], rule, "{rec}");
@@ -130,7 +130,7 @@ fn a_binary_consumer_reads_its_key_and_nothing_else_does() {
         &["ssh-keygen", "-y", "-f", key_arg],
         &[("LD_PRELOAD", "/lib/x86_64-linux-gnu/libc.so.6")],
     );
-    assert!(was_killed(&out.status), "LD_PRELOAD'ed ssh-keygen not killed: {}\n{}", describe(&out), guard.dump());
+    assert!(guard.was_refused(&out.status), "LD_PRELOAD'ed ssh-keygen not refused: {}\n{}", describe(&out), guard.dump());
     let exec = guard.wait_for("the refused consumer's exec", |r| r["pid"] == pid && r["event"] == "exec");
     assert!(exec["reason"].as_str().is_some_and(|t| t.contains("LD_PRELOAD")), "{exec}");
 }
@@ -177,7 +177,7 @@ fn a_script_consumer_is_its_script_its_threads_but_not_its_children() {
         guard.wait_for("the tool's read", |r| r["pid"] == pid && r["event"] == "open" && r["rule"] == "tool-token");
     assert_eq!((rec["verdict"].as_str(), rec["consumer"].as_str()), (Some("audit"), tool.to_str()), "{rec}");
     let child =
-        guard.wait_for("the child's kill", |r| r["session"] == "tool" && r["comm"] == "cat" && r["verdict"] == "kill");
+        guard.wait_for("the child's kill", |r| r["session"] == "tool" && r["comm"] == "cat" && r["verdict"] == guard.refusal());
     assert_eq!(child["rule"], "tool-token", "{child}");
 
     // The interpreter with an inline script, or the script's copy, is not the tool.
@@ -197,9 +197,9 @@ fn a_script_consumer_is_its_script_its_threads_but_not_its_children() {
     // Rewriting a consumer's script is tampering: killed before the write.
     let before = fs::read(&tool).expect("reading the tool");
     let (pid, out) = run(&guard, "tamper", &["/bin/sh", "-c", &format!("echo 'import os' >> {}", tool.display())], &[]);
-    assert!(was_killed(&out.status) || !out.status.success(), "{}", describe(&out));
+    assert!(!out.status.success(), "{}", describe(&out));
     guard.wait_for("the tamper kill", |r| {
-        r["session"] == "tamper" && r["verdict"] == "kill" && r["detector"] == "self_protection"
+        r["session"] == "tamper" && r["verdict"] == guard.refusal() && r["detector"] == "self_protection"
     });
     assert_eq!(fs::read(&tool).expect("reading the tool"), before, "the consumer script was modified (pid {pid})");
 }

@@ -12,8 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_tests::{
-    Guard, TempDir, accept_one, argv_has, can_run, default_policy_value, fake_tools, guard_bin, path_with, policy_text,
+use guard_tests::{    Guard, scaled, TempDir, accept_one, argv_has, can_run, default_policy_value, fake_tools, guard_bin, path_with, policy_text,
     ran_marker, remove_cgroup_tree, run_command, was_killed, write_file,
 };
 use serde_json::{Value, json};
@@ -35,7 +34,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Wait for a spawned command with a deadline; on timeout kill it and fail with the stream.
 fn finish(guard: &Guard, mut child: std::process::Child, what: &str) -> Output {
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let deadline = Instant::now() + scaled(COMMAND_TIMEOUT);
     loop {
         if child.try_wait().expect("try_wait").is_some() {
             return child.wait_with_output().expect("collecting output");
@@ -115,11 +114,11 @@ fn assert_read_killed(
     secret: &str,
 ) -> Value {
     let (pid, out) = run_in(guard, session, cwd, &[], args);
-    assert!(was_killed(&out.status), "{args:?} was not killed: {}\n{}", describe(&out), guard.dump());
+    assert!(guard.was_refused(&out.status), "{args:?} was not refused: {}\n{}", describe(&out), guard.dump());
     assert!(!text(&out.stdout).contains(secret), "{args:?} printed the secret: {}", describe(&out));
     assert!(!text(&out.stderr).contains(secret), "{args:?} printed the secret: {}", describe(&out));
     let rec = guard.wait_for(&format!("kill of {args:?}"), |r| {
-        r["session"] == session && r["event"] == "open" && r["verdict"] == "kill" && r["pid"] == pid
+        r["session"] == session && r["event"] == "open" && r["verdict"] == guard.refusal() && r["pid"] == pid
     });
     assert_eq!(rec["detector"], "credential", "{rec}");
     assert_eq!(rec["rule"], rule, "{rec}");
@@ -192,10 +191,10 @@ fn incident_replayed_in_one_session() {
 
     // 1. The agent reads .env: killed before the bytes reach it.
     let (env_pid, out) = run_in(&guard, s, cwd, &[], &["cat", ".env"]);
-    assert!(was_killed(&out.status), "cat .env not killed: {}\n{}", describe(&out), guard.dump());
+    assert!(guard.was_refused(&out.status), "cat .env not refused: {}\n{}", describe(&out), guard.dump());
     assert!(out.stdout.is_empty(), "cat .env printed: {}", describe(&out));
     let rec = guard.wait_for("kill of cat .env", |r| {
-        r["session"] == s && r["event"] == "open" && r["pid"] == env_pid && r["verdict"] == "kill"
+        r["session"] == s && r["event"] == "open" && r["pid"] == env_pid && r["verdict"] == guard.refusal()
     });
     assert_eq!(rec["detector"], "credential", "{rec}");
     assert_eq!(rec["rule"], "dotenv", "{rec}");
@@ -230,7 +229,7 @@ fn incident_replayed_in_one_session() {
     assert!(accept_one(&production, Duration::from_millis(200)).is_none(), "production received a connection");
 
     // 3. Staging is in scope: the connection works and is recorded allow.
-    let staging_thread = std::thread::spawn(move || accept_one(&staging, Duration::from_secs(20)));
+    let staging_thread = std::thread::spawn(move || accept_one(&staging, scaled(Duration::from_secs(20))));
     let (staging_pid, out) =
         run_in(&guard, s, cwd, &creds, &["python3", "-c", &client(staging_port, "127.0.0.2", "hello staging")]);
     assert!(out.status.success(), "staging connect: {}\n{}", describe(&out), guard.dump());
@@ -293,7 +292,7 @@ fn incident_replayed_in_one_session() {
     let count = |event: &str, verdict: &str| {
         recs.iter().filter(|r| r["session"] == s && r["event"] == event && r["verdict"] == verdict).count()
     };
-    assert_eq!(count("open", "kill"), 1, "{}", guard.dump());
+    assert_eq!(count("open", guard.refusal()), 1, "{}", guard.dump());
     assert_eq!(count("connect", "deny"), 1, "{}", guard.dump());
     assert_eq!(count("exec", "hold"), 2, "{}", guard.dump());
     assert_eq!(count("deny", "kill"), 2, "{}", guard.dump());
@@ -502,7 +501,7 @@ fn another_process_environ_is_killed_own_is_allowed() {
         .unwrap();
     let sleeper_pid = sleeper.id();
     // Wait until the launcher has become sleep.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + scaled(Duration::from_secs(10));
     while std::fs::read_to_string(format!("/proc/{sleeper_pid}/comm")).unwrap_or_default().trim() != "sleep" {
         assert!(Instant::now() < deadline, "sleep did not start");
         std::thread::sleep(Duration::from_millis(20));
@@ -601,7 +600,7 @@ fn ipv6_and_v4_mapped_out_of_scope_are_refused() {
     // ... and staging reached.
     let staging = TcpListener::bind("127.0.0.2:0").unwrap();
     let port = staging.local_addr().unwrap().port();
-    let accept = std::thread::spawn(move || accept_one(&staging, Duration::from_secs(20)));
+    let accept = std::thread::spawn(move || accept_one(&staging, scaled(Duration::from_secs(20))));
     let (_, out) = run_in(
         &guard,
         s,
@@ -666,7 +665,7 @@ fn udp_sendto_is_scoped() {
         &["python3", "-c", &py_net("AF_INET", "SOCK_DGRAM", "127.0.0.2", staging_port, "sendto")],
     );
     assert!(out.status.success(), "staging sendto: {}\n{}", describe(&out), guard.dump());
-    staging.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    staging.set_read_timeout(Some(scaled(Duration::from_secs(10)))).unwrap();
     let (n, _) = staging.recv_from(&mut buf).expect("staging datagram");
     assert_eq!(&buf[..n], b"data");
     let rec =
@@ -751,7 +750,7 @@ fn bad_policy_on_sighup_keeps_the_running_one() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     // The refusal must reach the audit stream by itself, not only once some later kernel
     // event makes the daemon flush. Checked here, asserted at the end (so the rest runs).
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + scaled(Duration::from_secs(5));
     let mut written_promptly = false;
     while Instant::now() < deadline {
         if guard.records().iter().any(|r| r["event"] == "policy_reload_failed") {
@@ -775,7 +774,7 @@ fn bad_policy_on_sighup_keeps_the_running_one() {
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     // (Any session activity flushes the stream; see the prompt-write check below.)
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + scaled(Duration::from_secs(10));
     while !guard.records().iter().any(|r| r["event"] == "policy_reload") {
         assert!(Instant::now() < deadline, "no policy_reload record; stream:\n{}", guard.dump());
         guard.settle("reload-nudge");
@@ -821,7 +820,7 @@ fn reload_applies_to_a_file_already_caught() {
     std::fs::write(guard.policy_path(), reloaded).unwrap();
     // SAFETY: kill(2) on the daemon this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + scaled(Duration::from_secs(10));
     while !guard.records().iter().any(|r| r["event"] == "policy_reload") {
         assert!(Instant::now() < deadline, "no policy_reload record; stream:\n{}", guard.dump());
         guard.settle("caught-nudge");
@@ -871,7 +870,7 @@ fn guard_run_refuses_an_invalid_policy() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if started.elapsed() > Duration::from_secs(30) {
+        if started.elapsed() > scaled(Duration::from_secs(30)) {
             let _ = child.kill();
             let _ = child.wait();
             panic!("guard run with an invalid policy kept running");

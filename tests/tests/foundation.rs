@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use guard_tests::{Guard, TempDir, argv_has, can_run, write_file};
+use guard_tests::{Guard, scaled, TempDir, argv_has, can_run, write_file};
 
 fn kernel_dev(st_dev: u64) -> String {
     // The audit stream prints the kernel's dev_t as major:minor.
@@ -88,7 +88,7 @@ fn tcp_connect_and_udp_sendto_are_recorded_and_work() {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp_port = tcp.local_addr().unwrap().port();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    udp.set_read_timeout(Some(scaled(Duration::from_secs(10)))).unwrap();
     let udp_port = udp.local_addr().unwrap().port();
 
     let accept = std::thread::spawn(move || {
@@ -163,7 +163,7 @@ fn status_reports_tier_sessions_and_counters() {
     }
     let guard = Guard::start();
     let mut child = guard.launch_cmd("stat", &["sleep", "30"]).spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + scaled(Duration::from_secs(10));
     let status = loop {
         let status = guard.status();
         let procs = status["sessions"]

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_tests::{Guard, Workspace, can_run, default_policy_value, guard_bin, policy_text, was_killed};
+use guard_tests::{Guard, Tier, Workspace, can_run, default_policy_value, guard_bin, policy_text, scaled, was_killed};
 use serde_json::{Value, json};
 
 const SECRET: &str = "OUTLIVE-SECRET-5c2e";
@@ -59,7 +59,7 @@ fn enforcement_outlives_a_killed_daemon_and_a_restart_adopts_it() {
 
     // Credential reads, network scope: still enforced in the kernel.
     let out = ws.launch_cmd(&guard, s, &["cat", ".env"]).output().expect("cat .env");
-    assert!(was_killed(&out.status), "cat .env without a daemon: {out:?}");
+    assert!(guard.was_refused(&out.status), "cat .env without a daemon: {out:?}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET), "the secret leaked without a daemon");
     assert_eq!(connect_errno(&guard, &ws, s, port), "EPERM", "connect out of scope without a daemon");
 
@@ -80,7 +80,7 @@ fn enforcement_outlives_a_killed_daemon_and_a_restart_adopts_it() {
     assert!(details["denied"].as_u64().is_some_and(|n| n >= 1), "{gap}");
     // What the kernel queued meanwhile reaches the stream too (the ring buffer is pinned).
     wait_for_record(&guard, "the kill of cat .env while no daemon ran", |r| {
-        r["session"] == s && r["event"] == "open" && r["verdict"] == "kill" && r["rule"] == "dotenv"
+        r["session"] == s && r["event"] == "open" && r["verdict"] == guard.refusal() && r["rule"] == "dotenv"
     });
     wait_for_record(&guard, "the refused connect while no daemon ran", |r| {
         r["session"] == s && r["event"] == "connect" && r["verdict"] == "deny" && r["port"] == port
@@ -95,29 +95,29 @@ fn enforcement_outlives_a_killed_daemon_and_a_restart_adopts_it() {
 
     // The same policy, enforced by the new daemon.
     let out = ws.launch_cmd(&guard, "after", &["cat", ".env"]).output().expect("cat .env");
-    assert!(was_killed(&out.status), "cat .env after the restart: {out:?}");
-    guard.wait_for("a kill after the restart", |r| r["session"] == "after" && r["verdict"] == "kill");
+    assert!(guard.was_refused(&out.status), "cat .env after the restart: {out:?}");
+    guard.wait_for("a refusal after the restart", |r| r["session"] == "after" && r["verdict"] == guard.refusal());
 
     // `guard stop --keep-pins` (an upgrade) leaves everything enforcing; a clean stop removes it.
     let out = Command::new(guard_bin()).args(["stop", "--keep-pins", "--socket"]).arg(&guard.socket).output().unwrap();
     assert!(out.status.success(), "guard stop --keep-pins: {out:?}");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + scaled(Duration::from_secs(20));
     while guard.records().iter().filter(|r| r["event"] == "stop").count() == 0 {
         assert!(Instant::now() < deadline, "no stop record: {}", guard.dump());
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(guard.pin_dir().join("maps/EVENTS").exists(), "--keep-pins removed the pins");
     let out = ws.launch_cmd(&guard, "upgrade", &["cat", ".env"]).output().expect("cat .env");
-    assert!(was_killed(&out.status), "cat .env during an upgrade: {out:?}");
+    assert!(guard.was_refused(&out.status), "cat .env during an upgrade: {out:?}");
     guard.restart();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + scaled(Duration::from_secs(20));
     while guard.records().iter().filter(|r| r["event"] == "gap").count() < 2 {
         assert!(Instant::now() < deadline, "no gap record after the upgrade: {}", guard.dump());
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = Command::new(guard_bin()).args(["stop", "--socket"]).arg(&guard.socket).output().unwrap();
     assert!(out.status.success(), "guard stop: {out:?}");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + scaled(Duration::from_secs(20));
     while guard.pin_dir().exists() {
         assert!(Instant::now() < deadline, "a clean stop left {}", guard.pin_dir().display());
         std::thread::sleep(Duration::from_millis(100));
@@ -140,11 +140,18 @@ fn signals_from_an_adopted_session_are_ignored_and_recorded() {
     for signal in ["TERM", "HUP", "INT"] {
         let script = format!("echo $$ > {}; exec /bin/kill -{signal} {daemon}", procs.display());
         let status = Command::new("/bin/sh").args(["-c", &script]).stdin(Stdio::null()).status().expect("sh");
-        // The sender is killed for going at the daemon; the daemon ignores what it sent.
-        assert!(was_killed(&status), "the sender of SIG{signal} lives: {status:?}\n{}", guard.dump());
-        guard.wait_for(&format!("SIG{signal} ignored"), |r| {
-            r["event"] == "signal_ignored" && r["reason"].as_str().is_some_and(|t| t.contains(&format!("SIG{signal}")))
-        });
+        // The host tier kills the sender for going at the daemon, and the daemon ignores what
+        // it sent; the lsm tier refuses the kill(2) itself (EPERM: /bin/kill fails).
+        assert!(guard.was_refused(&status), "the sender of SIG{signal} was not stopped: {status:?}\n{}", guard.dump());
+        match guard.tier() {
+            Tier::Host => guard.wait_for(&format!("SIG{signal} ignored"), |r| {
+                r["event"] == "signal_ignored"
+                    && r["reason"].as_str().is_some_and(|t| t.contains(&format!("SIG{signal}")))
+            }),
+            Tier::Lsm => guard.wait_for(&format!("SIG{signal} refused"), |r| {
+                r["event"] == "self_protection" && r["verdict"] == "deny" && r["target_pid"] == daemon
+            }),
+        };
     }
     // Still up and answering; no reload happened.
     let status = guard.status();

@@ -30,8 +30,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_tests::{
-    Guard, SYSTEM_PATH, TempDir, can_run, default_policy_value, ensure_tool, ensure_with, policy_text, was_killed,
+use guard_tests::{    Guard, scaled, SYSTEM_PATH, TempDir, can_run, default_policy_value, ensure_tool, ensure_with, policy_text, was_killed,
     which_in, write_file,
 };
 use serde_json::{Value, json};
@@ -289,7 +288,7 @@ impl Fixture {
 
 /// Wait for a command with a deadline; on timeout kill it and fail with the stream.
 fn finish(guard: &Guard, mut child: Child, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let deadline = Instant::now() + scaled(COMMAND_TIMEOUT);
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             return status;
@@ -362,7 +361,7 @@ fn assert_harvest_killed(
 ) {
     let secret = fx.secret(cred_name);
     let (pid, out) = fx.run(guard, session, args);
-    assert!(was_killed(&out.status), "{args:?} was not killed: {}\n{}", describe(&out), guard.dump());
+    assert!(guard.was_refused(&out.status), "{args:?} was not refused: {}\n{}", describe(&out), guard.dump());
     assert!(!text(&out.stdout).contains(secret), "{args:?} printed the secret: {}", describe(&out));
     assert!(!text(&out.stderr).contains(secret), "{args:?} printed the secret: {}", describe(&out));
     for file in leftovers {
@@ -370,7 +369,7 @@ fn assert_harvest_killed(
         assert!(!text(&copied).contains(secret), "{args:?} copied the secret into {}", file.display());
     }
     let rec = guard.wait_for(&format!("kill of {args:?}"), |r| {
-        r["session"] == session && r["event"] == "open" && r["verdict"] == "kill" && r["pid"] == pid
+        r["session"] == session && r["event"] == "open" && r["verdict"] == guard.refusal() && r["pid"] == pid
     });
     assert_eq!(rec["detector"], "credential", "{rec}");
     assert_eq!(rec["rule"], cred(cred_name).rule, "{rec}");
@@ -458,10 +457,10 @@ impl Sshd {
     }
 
     fn wait_banner(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + scaled(Duration::from_secs(15));
         loop {
             if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                stream.set_read_timeout(Some(scaled(Duration::from_secs(5)))).unwrap();
                 let mut banner = [0u8; 8];
                 if stream.read_exact(&mut banner).is_ok() && banner.starts_with(b"SSH-") {
                     return;

@@ -69,7 +69,7 @@ struct Stage {
 }
 
 /// THE test command: setup + build, unit tests of every crate, then the integration tests.
-pub fn test(release: bool, timeout_secs: u64, with_vm: bool) -> Result<ExitCode> {
+pub fn test(release: bool, timeout_secs: u64, with_vm: bool, full: bool) -> Result<ExitCode> {
     let started = Instant::now();
     util::catch_signals();
     let guard_bin = build(release)?;
@@ -134,7 +134,11 @@ pub fn test(release: bool, timeout_secs: u64, with_vm: bool) -> Result<ExitCode>
 
     // The lsm tier cannot load on this host kind: it is tested in qemu guests, after the
     // host-tier suite.
-    let vm_stage = "lsm tier (qemu guests: Debian 6.12 and 6.1 kernels)";
+    let vm_stage = if full {
+        "lsm tier (qemu guests: fast cases on 6.12 and 6.1, the integration suite on 6.12 and 6.1)"
+    } else {
+        "lsm tier (qemu guests: fast cases on 6.12 and 6.1, the integration suite on 6.12)"
+    };
     if !with_vm {
         results.push((vm_stage, true, "skipped (--no-vm)".to_string()));
     } else if !root {
@@ -142,7 +146,8 @@ pub fn test(release: bool, timeout_secs: u64, with_vm: bool) -> Result<ExitCode>
         results.push((vm_stage, true, "skipped: not root".to_string()));
     } else {
         note!("== {vm_stage}");
-        let (ok, text) = match crate::vm::vm_test(&crate::vm::VmArgs::full_suite()) {
+        let (args, plan) = crate::vm::VmArgs::ci_plan(full);
+        let (ok, text) = match crate::vm::run_plan(&args, &plan) {
             Ok(code) if code == ExitCode::SUCCESS => (true, "passed".to_string()),
             Ok(code) => (false, format!("FAILED ({code:?})")),
             Err(err) => (false, format!("FAILED: {err:#}")),

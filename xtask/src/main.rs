@@ -61,11 +61,18 @@ enum Command {
         /// Skip the lsm-tier stage (qemu guests; `cargo xtask vm-test` runs it alone).
         #[arg(long)]
         no_vm: bool,
+        /// Also run the integration suite in the 6.1 guest (CI runs it in the 6.12 guest only).
+        #[arg(long, conflicts_with = "no_vm")]
+        full: bool,
     },
     /// Measure guard's overhead on openat, fork+exec and connect; writes BENCHMARKS.md.
     Bench(bench::BenchArgs),
-    /// Boot Debian kernels with BPF LSM (6.12, 6.1) under qemu and run the guest suite (tests/vm).
+    /// Boot Debian kernels with BPF LSM (6.12, 6.1) under qemu: the fast guest cases (tests/vm)
+    /// and the whole integration suite on a Debian root filesystem.
     VmTest(vm::VmArgs),
+    /// Boot the Debian guest (lsm tier) with the build tree and a directory, run CMD there as
+    /// root with guard on PATH; CMD's output and exit status are this command's.
+    VmRun(vm::VmRunArgs),
     /// One benchmark loop; prints a JSON line (used by `bench`).
     #[command(hide = true)]
     BenchWorker(bench::worker::WorkerArgs),
@@ -77,9 +84,10 @@ fn main() -> ExitCode {
         Command::Setup { dry_run } => setup::setup(dry_run).map(|_| ExitCode::SUCCESS),
         Command::Build { release } => flow::build(release).map(|_| ExitCode::SUCCESS),
         Command::Run { release, args } => flow::run(release, &args),
-        Command::Test { release, timeout, no_vm } => flow::test(release, timeout, !no_vm),
+        Command::Test { release, timeout, no_vm, full } => flow::test(release, timeout, !no_vm, full),
         Command::Bench(args) => bench::bench(&args).map(|_| ExitCode::SUCCESS),
         Command::VmTest(args) => vm::vm_test(&args),
+        Command::VmRun(args) => vm::vm_run(&args),
         Command::BenchWorker(args) => bench::worker::main(&args).map(|_| ExitCode::SUCCESS),
     };
     match result {

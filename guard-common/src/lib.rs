@@ -49,6 +49,8 @@ pub mod maps {
     pub const DAEMON_STATE: &str = "DAEMON_STATE";
     pub const SIGNALERS: &str = "SIGNALERS";
     pub const SESSION_FLAGS: &str = "SESSION_FLAGS";
+    pub const SESSION_RECORD: &str = "SESSION_RECORD";
+    pub const PROC_COUNTS: &str = "PROC_COUNTS";
 
     /// Every map, pinned by the daemon so enforcement outlives it.
     pub const ALL: &[&str] = &[
@@ -81,6 +83,8 @@ pub mod maps {
         DAEMON_STATE,
         SIGNALERS,
         SESSION_FLAGS,
+        SESSION_RECORD,
+        PROC_COUNTS,
     ];
 }
 
@@ -227,7 +231,61 @@ pub mod stat {
     pub const REFUSED: u32 = 12;
     /// Execs that would have been held, killed because no daemon was there to ask.
     pub const KILLED_NO_DAEMON: u32 = 13;
+    /// Opens judged and counted but not sent (the session's record level leaves them out).
+    pub const OPEN_UNRECORDED: u32 = 14;
     pub const COUNT: u32 = 16;
+}
+
+/// What the kernel sends to the daemon for a session (`Config::record_level`, overridden per
+/// session in `SESSION_RECORD`). Every level sends every non-allow verdict, exec, connect,
+/// sendmsg, fork and exit; they differ only in the allowed opens.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum RecordLevel {
+    /// Allowed opens are only counted (the process's `exit` carries the counts).
+    #[default]
+    Decisions = 0,
+    /// Allowed opens for write (write access, O_CREAT, O_TRUNC) are sent too.
+    Writes = 1,
+    /// Every open is sent (forensics).
+    All = 2,
+}
+
+impl RecordLevel {
+    pub const ALL_LEVELS: [RecordLevel; 3] = [RecordLevel::Decisions, RecordLevel::Writes, RecordLevel::All];
+
+    /// The name in policies, on the command line and in records.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RecordLevel::Decisions => "decisions",
+            RecordLevel::Writes => "writes",
+            RecordLevel::All => "all",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL_LEVELS.into_iter().find(|level| level.name() == name)
+    }
+
+    /// Should an allowed open with this access be sent at this level?
+    #[inline(always)]
+    pub const fn sends_allowed_open(level: u32, writes: bool) -> bool {
+        level >= RecordLevel::All as u32 || (writes && level >= RecordLevel::Writes as u32)
+    }
+}
+
+/// What a process did, counted in the kernel (`PROC_COUNTS`, by tgid) and carried by its exit
+/// event: the allowed opens a record level leaves out are still counted here.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcCounts {
+    pub opens: u64,
+    /// Opens for write (write access, O_CREAT, O_TRUNC).
+    pub writes: u64,
+    /// connect and sendmsg calls (sock_addr programs).
+    pub connects: u64,
+    /// Operations refused or answered with a kill.
+    pub denials: u64,
 }
 
 /// Global switches the daemon writes to `CONFIG[0]`.
@@ -255,6 +313,9 @@ pub struct Config {
     /// Nonzero when a read allow-list is in force (`WRITE_SCOPE_SESSION_CWD` bit as for writes).
     pub read_scope: u32,
     pub read_rule: u32,
+    /// `RecordLevel` of sessions without their own entry in `SESSION_RECORD`.
+    pub record_level: u32,
+    pub _pad2: u32,
 }
 
 /// Kernel structure offsets read from BTF by the loader (aya-ebpf has no CO-RE).
@@ -591,6 +652,8 @@ pub struct ExitEvent {
     pub header: EventHeader,
     /// `task->exit_code` is not read here; the status arrives through procfs when needed.
     pub start_ns: u64,
+    /// What the process did over its life (zero when the counters were evicted).
+    pub counts: ProcCounts,
 }
 
 /// A system call a confinement layer refused, or one killed at entry (`kind::REFUSAL`).
@@ -659,6 +722,7 @@ mod pod {
     unsafe impl aya::Pod for HeldInfo {}
     unsafe impl aya::Pod for SelfEvent {}
     unsafe impl aya::Pod for ExitEvent {}
+    unsafe impl aya::Pod for ProcCounts {}
     unsafe impl aya::Pod for ConsumerGrant {}
     unsafe impl aya::Pod for RefusalEvent {}
     unsafe impl aya::Pod for SyscallArgs {}
@@ -684,8 +748,9 @@ mod layout_checks {
     const _: () = assert!(size_of::<FsEvent>() == 80 + 16 + 8 + NAME_LEN);
     const _: () = assert!(size_of::<SelfEvent>() == 80 + 16);
     const _: () = assert!(size_of::<HeldInfo>() == 16);
-    const _: () = assert!(size_of::<ExitEvent>() == 80 + 8);
-    const _: () = assert!(size_of::<Config>() == 44);
+    const _: () = assert!(size_of::<ExitEvent>() == 80 + 8 + 32);
+    const _: () = assert!(size_of::<ProcCounts>() == 32);
+    const _: () = assert!(size_of::<Config>() == 52);
     const _: () = assert!(size_of::<KernelOffsets>() == 28 * 4);
     const _: () = assert!(size_of::<DevIno>() == 16);
     const _: () = assert!(size_of::<RuleRef>() == 8);

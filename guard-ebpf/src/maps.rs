@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use guard_common::{
     Config, ConsumerGrant, DaemonState, DevIno, ExecWatch, HeldInfo, KernelOffsets, NAME_LEN, OpenArgs, PATH_LEN,
-    PortSet, RuleRef, SessionState, SyscallArgs, WriteRootKey, stat,
+    PortSet, ProcCounts, RuleRef, SessionState, SyscallArgs, WriteRootKey, stat,
 };
 
 /// Kernel structure offsets, written by the loader before load (see `KernelOffsets`).
@@ -165,6 +165,14 @@ pub static DAEMON_STATE: Array<DaemonState> = Array::with_max_entries(1, 0);
 #[map]
 pub static SIGNALERS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1024, 0);
 
+/// A session's own record level (`guard_common::RecordLevel`), else `Config::record_level`.
+#[map]
+pub static SESSION_RECORD: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
+
+/// What each session process did (tgid -> counts), carried by its exit event and removed.
+#[map]
+pub static PROC_COUNTS: LruHashMap<u32, ProcCounts> = LruHashMap::with_max_entries(16384, 0);
+
 /// Scratch space too large for the 512-byte BPF stack.
 #[repr(C)]
 pub struct Scratch {
@@ -181,6 +189,59 @@ pub fn bump(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
         unsafe { *counter += 1 };
+    }
+}
+
+/// Which of a process's counters an operation adds to.
+#[derive(Clone, Copy)]
+pub enum Count {
+    Open { writes: bool },
+    Connect,
+}
+
+/// Counts one operation of the current process, and a denial when `denied`.
+#[inline(always)]
+pub fn count(what: Count, denied: bool) {
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    let ptr = match PROC_COUNTS.get_ptr_mut(&tgid) {
+        Some(ptr) => ptr,
+        None => {
+            let _ = PROC_COUNTS.insert(&tgid, &ProcCounts::default(), 0);
+            match PROC_COUNTS.get_ptr_mut(&tgid) {
+                Some(ptr) => ptr,
+                None => return,
+            }
+        }
+    };
+    let add = |field: *mut u64| {
+        // SAFETY: an aligned u64 in map memory. Not atomic (the bpfel core has no 64-bit
+        // fetch_add): two threads of one process counting at once may lose one increment.
+        unsafe { *field += 1 };
+    };
+    // SAFETY (field addresses): `ptr` points at a live map value.
+    unsafe {
+        match what {
+            Count::Open { writes } => {
+                add(&raw mut (*ptr).opens);
+                if writes {
+                    add(&raw mut (*ptr).writes);
+                }
+            }
+            Count::Connect => add(&raw mut (*ptr).connects),
+        }
+        if denied {
+            add(&raw mut (*ptr).denials);
+        }
+    }
+}
+
+/// The record level of a session.
+#[inline(always)]
+pub fn record_level(session_id: u64) -> u32 {
+    // SAFETY: copy of a plain u32.
+    match unsafe { SESSION_RECORD.get(&session_id) } {
+        Some(level) => *level,
+        None => config().map_or(guard_common::RecordLevel::Decisions as u32, |cfg| cfg.record_level),
     }
 }
 

@@ -127,9 +127,25 @@ pub struct AuditRecord {
     /// Id of a held command waiting for a person (`guard approve ID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_id: Option<u64>,
+    /// exit: what the process did over its life, counted in the kernel (the allowed opens a
+    /// record level leaves out of the stream are counted here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<ProcessCounts>,
     /// Free-form details for daemon records (counters, tiers, errors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
+}
+
+/// A process's operations, as its `exit` record carries them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessCounts {
+    pub opens: u64,
+    /// Opens for write (write access, O_CREAT, O_TRUNC).
+    pub writes: u64,
+    /// connect and sendmsg calls.
+    pub connects: u64,
+    /// Operations refused (EPERM) or answered with a kill.
+    pub denials: u64,
 }
 
 impl AuditRecord {

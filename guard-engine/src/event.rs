@@ -79,6 +79,7 @@ pub enum Body {
     },
     Exit {
         start_ns: u64,
+        counts: guard_common::ProcCounts,
     },
     /// unlink/rmdir/rename/truncate judged by the lsm tier (`guard_common::fsop::*`).
     FsChange {
@@ -202,7 +203,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         kind::EXIT => {
             let ev: ExitEvent = sized(bytes, header.kind)?;
-            Body::Exit { start_ns: ev.start_ns }
+            Body::Exit { start_ns: ev.start_ns, counts: ev.counts }
         }
         kind::FS_CHANGE => {
             let ev: FsEvent = sized(bytes, header.kind)?;

@@ -270,9 +270,15 @@ impl Recorder {
                 record.child_pid = Some(*child_pid);
                 record.reason = Some(format!("{} forked {child_pid}", head.tgid));
             }
-            Body::Exit { .. } => {
+            Body::Exit { counts, .. } => {
                 record.event = "exit".into();
                 record.reason = Some(format!("{} exited", head.tgid));
+                record.counts = Some(crate::audit::ProcessCounts {
+                    opens: counts.opens,
+                    writes: counts.writes,
+                    connects: counts.connects,
+                    denials: counts.denials,
+                });
             }
             Body::FsChange { file, op, name } => {
                 record.event = match *op {

@@ -179,9 +179,8 @@ fn the_agents_own_sigcont_does_not_release_its_held_child() {
         }
         Tier::Lsm => assert!(ws.path().join("refused").exists(), "kill -CONT was not refused"),
     }
-    let rec = guard.wait_for("self-protection record", |r| {
-        r["event"] == "self_protection" && r["verdict"] == guard.refusal()
-    });
+    let rec = guard
+        .wait_for("self-protection record", |r| r["event"] == "self_protection" && r["verdict"] == guard.refusal());
     assert!(rec["reason"].as_str().unwrap().contains("signal 18"), "{rec}");
 
     // The held task is still held: not run, still pending, still stopped.

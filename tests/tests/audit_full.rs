@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_tests::{Guard, scaled, TempDir, can_run};
+use guard_tests::{Guard, TempDir, can_run, scaled};
 
 /// A small tmpfs of the test's own, unmounted on drop.
 struct SmallFs(TempDir);

@@ -6,7 +6,9 @@
 
 use std::{fs, process::Output};
 
-use guard_tests::{Guard, OutsideDir, TempDir, can_run, default_policy_value, output_text, policy_text, write_file};
+use guard_tests::{
+    Guard, OutsideDir, TempDir, Tier, can_run, default_policy_value, output_text, policy_text, write_file,
+};
 use serde_json::Value;
 
 /// The default policy with `scope.files.mode: enforce`: Landlock gets the write roots.
@@ -323,13 +325,17 @@ fn unconfined_relaxed_and_daemonless_launches_say_what_they_applied() {
     let record = session_record(&guard, "bare");
     assert_eq!(record["details"]["confinement"]["unconfined"], true, "{record}");
 
-    // The relaxed policy: no Landlock, only io_uring refused; bpf() reaches the kernel.
+    // The relaxed policy: no Landlock, only io_uring refused; bpf() reaches the kernel, where
+    // the lsm tier's bpf hook refuses a session's call anyway.
     let out = guard
         .confined_cmd("relaxed", &[], &["python3", "probe.py", "bpf"])
         .current_dir(workspace.path())
         .output()
         .unwrap();
-    assert!(!stdout(&out).contains("Operation not permitted"), "{}", output_text(&out));
+    match guard.tier() {
+        Tier::Host => assert!(!stdout(&out).contains("Operation not permitted"), "{}", output_text(&out)),
+        Tier::Lsm => assert_eq!(stdout(&out), "bpf -1 Operation not permitted\n", "{}", output_text(&out)),
+    }
     assert!(stderr(&out).contains("guard: confined: landlock off, seccomp: 3 syscalls"), "{}", output_text(&out));
     let record = session_record(&guard, "relaxed");
     let confinement = &record["details"]["confinement"];
@@ -351,4 +357,40 @@ fn unconfined_relaxed_and_daemonless_launches_say_what_they_applied() {
     assert_eq!(stdout(&out), "io_uring_setup -1 Operation not permitted\n", "{}", output_text(&out));
     assert!(stderr(&out).contains("warning: no confinement from the daemon"), "{}", output_text(&out));
     assert!(stderr(&out).contains("seccomp: 18 syscalls [default policy]"), "{}", output_text(&out));
+}
+
+/// A cgroup below the root that no `guard launch` made (an adopted session) has no seccomp
+/// filter: its `bpf()` and `io_uring_setup()` are answered at the call's entry with a kill,
+/// on both tiers (the call's body may still run; the lsm tier also refuses `bpf()` in its
+/// hook). The record says which call.
+#[test]
+#[ignore = "needs root: loads BPF programs and creates cgroups"]
+fn an_adopted_session_calling_bpf_or_io_uring_is_killed_at_entry() {
+    if !can_run("an_adopted_session_calling_bpf_or_io_uring_is_killed_at_entry") {
+        return;
+    }
+    let workspace = TempDir::new("confine-adopted");
+    write_file(&workspace.path().join("probe.py"), PROBE);
+    let guard = Guard::start();
+    let session = guard.root.join("adopted-sys");
+    fs::create_dir_all(&session).expect("creating the adopted session cgroup");
+    for call in ["bpf", "io_uring"] {
+        let script = format!("echo $$ > {}; exec python3 probe.py {call}", session.join("cgroup.procs").display());
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .current_dir(workspace.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("sh");
+        assert!(guard_tests::was_killed(&out.status), "{call} from an adopted session: {}", output_text(&out));
+        assert!(!stdout(&out).contains(" ok"), "{call} succeeded: {}", output_text(&out));
+        let name = if call == "bpf" { "bpf(" } else { "io_uring_setup(" };
+        guard.wait_for(&format!("the kill of {call}"), |r| {
+            r["session"] == "adopted-sys"
+                && r["event"] == "refusal"
+                && r["verdict"] == "kill"
+                && r["reason"].as_str().is_some_and(|t| t.starts_with(name))
+        });
+    }
+    guard_tests::remove_cgroup_tree(&session);
 }

@@ -12,8 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_tests::{    Guard, scaled, TempDir, accept_one, argv_has, can_run, default_policy_value, fake_tools, guard_bin, path_with, policy_text,
-    ran_marker, remove_cgroup_tree, run_command, was_killed, write_file,
+use guard_tests::{
+    Guard, TempDir, accept_one, argv_has, can_run, default_policy_value, fake_tools, guard_bin, path_with, policy_text,
+    ran_marker, remove_cgroup_tree, run_command, scaled, was_killed, write_file,
 };
 use serde_json::{Value, json};
 

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use guard_tests::{Guard, TempDir, can_run, write_file};
+use guard_tests::{Guard, TempDir, Tier, can_run, write_file};
 
 const POLICY: &str = r#"
 scope:
@@ -84,4 +84,78 @@ fn a_session_cannot_move_itself_into_another_cgroup() {
     let rec = guard.wait_for("escape record", |r| r["detector"] == "self_protection" && r["event"] == "open");
     assert_eq!(rec["verdict"], guard.refusal());
     guard_tests::remove_cgroup_tree(&elsewhere);
+}
+
+/// What only the lsm tier can refuse: a system call's own body. Python deletes, renames and
+/// truncates outside the write roots in-process (no `rm` to hold), and truncates a credential
+/// with `O_WRONLY|O_TRUNC` (a write-only open, no read). The session is plain `guard launch`
+/// with `--unconfined`: no Landlock, so only eBPF stands between.
+#[test]
+#[ignore = "needs root: loads BPF programs and creates cgroups"]
+fn in_process_deletes_and_truncation_are_refused_on_the_lsm_tier_and_a_documented_limit_on_the_host_tier() {
+    if !can_run("in_process_deletes_and_truncation_are_refused_on_the_lsm_tier_and_a_documented_limit_on_the_host_tier")
+    {
+        return;
+    }
+    let workspace = TempDir::new("fs-inproc-ws");
+    let elsewhere = TempDir::new("fs-inproc-elsewhere");
+    for name in ["victim.txt", "moved.txt", "cut.txt"] {
+        write_file(&elsewhere.path().join(name), "precious\n");
+    }
+    write_file(&workspace.path().join(".env"), "TOKEN=in-process-secret\n");
+    let policy = format!(
+        "{POLICY}    - id: dotenv-here\n      names: [\".env\"]\n      mode: enforce\n      severity: critical\n"
+    );
+    let guard = Guard::start_with(Some(&policy), &[]);
+    let dir = elsewhere.path().display().to_string();
+    let script = format!(
+        "import os\n\
+         def attempt(what, call):\n    \
+             try:\n        call()\n        print(what, 'done')\n    \
+             except OSError as err:\n        print(what, err.strerror)\n\
+         attempt('unlink', lambda: os.remove('{dir}/victim.txt'))\n\
+         attempt('rename', lambda: os.rename('{dir}/moved.txt', '{dir}/moved2.txt'))\n\
+         attempt('truncate', lambda: os.truncate('{dir}/cut.txt', 0))\n\
+         attempt('trunc-open', lambda: os.close(os.open('.env', os.O_WRONLY | os.O_TRUNC)))\n"
+    );
+    write_file(&workspace.path().join("inproc.py"), &script);
+    let out = Command::new(guard_tests::guard_bin())
+        .args(["launch", "--unconfined", "--root"])
+        .arg(&guard.root)
+        .args(["--session", "inproc", "--", "/usr/bin/python3", "inproc.py"])
+        .current_dir(workspace.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("in-process changes on the {:?} tier: {stdout}", guard.tier());
+    let intact = |name: &str| std::fs::read_to_string(elsewhere.path().join(name)).is_ok_and(|t| t == "precious\n");
+    let env_intact = std::fs::read_to_string(workspace.path().join(".env")).is_ok_and(|t| t.contains("in-process"));
+    match guard.tier() {
+        Tier::Lsm => {
+            assert!(out.status.success(), "{out:?}");
+            for what in ["unlink", "rename", "truncate", "trunc-open"] {
+                assert!(stdout.contains(&format!("{what} Operation not permitted")), "{what}: {stdout}");
+            }
+            assert!(intact("victim.txt") && intact("moved.txt") && intact("cut.txt"), "a file outside changed");
+            assert!(env_intact, "the credential was truncated");
+            for event in ["unlink", "rename", "truncate"] {
+                guard.wait_for(&format!("the {event} refusal"), |r| {
+                    r["session"] == "inproc" && r["event"] == event && r["verdict"] == "deny"
+                });
+            }
+            guard.wait_for("the truncating open's refusal", |r| {
+                r["session"] == "inproc" && r["event"] == "open" && r["verdict"] == "deny" && r["rule"] == "dotenv-here"
+            });
+        }
+        Tier::Host => {
+            // The documented limit (README, "What the host tier cannot prevent"): a syscall
+            // body runs; only command-level rules see `rm`, `mv`, `truncate`, at exec. The
+            // credential's write-only truncating open is not a read, and is not stopped.
+            assert!(out.status.success(), "{out:?}");
+            assert!(stdout.contains("unlink done") && stdout.contains("rename done"), "{stdout}");
+            assert!(stdout.contains("truncate done") && stdout.contains("trunc-open done"), "{stdout}");
+            assert!(!intact("victim.txt") && !intact("cut.txt"), "the host tier prevented an in-process change?");
+            assert!(!env_intact, "the host tier prevented the truncation?");
+        }
+    }
 }

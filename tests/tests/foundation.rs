@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use guard_tests::{Guard, scaled, TempDir, argv_has, can_run, write_file};
+use guard_tests::{Guard, TempDir, argv_has, can_run, scaled, write_file};
 
 fn kernel_dev(st_dev: u64) -> String {
     // The audit stream prints the kernel's dev_t as major:minor.

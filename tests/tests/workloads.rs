@@ -30,8 +30,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_tests::{    Guard, scaled, SYSTEM_PATH, TempDir, can_run, default_policy_value, ensure_tool, ensure_with, policy_text, was_killed,
-    which_in, write_file,
+use guard_tests::{
+    Guard, SYSTEM_PATH, TempDir, can_run, default_policy_value, ensure_tool, ensure_with, policy_text, scaled,
+    was_killed, which_in, write_file,
 };
 use serde_json::{Value, json};
 

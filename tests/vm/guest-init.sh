@@ -22,6 +22,11 @@ mount -t tmpfs tmpfs /run
 mount -t devpts devpts /dev/pts 2>/dev/null
 mount -t tmpfs tmpfs /dev/shm
 mkdir -p /run/lock /var/log/guard
+# What udev would make: without these, `> /dev/stdout` creates a plain file in devtmpfs.
+ln -sfn /proc/self/fd /dev/fd
+ln -sfn /proc/self/fd/0 /dev/stdin
+ln -sfn /proc/self/fd/1 /dev/stdout
+ln -sfn /proc/self/fd/2 /dev/stderr
 hostname guard-vm
 ip link set lo up
 

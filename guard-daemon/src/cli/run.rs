@@ -203,6 +203,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let server = ControlServer::bind(&control)?;
     let server_task = tokio::spawn(server.serve(shared.clone()));
 
+    // Loading and attaching can take longer than the heartbeat stays fresh (seconds under an
+    // emulator): beat again, or the first held exec after the start record fails closed.
+    kernel.heartbeat(&kernel.stats()?)?;
     let clock = clock_base();
     let mut daemon = Daemon {
         kernel,

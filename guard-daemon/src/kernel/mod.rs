@@ -46,9 +46,10 @@ const SCHED_HOOKS: &[(&str, &str)] = &[
     (programs::SIGNAL_GENERATE, "signal_generate"),
 ];
 
-/// Plain tracepoints beside the open family: (category, name, program).
-const OTHER_TRACEPOINTS: &[(&str, &str, &str)] =
-    &[("raw_syscalls", "sys_enter", programs::RAW_SYS_ENTER), ("syscalls", "sys_enter_ptrace", programs::ENTER_PTRACE)];
+/// Plain tracepoints beside the open family: (category, name, program). The held-task re-stop
+/// on raw_syscalls/sys_enter is not among them: it is attached only while a task is held
+/// ([`Kernel::set_restop`]), since every system call of every task runs it while attached.
+const OTHER_TRACEPOINTS: &[(&str, &str, &str)] = &[("syscalls", "sys_enter_ptrace", programs::ENTER_PTRACE)];
 
 const SOCK_ADDR_PROGRAMS: &[(&str, &str)] = &[
     (programs::CONNECT4, "connect4"),
@@ -178,9 +179,11 @@ impl Kernel {
                 prog.attach(category, name).with_context(|| format!("attaching {prog_name} to {category}/{name}"))?;
             self.keep_tracepoint(prog_name, name, id)?;
         }
+        let restop: &mut TracePoint = self.program(programs::RAW_SYS_ENTER)?;
+        restop.load().map_err(|err| load_error("loading the held-task re-stop program", err))?;
         self.host_hook(
             "self-protection",
-            &format!("tp_btf/signal_generate and sys_enter_ptrace kill a session sender targeting a held task or the daemon; raw_syscalls/sys_enter stops a held task continued by anyone else ({lsm_reason})"),
+            &format!("tp_btf/signal_generate and sys_enter_ptrace kill a session sender targeting a held task or the daemon; raw_syscalls/sys_enter, attached only while a task is held, stops a held task continued by anyone else ({lsm_reason})"),
         );
 
         for &(tracepoint, prog_name) in OPEN_SYSCALLS {
@@ -552,7 +555,8 @@ impl Kernel {
     }
 
     /// Clear HELD_ANY when HELD is empty. Cleared first and re-checked after, so a hold the
-    /// kernel adds meanwhile (it lists, then flags) is never left unflagged.
+    /// kernel adds meanwhile (it lists, then flags) is never left unflagged. The re-stop
+    /// program goes with the last hold.
     fn lower_held_flag(&mut self) -> anyhow::Result<()> {
         let mut flag: Array<_, u32> = Array::try_from(self.map(maps::HELD_ANY)?)?;
         flag.set(0, 0, 0).context("clearing HELD_ANY")?;
@@ -562,7 +566,23 @@ impl Kernel {
             let mut flag: Array<_, u32> = Array::try_from(self.map(maps::HELD_ANY)?)?;
             flag.set(0, 1, 0).context("setting HELD_ANY")?;
         }
-        Ok(())
+        self.set_restop(any)
+    }
+
+    /// Attach (pinned) or detach the held-task re-stop on raw_syscalls/sys_enter. Attached
+    /// when the daemon learns of a hold; between the kernel's hold and that moment only a
+    /// session's own signals are watched (signal_generate), not a continue from outside.
+    pub fn set_restop(&mut self, on: bool) -> anyhow::Result<()> {
+        match (on, self.pins.has_restop()) {
+            (true, false) => {
+                let prog: &mut TracePoint = self.program(programs::RAW_SYS_ENTER)?;
+                let id = prog.attach("raw_syscalls", "sys_enter").context("attaching the held-task re-stop program")?;
+                let link = FdLink::try_from(prog.take_link(id)?).context("the re-stop link is not a bpf link")?;
+                self.pins.keep_restop(link)
+            }
+            (false, true) => self.pins.drop_restop(),
+            _ => Ok(()),
+        }
     }
 
     /// Sessions' kernel state (credential mark, escalations).
@@ -611,6 +631,23 @@ impl Kernel {
         let current = self.session_flags(session_id)?.unwrap_or(0);
         let mut map: HashMap<_, u64, u32> = HashMap::try_from(self.map(maps::SESSION_FLAGS)?)?;
         map.insert(session_id, current | flags, 0).context("writing SESSION_FLAGS")?;
+        Ok(())
+    }
+
+    /// A session's own record level (`None`: the policy's, from `CONFIG`).
+    pub fn set_session_record(
+        &mut self,
+        session_id: u64,
+        level: Option<guard_common::RecordLevel>,
+    ) -> anyhow::Result<()> {
+        let mut map: HashMap<_, u64, u32> = HashMap::try_from(self.map(maps::SESSION_RECORD)?)?;
+        match level {
+            Some(level) => map.insert(session_id, level as u32, 0).context("writing SESSION_RECORD")?,
+            None => match map.remove(&session_id) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(err) => return Err(err).context("clearing SESSION_RECORD"),
+            },
+        }
         Ok(())
     }
 

@@ -83,12 +83,18 @@ pub fn check_read(slot: u8) -> Read {
 /// script's name decides. The very script (by identity): granted. Anything else named so (the
 /// path was swapped after the daemon looked): no consumer.
 #[inline(always)]
-pub fn confirm_script(identity: &DevIno, name: &[u8; NAME_LEN]) {
+pub fn confirm_script(identity: &DevIno, name_ptr: u64) {
     let tgid = current_tgid();
     let Some(grant) = TASK_CONSUMER.get_ptr_mut(&tgid) else { return };
     // SAFETY: map memory of an entry we just looked up; plain reads and stores.
     unsafe {
         if (*grant).state != consumer_state::AWAIT_SCRIPT {
+            return;
+        }
+        // The dentry's name, read only for an interpreter awaiting its script (rare).
+        let Some(scratch) = crate::maps::SCRATCH.get_ptr_mut(0) else { return };
+        let name = &mut (*scratch).name;
+        if aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, name).is_err() {
             return;
         }
         let mut i = 0;

@@ -88,6 +88,9 @@ pub fn guard_enter_creat(ctx: TracePointContext) -> u32 {
 }
 
 /// Exit of every open-family syscall (attached to each `sys_exit_*`; `ret` is at ARG0).
+///
+/// Judges first, from kernel objects, with nothing reserved: an allowed open the session's
+/// record level leaves out is only counted, and a kill never waits on room in the ring buffer.
 #[tracepoint(category = "syscalls", name = "sys_exit_openat")]
 pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -100,8 +103,57 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let ret = arg(&ctx, ARG0) as i64;
-    // On the lsm tier the file_open hook already reported (and refused) this open.
-    if ret == -EPERM && maps::config().is_some_and(|cfg| cfg.lsm != 0) {
+    // On the lsm tier the file_open hook already judged this open, refused it or reported its
+    // verdict: here it is only counted and, at its record level, recorded as allowed.
+    let lsm = maps::config().is_some_and(|cfg| cfg.lsm != 0);
+    if ret == -EPERM && lsm {
+        return 0;
+    }
+
+    let mut act = action::ALLOW;
+    let mut det = detector::NONE;
+    let mut verdict = None;
+    let mut identity = DevIno { dev: 0, ino: 0 };
+    let mut name_ptr = 0;
+    let mut writes = args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0;
+    if ret >= 0 {
+        let file = kread::fd_file(&off, kread::current_task(), ret as u64);
+        identity = kread::file_identity(&off, file);
+        let dentry = kread::file_dentry(&off, file);
+        name_ptr = kread::dentry_name_ptr(&off, dentry);
+        consumer::confirm_script(&identity, name_ptr);
+        let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
+        writes = (f_flags as u64 & O_ACCMODE) != 0 || args.flags & (O_CREAT | O_TRUNC) != 0;
+        let access = Access {
+            // Reads only here: on this tier an O_TRUNC has emptied the file before this exit
+            // runs, a kill saves nothing (the lsm tier refuses it before, see lsm.rs), and one
+            // condition more is past the 6.1 verifier's budget for this program.
+            reads_or_empties: (f_flags as u64 & O_ACCMODE) != O_WRONLY,
+            writes,
+        };
+        if !lsm {
+            verdict = judge_open(&off, &session, file, &identity, dentry, name_ptr, access);
+        }
+        if let Some(v) = &verdict {
+            det = v.detector;
+            act = if v.enforced { action::KILL } else { action::AUDIT };
+        }
+    } else if ret == -EACCES && args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0 {
+        // A write refused by the session's Landlock write roots (or by file permissions:
+        // the record says both).
+        act = action::DENY;
+        det = detector::CONFINEMENT;
+    }
+    maps::count(maps::Count::Open { writes }, act == action::KILL || act == action::DENY);
+    if act == action::KILL {
+        // SAFETY: plain helper call; the task dies before returning to user space.
+        unsafe { bpf_send_signal(SIGKILL) };
+        maps::bump(stat::KILLED);
+    }
+    if act == action::ALLOW
+        && !guard_common::RecordLevel::sends_allowed_open(maps::record_level(session.session_id), writes)
+    {
+        maps::bump(stat::OPEN_UNRECORDED);
         return 0;
     }
 
@@ -112,14 +164,32 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
     // SAFETY: the reservation is exactly one OpenEvent; every field is written below.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, kind::OPEN, &session, &off);
+    ev.header.action = act;
+    ev.header.detector = det;
     ev.flags = args.flags;
     ev.dfd = args.dfd;
     ev.ret = ret;
-    ev.file = DevIno { dev: 0, ino: 0 };
+    ev.file = identity;
     ev.name[0] = 0;
     ev.consumer = u32::MAX;
     ev._pad = 0;
-    // The caller's path string, for the record only: decisions use the file below.
+    if let Some(v) = &verdict {
+        ev.header.rule = v.rule;
+        if v.from_inode {
+            ev.header.flags |= flags::MATCH_INODE;
+        }
+        if v.consumer != u32::MAX {
+            ev.header.flags |= flags::CONSUMER_READ;
+            ev.consumer = v.consumer;
+        }
+    }
+    if name_ptr != 0 {
+        // SAFETY: kernel string, bounded copy.
+        if unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.name) }.is_err() {
+            ev.name[0] = 0;
+        }
+    }
+    // The caller's path string, for the record only: decisions used the file above.
     // SAFETY: bounded user read.
     match unsafe { bpf_probe_read_user_str_bytes(args.filename_ptr as *const u8, &mut ev.path) } {
         Ok(bytes) if bytes.len() >= guard_common::PATH_LEN - 1 => ev.header.flags |= flags::PATH_TRUNCATED,
@@ -129,42 +199,8 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
             ev.header.flags |= flags::PATH_UNREADABLE;
         }
     }
-
-    if ret >= 0 {
-        let file = kread::fd_file(&off, kread::current_task(), ret as u64);
-        ev.file = kread::file_identity(&off, file);
-        let dentry = kread::file_dentry(&off, file);
-        let name_ptr = kread::dentry_name_ptr(&off, dentry);
-        // SAFETY: kernel string, bounded copy.
-        if unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.name) }.is_err() {
-            ev.name[0] = 0;
-        }
-        let identity = ev.file;
-        consumer::confirm_script(&identity, &ev.name);
-        let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
-        let access = Access {
-            // Reads only here: on this tier an O_TRUNC has emptied the file before this exit
-            // runs, a kill saves nothing (the lsm tier refuses it before, see lsm.rs), and one
-            // condition more is past the 6.1 verifier's budget for this program.
-            reads_or_empties: (f_flags as u64 & O_ACCMODE) != O_WRONLY,
-            writes: (f_flags as u64 & O_ACCMODE) != 0 || args.flags & (O_CREAT | O_TRUNC) != 0,
-        };
-        decide(&off, &session, ev, file, dentry, name_ptr, access);
-    } else if ret == -EACCES && args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0 {
-        // A write refused by the session's Landlock write roots (or by file permissions:
-        // the record says both).
-        ev.header.action = action::DENY;
-        ev.header.detector = detector::CONFINEMENT;
-    }
-
-    let act = ev.header.action;
     entry.submit(0);
     sent(stat::OPEN);
-    if act == action::KILL {
-        // SAFETY: plain helper call; the task dies before returning to user space.
-        unsafe { bpf_send_signal(SIGKILL) };
-        maps::bump(stat::KILLED);
-    }
     0
 }
 
@@ -295,31 +331,6 @@ pub fn judge_open(
         });
     }
     None
-}
-
-#[inline(always)]
-fn decide(
-    off: &KernelOffsets,
-    session: &session::Session,
-    ev: &mut OpenEvent,
-    file: u64,
-    dentry: u64,
-    name_ptr: u64,
-    access: Access,
-) {
-    // Map keys must not point into ring-buffer memory (the 6.1 verifier refuses it): copy.
-    let identity = ev.file;
-    let Some(verdict) = judge_open(off, session, file, &identity, dentry, name_ptr, access) else { return };
-    ev.header.detector = verdict.detector;
-    ev.header.rule = verdict.rule;
-    if verdict.from_inode {
-        ev.header.flags |= flags::MATCH_INODE;
-    }
-    if verdict.consumer != u32::MAX {
-        ev.header.flags |= flags::CONSUMER_READ;
-        ev.consumer = verdict.consumer;
-    }
-    ev.header.action = if verdict.enforced { action::KILL } else { action::AUDIT };
 }
 
 /// Credential by identity first, then by the opened dentry's name: exact, exempting or

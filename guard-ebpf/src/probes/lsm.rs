@@ -97,6 +97,8 @@ pub fn guard_lsm_file_open(ctx: LsmContext) -> i32 {
         dropped();
     }
     if verdict.enforced {
+        // The exit tracepoint leaves an EPERM'd open alone on this tier: count it here.
+        maps::count(maps::Count::Open { writes: access.writes }, true);
         maps::bump(stat::DENIED);
         EPERM
     } else {

@@ -91,6 +91,7 @@ fn finish(
     kind_stat: u32,
 ) -> i32 {
     let (act, rule) = judge(session.session_id, dest.is_v4, &dest.v4, &dest.addr, dest.port);
+    maps::count(maps::Count::Connect, act == action::DENY);
     let off = maps::offsets();
     if let Some(mut entry) = maps::EVENTS.reserve::<NetEvent>(0) {
         // SAFETY: the reservation is exactly one NetEvent; every field is written below.

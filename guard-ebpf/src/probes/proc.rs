@@ -63,7 +63,11 @@ pub fn guard_sched_exit(_ctx: BtfTracePointContext) -> i32 {
         // A thread other than the leader: the process lives on.
         return 0;
     }
-    consumer::forget((pid_tgid >> 32) as u32);
+    let tgid = (pid_tgid >> 32) as u32;
+    consumer::forget(tgid);
+    // SAFETY: copy of a plain value.
+    let counts = unsafe { maps::PROC_COUNTS.get(&tgid) }.copied().unwrap_or_default();
+    let _ = maps::PROC_COUNTS.remove(&tgid);
     let Some(mut entry) = maps::EVENTS.reserve::<ExitEvent>(0) else {
         dropped();
         return 0;
@@ -72,6 +76,7 @@ pub fn guard_sched_exit(_ctx: BtfTracePointContext) -> i32 {
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, kind::EXIT, &session, &off);
     ev.start_ns = read_at(kread::current_task(), off.task_start_time).unwrap_or(0);
+    ev.counts = counts;
     entry.submit(0);
     sent(stat::EXIT);
     0

@@ -195,6 +195,8 @@ impl CompiledPolicy {
             lsm: 0,
             read_scope: u32::from(files.is_some_and(|files| files.read_allow.is_some())),
             read_rule: files.map_or(u32::MAX, |files| files.rule),
+            record_level: guard_common::RecordLevel::Decisions as u32,
+            _pad2: 0,
         }
     }
 }

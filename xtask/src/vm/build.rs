@@ -95,4 +95,3 @@ fn build_rust_tests(target: &Path, release: bool, names: &str) -> Result<Vec<(St
     note!("integration tests for the guest: {}", found.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "));
     Ok(found)
 }
-

@@ -143,7 +143,11 @@ fn fetch_once(series: &Series, refreshed: bool) -> Result<Kernel> {
     check_config(&dir.join("config"), &package)?;
     extract_modules(&root, &dir.join("modules"), BOOT_MODULES).with_context(|| format!("modules of {package}"))?;
     fs::write(dir.join(CACHE_MARK), b"")?;
-    note!("cached {} and its boot modules in {}", image.file_name().unwrap_or_default().to_string_lossy(), dir.display());
+    note!(
+        "cached {} and its boot modules in {}",
+        image.file_name().unwrap_or_default().to_string_lossy(),
+        dir.display()
+    );
     Ok(cached(series, package, &dir))
 }
 
@@ -185,7 +189,12 @@ fn modinfo_depends(image: &[u8]) -> Vec<String> {
         .split(|b| *b == 0)
         .find_map(|field| field.strip_prefix(b"depends="))
         .map(|deps| {
-            String::from_utf8_lossy(deps).split(',').map(str::trim).filter(|d| !d.is_empty()).map(str::to_string).collect()
+            String::from_utf8_lossy(deps)
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_string)
+                .collect()
         })
         .unwrap_or_default()
 }

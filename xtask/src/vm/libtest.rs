@@ -80,7 +80,8 @@ impl Suite {
             return;
         }
         if let (Some(test), Some(why)) = (self.section.clone(), line.strip_prefix("SKIPPED "))
-            && let Some(entry) = self.tests.iter_mut().find(|(b, t, o)| *b == binary && *t == test && *o == Outcome::Pass)
+            && let Some(entry) =
+                self.tests.iter_mut().find(|(b, t, o)| *b == binary && *t == test && *o == Outcome::Pass)
         {
             let why = why.split_once(": ").map_or(why, |(_, reason)| reason);
             entry.2 = Outcome::Skip(why.to_string());
@@ -151,13 +152,20 @@ mod tests {
         ] {
             suite.observe(line);
         }
-        assert_eq!(suite.lines(), vec![
-            "PASS foundation::exec_is_recorded",
-            "SKIP foundation::needs_git: git not available (no network)",
-            "FAIL foundation::open_denied",
-            "PASS outlive::a",
-            "FAIL outlive: exited rc=124 after 600 s",
-        ]);
-        assert!(suite.summary().starts_with("rust: 2 passed, 1 skipped, 1 failed, 0 ignored; 1 broken"), "{}", suite.summary());
+        assert_eq!(
+            suite.lines(),
+            vec![
+                "PASS foundation::exec_is_recorded",
+                "SKIP foundation::needs_git: git not available (no network)",
+                "FAIL foundation::open_denied",
+                "PASS outlive::a",
+                "FAIL outlive: exited rc=124 after 600 s",
+            ]
+        );
+        assert!(
+            suite.summary().starts_with("rust: 2 passed, 1 skipped, 1 failed, 0 ignored; 1 broken"),
+            "{}",
+            suite.summary()
+        );
     }
 }

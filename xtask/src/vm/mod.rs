@@ -204,7 +204,12 @@ pub fn run_plan(args: &VmArgs, plan: &[(&'static str, Stage)]) -> Result<ExitCod
                 if fast_initrd.is_none() {
                     let t = Instant::now();
                     let image = initramfs::build_fast(&stage_dir.join("fast"), &bins)?;
-                    note!("fast-stage initramfs {} ({}) in {:.1} s", image.display(), size_of(&image), t.elapsed().as_secs_f64());
+                    note!(
+                        "fast-stage initramfs {} ({}) in {:.1} s",
+                        image.display(),
+                        size_of(&image),
+                        t.elapsed().as_secs_f64()
+                    );
                     fast_initrd = Some(image);
                 }
                 let initrd = fast_initrd.as_deref().context("fast initramfs built")?;
@@ -261,9 +266,13 @@ pub fn run_plan(args: &VmArgs, plan: &[(&'static str, Stage)]) -> Result<ExitCod
         let tag = format!("[{} {}]", kernel.label, stage.name());
         let verdict = qemu::verdict(r);
         all_ok &= verdict.is_ok();
-        note!("{tag} {}: {}", kernel.package, match &verdict {
-            Ok(text) | Err(text) => text,
-        });
+        note!(
+            "{tag} {}: {}",
+            kernel.package,
+            match &verdict {
+                Ok(text) | Err(text) => text,
+            }
+        );
         note!(
             "{tag}   wall {:.0} s; /init after {}; daemon start {}; suite {}",
             r.wall,
@@ -329,9 +338,13 @@ fn ensure_host_tools(full: bool) -> Result<()> {
         missing.push("cpio");
     }
     if full {
-        for (tool, package) in [("mmdebstrap", "mmdebstrap"), ("mkfs.ext4", "e2fsprogs"), ("debugfs", "e2fsprogs"), ("xz", "xz-utils")]
+        for (tool, package) in
+            [("mmdebstrap", "mmdebstrap"), ("mkfs.ext4", "e2fsprogs"), ("debugfs", "e2fsprogs"), ("xz", "xz-utils")]
         {
-            if util::find_in_path(tool).is_none() && !Path::new("/usr/sbin").join(tool).exists() && !missing.contains(&package) {
+            if util::find_in_path(tool).is_none()
+                && !Path::new("/usr/sbin").join(tool).exists()
+                && !missing.contains(&package)
+            {
                 missing.push(package);
             }
         }
@@ -414,12 +427,10 @@ mod tests {
     #[test]
     fn plans() {
         let mut args = VmArgs::defaults();
-        assert_eq!(args.plan(), vec![
-            ("6.12", Stage::Fast),
-            ("6.1", Stage::Fast),
-            ("6.12", Stage::Full),
-            ("6.1", Stage::Full)
-        ]);
+        assert_eq!(
+            args.plan(),
+            vec![("6.12", Stage::Fast), ("6.1", Stage::Fast), ("6.12", Stage::Full), ("6.1", Stage::Full)]
+        );
         args.kernel = "6.12".into();
         args.stage = "full".into();
         assert_eq!(args.plan(), vec![("6.12", Stage::Full)]);

@@ -288,7 +288,6 @@ fn parse_summary(line: &str) -> Option<(u32, u32)> {
     Some((passed.parse().ok()?, failed.parse().ok()?))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

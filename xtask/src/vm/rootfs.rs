@@ -180,10 +180,7 @@ pub fn work_disk(stage: &Path, bins: &Binaries, mode: &Mode) -> Result<PathBuf> 
             }
             let words: Vec<String> = argv.iter().map(|w| quote(w)).collect();
             fs::write(tree.join("vm/cmd.sh"), format!("exec {}\n", words.join(" ")))?;
-            settings.push_str(&format!(
-                "GUARDVM_MODE=run\nGUARDVM_SHARE_PATH={}\n",
-                quote(&share.to_string_lossy())
-            ));
+            settings.push_str(&format!("GUARDVM_MODE=run\nGUARDVM_SHARE_PATH={}\n", quote(&share.to_string_lossy())));
         }
     }
     fs::write(tree.join("vm/settings"), settings)?;
@@ -201,12 +198,7 @@ pub fn read_back(image: &Path, path: &str, dest: &Path) -> Result<()> {
     } else {
         format!("dump {path} {}", dest.display())
     };
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(&request)
-        .arg(image)
-        .output()
-        .context("cannot run debugfs")?;
+    let out = Command::new("debugfs").arg("-R").arg(&request).arg(image).output().context("cannot run debugfs")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     // debugfs exits 0 whatever happened; it names a missing file on stderr.
     if !out.status.success() || stderr.contains("File not found") || stderr.contains("not found by ext2_lookup") {

@@ -3,12 +3,7 @@
 //! guard's binary on PATH, and returns CMD's stdout, stderr and exit status as its own. A hook
 //! for suites outside this repository (tests/vm/README.md).
 
-use std::{
-    fs,
-    io::Write as _,
-    path::PathBuf,
-    process::ExitCode,
-};
+use std::{fs, io::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, bail};
 
@@ -60,10 +55,11 @@ pub fn vm_run(args: &VmRunArgs) -> Result<ExitCode> {
     let root = rootfs::ensure()?;
     let stage = std::env::temp_dir().join(format!("guard-vm-run-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(stage.clone());
-    let work = rootfs::work_disk(&stage.join("work"), &bins, &rootfs::Mode::Run {
-        argv: args.argv.clone(),
-        share: share.clone(),
-    })?;
+    let work = rootfs::work_disk(
+        &stage.join("work"),
+        &bins,
+        &rootfs::Mode::Run { argv: args.argv.clone(), share: share.clone() },
+    )?;
     let initrd = initramfs::build_boot(&stage.join("boot"), &kernel)?;
     let log_dir = bins.target.join("logs");
     fs::create_dir_all(&log_dir)?;
@@ -96,8 +92,9 @@ pub fn vm_run(args: &VmRunArgs) -> Result<ExitCode> {
     let mut streams = Vec::new();
     for name in ["stdout", "stderr", "rc"] {
         let dest = back.join(name);
-        rootfs::read_back(&work, &format!("/out/{name}"), &dest)
-            .with_context(|| format!("reading CMD's {name} back (guest-init rc {guest_rc}; console: {})", log.display()))?;
+        rootfs::read_back(&work, &format!("/out/{name}"), &dest).with_context(|| {
+            format!("reading CMD's {name} back (guest-init rc {guest_rc}; console: {})", log.display())
+        })?;
         streams.push(fs::read(&dest).with_context(|| format!("cannot read {}", dest.display()))?);
     }
     let rc: i32 = String::from_utf8_lossy(&streams[2])

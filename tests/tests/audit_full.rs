@@ -44,7 +44,8 @@ fn a_full_audit_disk_freezes_the_sessions_until_records_can_be_written() {
     // Room for the daemon's start and a few sessions' records; then a filler takes the rest.
     let fs_dir = SmallFs::mount(8 * 1024);
     let audit = fs_dir.0.path().join("audit.jsonl");
-    let guard = Guard::start_writing(None, &[], Some(&audit));
+    // Every open recorded: the session's 50 reads are what must not be lost.
+    let guard = Guard::start_writing(None, &["--record", "all"], Some(&audit));
     guard.settle("work");
 
     // Fill the disk.

@@ -9,6 +9,7 @@ use std::{
 };
 
 use guard_tests::{Guard, TempDir, argv_has, can_run, scaled, write_file};
+use serde_json::Value;
 
 fn kernel_dev(st_dev: u64) -> String {
     // The audit stream prints the kernel's dev_t as major:minor.
@@ -50,7 +51,8 @@ fn open_records_the_file_actually_opened_and_outsiders_are_not_recorded() {
     let outside = dir.path().join("outside.txt");
     write_file(&inside, "in\n");
     write_file(&outside, "out\n");
-    let guard = Guard::start();
+    // Every open recorded (`--record all`); the default level only counts allowed opens.
+    let guard = Guard::start_with(None, &["--record", "all"]);
 
     // Outside every session: unaffected and unrecorded.
     let out = Command::new("cat").arg(&outside).output().unwrap();
@@ -130,7 +132,7 @@ fn descendants_double_forks_and_nested_cgroups_stay_in_the_session() {
     let file_b = dir.path().join("nested.txt");
     write_file(&file_a, "a\n");
     write_file(&file_b, "b\n");
-    let guard = Guard::start();
+    let guard = Guard::start_with(None, &["--record", "all"]);
     let session_dir = guard.root.join("deep");
     // A double fork with setsid: the grandchild is reparented away from the launcher.
     let script = format!(
@@ -213,4 +215,57 @@ fn clean_shutdown_detaches_and_writes_stop() {
     let out = Command::new("cat").arg(&file).output().unwrap();
     assert!(out.status.success());
     assert_eq!(guard.records().len(), records_before.len());
+}
+
+/// Record levels: what the kernel sends of the allowed opens. Every level records decisions,
+/// execs and exits; an exit record carries the process's counts whatever the level.
+#[test]
+#[ignore = "needs root: loads BPF programs and creates cgroups"]
+fn record_levels_choose_which_allowed_opens_are_sent_and_exits_carry_the_counts() {
+    if !can_run("record_levels_choose_which_allowed_opens_are_sent_and_exits_carry_the_counts") {
+        return;
+    }
+    for (level, expect_read, expect_write) in [("decisions", false, false), ("writes", false, true), ("all", true, true)] {
+        let dir = TempDir::new(&format!("level-{level}"));
+        let read = dir.path().join("read.txt");
+        let written = dir.path().join("written.txt");
+        write_file(&read, "r\n");
+        write_file(&dir.path().join(".env"), "TOKEN=level-test\n");
+        let args: &[&str] = if level == "decisions" { &[] } else { &["--record", level] };
+        let guard = Guard::start_with(None, args);
+        let script = format!(
+            "cat {} > /dev/null; echo w > {}; cat {}/.env; exit 0",
+            read.display(),
+            written.display(),
+            dir.path().display()
+        );
+        let out = guard.launch("levels", &["sh", "-c", &script]);
+        assert!(out.status.success(), "{level}: {out:?}");
+        guard.settle("levels");
+        let records = guard.session_records("levels");
+        let opened = |path: &std::path::Path| {
+            records.iter().any(|r| r["event"] == "open" && r["verdict"] == "allow" && r["path"] == path.to_str().unwrap())
+        };
+        assert_eq!(opened(&read), expect_read, "{level}: allowed read recorded?\n{}", guard.dump());
+        assert_eq!(opened(&written), expect_write, "{level}: allowed write recorded?\n{}", guard.dump());
+        // The refused read of .env is a decision: recorded at every level.
+        let refusal = records
+            .iter()
+            .find(|r| r["event"] == "open" && r["rule"] == "dotenv")
+            .unwrap_or_else(|| panic!("{level}: no record of the .env read\n{}", guard.dump()));
+        assert_eq!(refusal["verdict"], guard.refusal(), "{refusal}");
+        // The cat that read read.txt: its exit counts the open; the shell counts its write.
+        let exits: Vec<&Value> = records.iter().filter(|r| r["event"] == "exit").collect();
+        let cat_counts: Vec<&Value> =
+            exits.iter().filter(|r| r["comm"] == "cat").map(|r| &r["counts"]).collect();
+        assert!(cat_counts.iter().any(|c| c["opens"].as_u64().is_some_and(|n| n >= 1)), "{level}: {exits:?}");
+        assert!(
+            cat_counts.iter().any(|c| c["denials"].as_u64() == Some(1)),
+            "{level}: the .env reader's exit counts no denial: {exits:?}"
+        );
+        assert!(
+            exits.iter().any(|r| r["comm"] == "sh" && r["counts"]["writes"].as_u64().is_some_and(|n| n >= 1)),
+            "{level}: the shell's exit counts no write: {exits:?}"
+        );
+    }
 }

@@ -77,7 +77,7 @@ pub struct VmArgs {
     /// Fast stage: seconds allowed per guest case.
     #[arg(long, default_value_t = 180)]
     pub test_timeout: u64,
-    /// Build the guest binaries with the release profile (slower to build, faster in the guest).
+    /// Build the integration-test binaries with the release profile too (guard itself always is).
     #[arg(long)]
     pub release: bool,
 }

@@ -25,9 +25,6 @@ pub struct VmRunArgs {
     /// Seconds allowed for boot + CMD before qemu is killed.
     #[arg(long, default_value_t = 1200)]
     pub timeout: u64,
-    /// Build guard with the release profile.
-    #[arg(long)]
-    pub release: bool,
     /// Also print the guest's console (boot messages, guest-init's lines) on stderr.
     #[arg(long)]
     pub console: bool,
@@ -51,7 +48,7 @@ pub fn vm_run(args: &VmRunArgs) -> Result<ExitCode> {
     ensure_host_tools(true)?;
     let series = kernel::SERIES.iter().find(|s| s.label == args.kernel).context("known kernel series")?;
     let kernel = kernel::fetch(series)?;
-    let bins = build::build_static(args.release, None)?;
+    let bins = build::build_static(true, None)?;
     let root = rootfs::ensure()?;
     let stage = std::env::temp_dir().join(format!("guard-vm-run-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(stage.clone());

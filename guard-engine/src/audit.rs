@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod chain;
+
 /// What happened to the operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -130,6 +132,11 @@ pub struct AuditRecord {
     /// Free-form details for daemon records (counters, tiers, errors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
+    /// Hex BLAKE3 of the previous line's exact bytes ([`chain`]); set by [`chain::Chain::seal`]
+    /// as the line is written, so always present in the stream. Last, so the fields a reader
+    /// looks at come first. Lines written before the chain existed have none.
+    #[serde(default)]
+    pub prev_hash: Option<String>,
 }
 
 impl AuditRecord {
@@ -205,6 +212,7 @@ mod tests {
             "severity",
             "mitre",
             "reason",
+            "prev_hash",
         ] {
             assert!(value.get(key).is_some(), "missing core field {key}");
         }

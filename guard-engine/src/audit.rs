@@ -68,6 +68,36 @@ impl Severity {
     }
 }
 
+/// How much of what sessions do the audit stream records (policy `audit.record`, overridden by
+/// `guard run --record`). Serialised by name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordLevel {
+    /// What the rules decided (the default).
+    #[default]
+    Decisions,
+    /// Decisions and the file changes sessions make.
+    Writes,
+    /// Every event the kernel side watches.
+    All,
+}
+
+impl RecordLevel {
+    pub const ALL: [RecordLevel; 3] = [RecordLevel::Decisions, RecordLevel::Writes, RecordLevel::All];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordLevel::Decisions => "decisions",
+            RecordLevel::Writes => "writes",
+            RecordLevel::All => "all",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|level| level.as_str() == text)
+    }
+}
+
 /// One line of the audit stream.
 ///
 /// The core fields are always present (null when unknown); event fields appear when they apply.
@@ -236,6 +266,16 @@ mod tests {
         };
         let back = AuditRecord::from_json_line(&record.to_json_line()).unwrap();
         assert_eq!(back, record);
+    }
+
+    #[test]
+    fn record_levels_by_name() {
+        for level in RecordLevel::ALL {
+            assert_eq!(RecordLevel::parse(level.as_str()), Some(level));
+            assert_eq!(serde_json::to_value(level).unwrap(), level.as_str());
+        }
+        assert_eq!(RecordLevel::parse("everything"), None);
+        assert_eq!(RecordLevel::default(), RecordLevel::Decisions);
     }
 
     #[test]

@@ -55,14 +55,24 @@ impl Chain {
         &self.last_hash
     }
 
-    /// The record as its line (without the newline), `prev_hash` set to the last line's hash,
-    /// and the chain moved on past it. Call it only for a line that will be written: a sealed
-    /// line that never reaches the stream breaks the chain at the next one.
-    pub fn seal(&mut self, record: &AuditRecord) -> String {
+    /// The record as its line (without the newline), `prev_hash` set to the last line's hash.
+    /// The chain does not move: [`Chain::advance`] once the line is sure to be written (a
+    /// line that never reaches the stream would break the chain at the next one).
+    pub fn line_for(&self, record: &AuditRecord) -> String {
         let mut chained = record.clone();
         chained.prev_hash = Some(self.last_hash.clone());
-        let line = chained.to_json_line();
-        self.last_hash = line_hash(line.as_bytes());
+        chained.to_json_line()
+    }
+
+    /// The line (without its newline) was written: the next record follows it.
+    pub fn advance(&mut self, line: &[u8]) {
+        self.last_hash = line_hash(line);
+    }
+
+    /// [`Chain::line_for`] and [`Chain::advance`] at once.
+    pub fn seal(&mut self, record: &AuditRecord) -> String {
+        let line = self.line_for(record);
+        self.advance(line.as_bytes());
         line
     }
 }
@@ -417,6 +427,10 @@ mod tests {
         let lines = stream(&mut chain, 1, 2);
         let mut resumed = Chain::after_line(lines[1].as_bytes());
         assert_eq!(resumed, chain);
+        // A line that is not written leaves the chain where it was.
+        let unwritten = resumed.line_for(&AuditRecord::default());
+        assert_eq!(resumed, chain);
+        assert_eq!(prev_hash(&unwritten), chain.last_hash());
         assert_eq!(Chain::after_hash(chain.last_hash()), chain);
         let more = stream(&mut resumed, 3, 1);
         let all: Vec<String> = lines.into_iter().chain(more).collect();

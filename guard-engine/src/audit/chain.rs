@@ -304,6 +304,8 @@ mod tests {
     #[test]
     fn genesis_is_the_hash_of_the_seed() {
         assert_eq!(genesis_hash(), blake3::hash(b"guard-audit-genesis-v1").to_hex().to_string());
+        // As README ("Audit stream") spells it out for verifiers of other make.
+        assert_eq!(genesis_hash(), "ab63e7c83e2ae3de47022befc2ce0fb95a46579a43621922829d0027b7d6be12");
         assert_eq!(genesis_hash().len(), 64);
         assert_eq!(Chain::genesis().last_hash(), genesis_hash());
     }

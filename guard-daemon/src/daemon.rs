@@ -309,13 +309,13 @@ impl Daemon {
 
     /// SIGUSR1 or `guard reopen`: open the audit path again (an external logrotate moved the
     /// file). The new file's first record says so; the chain goes on from the old file's last.
+    /// `Err` says why not, for the caller to pass on (log line, control reply).
     pub fn reopen_audit(&mut self, reason: &str, by: &str) -> Result<String, String> {
         let path = match self.sink.reopen() {
             Ok(Some(path)) => path,
             Ok(None) => return Err("the audit stream goes to stdout: there is no file to reopen".to_string()),
             Err(err) => {
-                log::error!("reopening the audit file ({by}): {err:#}; records go on into the old one");
-                return Err(format!("reopening the audit file failed, records go on into the old one: {err:#}"));
+                return Err(format!("reopening the audit file ({by}) failed, records go on into the old one: {err:#}"));
             }
         };
         let message =

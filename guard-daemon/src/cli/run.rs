@@ -332,8 +332,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                                 Some(pid) => format!("SIGUSR1 from pid {pid}"),
                                 None => "SIGUSR1".to_string(),
                             };
-                            // A failure is logged; records go on into the old file.
-                            let _ = daemon.reopen_audit("signal", &by);
+                            if let Err(why) = daemon.reopen_audit("signal", &by) {
+                                log::error!("{why}");
+                            }
                         }
                         SIGINT => break "SIGINT",
                         _ => break "SIGTERM",

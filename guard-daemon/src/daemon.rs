@@ -13,7 +13,7 @@ use std::{
 use anyhow::Context as _;
 use guard_common::{action, escalation, stat};
 use guard_engine::{
-    audit::{AuditRecord, Severity, Verdict},
+    audit::{AuditRecord, RecordLevel, Severity, Verdict},
     consumer::{ExecFacts, Judgement},
     control::{Counters, PendingHold, Request, Response, StatusReport},
     destructive::{DestructiveEvaluator, ExecContext},
@@ -25,7 +25,7 @@ use guard_engine::{
 };
 
 use crate::{
-    audit_sink::AuditSink,
+    audit_sink::{AuditSink, Rotation},
     cgroup::{self, SessionIndex},
     control::{ControlHandler, PeerCred},
     hold::{self, Held},
@@ -200,6 +200,20 @@ pub struct Daemon {
     /// The cgroup2 mount (to place a signal's sender).
     pub cgroup2_mount: PathBuf,
     pub next_hold_id: u64,
+    /// `guard run --record`: wins over the policy's `audit.record`, across reloads.
+    pub record_override: Option<RecordLevel>,
+    /// Identities of the audit files the kernel protects from sessions (the current file and
+    /// its rotated predecessors), to follow rotations and reopens.
+    pub protected_audit: Vec<guard_common::DevIno>,
+}
+
+/// Rotated audit files the kernel protects besides the current one (its PROTECTED map is
+/// small; the newest matter most).
+const PROTECTED_ROTATED_FILES: usize = 16;
+
+/// Which verdicts are on disk before the daemon goes on: what a session was refused, or held.
+fn needs_sync(record: &AuditRecord) -> bool {
+    matches!(record.verdict, Some(Verdict::Deny | Verdict::Kill | Verdict::Hold))
 }
 
 impl Daemon {
@@ -228,7 +242,17 @@ impl Daemon {
             if let Some(down) = &mut self.audit_down {
                 down.keep(record.clone());
             }
+            return;
         }
+        // A refusal or a hold is on disk before the daemon acts on anything else, so a crash
+        // cannot take the record of what it stopped. (The record was taken: a failure here
+        // leaves it queued, and the sessions frozen until it is written.)
+        if needs_sync(record)
+            && let Err(err) = self.sink.sync()
+        {
+            self.audit_failed(&err);
+        }
+        self.follow_audit_file();
     }
 
     /// Flush the audit stream; a failure freezes the sessions until it takes writes again.
@@ -238,6 +262,74 @@ impl Daemon {
         } else if let Err(err) = self.sink.flush() {
             self.audit_failed(&err);
         }
+        self.follow_audit_file();
+    }
+
+    /// Flush when records have waited [`crate::audit_sink::FLUSH_EVERY`]: a long batch of
+    /// kernel events must not keep them from readers.
+    pub fn flush_audit_if_due(&mut self) {
+        if self.sink.flush_due() {
+            self.flush_audit();
+        }
+    }
+
+    /// The record level in force: `guard run --record`, else the policy's.
+    pub fn record_level(&self) -> RecordLevel {
+        self.record_override.unwrap_or(self.policy.compiled.audit.record)
+    }
+
+    /// After a rotation or reopen the audit file is another inode: protect it (and the rotated
+    /// ones still kept) from sessions, and forget the ones deleted.
+    fn follow_audit_file(&mut self) {
+        if self.sink.take_file_changed()
+            && let Err(err) = self.protect_audit_files()
+        {
+            log::error!("{err:#}");
+        }
+    }
+
+    /// No session may rewrite the audit trail: the kernel refuses their writes to these inodes.
+    pub fn protect_audit_files(&mut self) -> anyhow::Result<()> {
+        let files = self.sink.files();
+        let wanted: Vec<guard_common::DevIno> = files
+            .iter()
+            .take(1 + PROTECTED_ROTATED_FILES)
+            .filter_map(|path| std::fs::metadata(path).ok())
+            .map(|meta| crate::scan::identity(&meta))
+            .collect();
+        let gone: Vec<guard_common::DevIno> =
+            self.protected_audit.iter().filter(|id| !wanted.contains(id)).copied().collect();
+        self.kernel
+            .set_protected(&wanted)
+            .and_then(|()| self.kernel.unprotect(&gone))
+            .context("protecting the audit files from sessions")?;
+        self.protected_audit = wanted;
+        Ok(())
+    }
+
+    /// SIGUSR1 or `guard reopen`: open the audit path again (an external logrotate moved the
+    /// file). The new file's first record says so; the chain goes on from the old file's last.
+    /// `Err` says why not, for the caller to pass on (log line, control reply).
+    pub fn reopen_audit(&mut self, reason: &str, by: &str) -> Result<String, String> {
+        let path = match self.sink.reopen() {
+            Ok(Some(path)) => path,
+            Ok(None) => return Err("the audit stream goes to stdout: there is no file to reopen".to_string()),
+            Err(err) => {
+                return Err(format!("reopening the audit file ({by}) failed, records go on into the old one: {err:#}"));
+            }
+        };
+        let message =
+            format!("audit file {} reopened ({by}); the chain continues from the previous file", path.display());
+        let mut record = self.recorder.daemon_record("audit_reopened", now_unix_ns(), message.clone());
+        record.details = Some(serde_json::json!({ "path": path.display().to_string(), "reason": reason }));
+        self.emit(&record);
+        if self.audit_down.is_some() {
+            self.retry_audit();
+        } else if let Err(err) = self.sink.sync() {
+            self.audit_failed(&err);
+        }
+        self.follow_audit_file();
+        Ok(message)
     }
 
     /// The audit file took no write: freeze every governed cgroup, keep records in memory.
@@ -275,6 +367,10 @@ impl Daemon {
             }
             down.backlog.pop_front();
         }
+        // What waited includes refusals: on disk before the sessions move again.
+        if self.sink.sync().is_err() {
+            return;
+        }
         let Some(down) = self.audit_down.take() else { return };
         let mut record = self.recorder.daemon_record(
             "audit_unwritable",
@@ -298,7 +394,7 @@ impl Daemon {
             "frozen": down.frozen.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         }));
         self.emit(&record);
-        if let Err(err) = self.sink.flush() {
+        if let Err(err) = self.sink.sync() {
             self.audit_failed(&err);
             return;
         }
@@ -868,6 +964,20 @@ impl Daemon {
                     "guard stops; programs detached".to_string()
                 })
             }
+            Request::Reopen if call.peer.uid != 0 => Response::error(format!(
+                "permission denied: only root may reopen the audit file (uid {})",
+                call.peer.uid
+            )),
+            Request::Reopen => {
+                let by = format!(
+                    "`guard reopen` by uid 0 (pid {})",
+                    call.peer.pid.map_or_else(|| "?".to_string(), |pid| pid.to_string())
+                );
+                match self.reopen_audit("request", &by) {
+                    Ok(message) => Response::done(message),
+                    Err(message) => Response::error(message),
+                }
+            }
             Request::Confinement { cwd } => {
                 Response::confinement(self.policy.compiled.session_confinement(cwd.as_deref(), self.enforce))
             }
@@ -894,12 +1004,13 @@ impl Daemon {
             libc::SIGTERM => "SIGTERM",
             libc::SIGINT => "SIGINT",
             libc::SIGHUP => "SIGHUP",
+            libc::SIGUSR1 => "SIGUSR1",
             _ => "a signal",
         };
         let mut record = self.recorder.daemon_record(
             "signal_ignored",
             now_unix_ns(),
-            format!("{name} from session process {pid} ignored: sessions do not stop or reload guard"),
+            format!("{name} from session process {pid} ignored: sessions do not stop, reload or reopen guard"),
         );
         record.pid = Some(pid);
         record.verdict = Some(Verdict::Deny);
@@ -1050,9 +1161,16 @@ impl Daemon {
                     policy.maps.cred_inodes.len()
                 ),
             );
-            record.details = Some(serde_json::json!({ "notes": policy.notes }));
+            let record_level = self.record_override.unwrap_or(policy.compiled.audit.record);
+            record.details = Some(serde_json::json!({
+                "notes": policy.notes,
+                "audit": policy.compiled.audit,
+                "record": record_level,
+            }));
             self.emit(&record);
         }
+        // New rotation settings apply from the next record.
+        self.sink.set_rotation(Rotation::from(policy.compiled.audit));
         self.recorder.set_rules(policy.rule_infos());
         self.evaluator = policy.evaluator.clone();
         self.base.policy_source = policy.source.clone();

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod chain;
+
 /// What happened to the operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +65,36 @@ impl Severity {
             Severity::High => "high",
             Severity::Critical => "critical",
         }
+    }
+}
+
+/// How much of what sessions do the audit stream records (policy `audit.record`, overridden by
+/// `guard run --record`). Serialised by name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordLevel {
+    /// What the rules decided (the default).
+    #[default]
+    Decisions,
+    /// Decisions and the file changes sessions make.
+    Writes,
+    /// Every event the kernel side watches.
+    All,
+}
+
+impl RecordLevel {
+    pub const ALL: [RecordLevel; 3] = [RecordLevel::Decisions, RecordLevel::Writes, RecordLevel::All];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordLevel::Decisions => "decisions",
+            RecordLevel::Writes => "writes",
+            RecordLevel::All => "all",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|level| level.as_str() == text)
     }
 }
 
@@ -134,6 +166,11 @@ pub struct AuditRecord {
     /// Free-form details for daemon records (counters, tiers, errors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
+    /// Hex BLAKE3 of the previous line's exact bytes ([`chain`]); set by [`chain::Chain::seal`]
+    /// as the line is written, so always present in the stream. Last, so the fields a reader
+    /// looks at come first. Lines written before the chain existed have none.
+    #[serde(default)]
+    pub prev_hash: Option<String>,
 }
 
 /// A process's operations, as its `exit` record carries them.
@@ -221,6 +258,7 @@ mod tests {
             "severity",
             "mitre",
             "reason",
+            "prev_hash",
         ] {
             assert!(value.get(key).is_some(), "missing core field {key}");
         }
@@ -244,6 +282,16 @@ mod tests {
         };
         let back = AuditRecord::from_json_line(&record.to_json_line()).unwrap();
         assert_eq!(back, record);
+    }
+
+    #[test]
+    fn record_levels_by_name() {
+        for level in RecordLevel::ALL {
+            assert_eq!(RecordLevel::parse(level.as_str()), Some(level));
+            assert_eq!(serde_json::to_value(level).unwrap(), level.as_str());
+        }
+        assert_eq!(RecordLevel::parse("everything"), None);
+        assert_eq!(RecordLevel::default(), RecordLevel::Decisions);
     }
 
     #[test]

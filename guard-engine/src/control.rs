@@ -15,7 +15,8 @@ use crate::confinement::{AppliedConfinement, Confinement};
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
 
 /// One request. Tagged by `cmd`: `{"cmd":"status"}`, `{"cmd":"pending"}`,
-/// `{"cmd":"approve","id":N}`, `{"cmd":"deny","id":N}`, `{"cmd":"confinement","cwd":"/path"}`.
+/// `{"cmd":"approve","id":N}`, `{"cmd":"deny","id":N}`, `{"cmd":"confinement","cwd":"/path"}`,
+/// `{"cmd":"reopen"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
@@ -33,6 +34,9 @@ pub enum Request {
         #[serde(default)]
         keep_pins: bool,
     },
+    /// Open the audit path again (root only), after an external logrotate moved the file:
+    /// the same as SIGUSR1.
+    Reopen,
     /// The confinement `guard launch` applies to a new session started in `cwd` (its `$CWD`
     /// write root). Reveals only policy: anyone who may use the socket may ask.
     Confinement {
@@ -285,6 +289,12 @@ mod tests {
         assert_eq!(Request::Status.to_line(), r#"{"cmd":"status"}"#);
         assert_eq!(Request::parse_line(b"{\"cmd\":\"status\"}\n").unwrap(), Request::Status);
         assert_eq!(Request::parse_line(b" { \"cmd\" : \"status\" }\r\n").unwrap(), Request::Status);
+    }
+
+    #[test]
+    fn reopen_request_wire_format() {
+        assert_eq!(Request::Reopen.to_line(), r#"{"cmd":"reopen"}"#);
+        assert_eq!(Request::parse_line(br#"{"cmd":"reopen"}"#).unwrap(), Request::Reopen);
     }
 
     #[test]

@@ -4,10 +4,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
 pub mod decide;
 pub mod launch;
 pub mod pending;
 pub mod policy;
+pub mod reopen;
 pub mod run;
 pub mod status;
 pub mod stop;
@@ -39,6 +41,11 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Follow the audit stream.
     Tail(tail::TailArgs),
+    /// Work with audit files (verify their hash chain).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Make the daemon reopen its audit file (after an external logrotate moved it).
+    Reopen(reopen::ReopenArgs),
     /// Work with policy files.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -58,6 +65,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Launch(args) => launch::main(args),
         Command::Status(args) => status::main(args),
         Command::Tail(args) => tail::main(args),
+        Command::Audit(cmd) => audit::main(cmd),
+        Command::Reopen(args) => reopen::main(args),
         Command::Policy(cmd) => policy::main(cmd),
         Command::Pending(args) => pending::main(args),
         Command::Approve(args) => decide::approve(args),

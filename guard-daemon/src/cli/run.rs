@@ -13,20 +13,21 @@ use clap::Args;
 use futures_util::StreamExt as _;
 use guard_common::Config;
 use guard_engine::{
+    audit::RecordLevel,
     control::{HookStatus, StatusReport},
     provenance::ProvenanceStore,
     records::Recorder,
     trajectory::Trajectory,
 };
 use signal_hook::{
-    consts::{SIGHUP, SIGINT, SIGTERM},
+    consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1},
     iterator::exfiltrator::WithOrigin,
 };
 use signal_hook_tokio::SignalsInfo;
 use tokio::io::unix::AsyncFd;
 
 use crate::{
-    audit_sink::AuditSink,
+    audit_sink::{AuditSink, FLUSH_EVERY, Rotation},
     cgroup::{Cgroup2, SessionIndex},
     control::{ControlConfig, ControlServer},
     daemon::{Daemon, RESCAN_EVERY, Shared, clock_base, ensure_mounted, now_unix_ns},
@@ -60,7 +61,22 @@ pub struct RunArgs {
     /// what an earlier one left.
     #[arg(long, value_name = "DIR")]
     pub pin_dir: Option<PathBuf>,
+    /// How much the audit stream records: decisions, writes or all (overrides the policy's
+    /// `audit.record`, across reloads).
+    #[arg(long, value_name = "LEVEL", value_parser = parse_record_level)]
+    pub record: Option<RecordLevel>,
 }
+
+fn parse_record_level(text: &str) -> Result<RecordLevel, String> {
+    RecordLevel::parse(text).ok_or_else(|| {
+        let known: Vec<&str> = RecordLevel::ALL.iter().map(|level| level.as_str()).collect();
+        format!("unknown record level {text:?}: expected one of {}", known.join(", "))
+    })
+}
+
+/// Kernel events handled before the audit stream is flushed and the loop looks at its other
+/// inputs (timers, signals, control requests) again.
+const MAX_BATCH: usize = 1024;
 
 /// A fresh key per daemon run: fingerprints mean nothing outside it.
 fn fingerprint_key() -> anyhow::Result<[u8; 32]> {
@@ -88,7 +104,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // action (terminate) once anything is attached, or after the `start` record is out. The
     // sender is kept: a session process's signals are ignored (and recorded).
     let mut signals =
-        SignalsInfo::<WithOrigin>::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+        SignalsInfo::<WithOrigin>::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1]).context("installing signal handlers")?;
     ensure_mounted("tracefs", "/sys/kernel/tracing")?;
     ensure_mounted("bpf", "/sys/fs/bpf")?;
     // securityfs only serves the tier probe; its absence just means "no lsm tier".
@@ -176,11 +192,12 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .map_err(std::io::Error::from)
         .context("registering the ring buffer with the event loop")?;
 
-    let sink = AuditSink::open(&args.audit)?;
-    // No session may rewrite the policy or the audit trail.
-    let own_files: Vec<_> = [args.policy.as_deref(), Some(args.audit.as_path())]
-        .into_iter()
-        .flatten()
+    let sink = AuditSink::open(&args.audit, Rotation::from(policy.compiled.audit))?;
+    // No session may rewrite the policy or the audit trail (the audit files follow rotations:
+    // `Daemon::protect_audit_files`).
+    let own_files: Vec<_> = args
+        .policy
+        .iter()
         .filter_map(|path| std::fs::metadata(path).ok())
         .map(|meta| crate::scan::identity(&meta))
         .collect();
@@ -232,8 +249,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         stop_requested: None,
         audit_down: None,
         cgroup2_mount: cgroup2.mount.clone(),
+        record_override: args.record,
+        protected_audit: Vec::new(),
         policy,
     };
+    daemon.protect_audit_files()?;
     let mut start = daemon.recorder.daemon_record(
         "start",
         now_unix_ns(),
@@ -254,6 +274,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "tier_reason": tier_reason,
         "hooks": hooks,
         "pid": std::process::id(),
+        "audit": daemon.policy.compiled.audit,
+        "record": daemon.record_level(),
     }));
     daemon.emit(&start);
     if let Some(previous) = &previous {
@@ -265,18 +287,26 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut rescan = tokio::time::interval(RESCAN_EVERY);
     rescan.tick().await;
+    // Records reach readers at least this often, whatever else the loop is doing.
+    let mut flush_every = tokio::time::interval(FLUSH_EVERY);
+    flush_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let why = loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
                 let ring = guard.get_inner_mut();
                 let mut batch = Vec::new();
-                while let Some(item) = ring.next() {
+                while batch.len() < MAX_BATCH {
+                    let Some(item) = ring.next() else { break };
                     batch.push(item.to_vec());
                 }
-                guard.clear_ready();
+                // A full batch may leave events queued: stay ready, the next turn reads them.
+                if batch.len() < MAX_BATCH {
+                    guard.clear_ready();
+                }
                 for bytes in batch {
                     daemon.handle_event(&bytes);
+                    daemon.flush_audit_if_due();
                 }
                 daemon.flush_audit();
             }
@@ -292,6 +322,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             _ = rescan.tick() => daemon.reload(true),
+            _ = flush_every.tick() => daemon.flush_audit(),
             Some(origin) = signals.next() => {
                 let sender = origin.process.map(|process| process.pid as u32);
                 match sender {
@@ -299,6 +330,15 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     Some(pid) if daemon.sent_by_session(pid) => daemon.signal_ignored(origin.signal, pid),
                     _ => match origin.signal {
                         SIGHUP => daemon.reload(false),
+                        SIGUSR1 => {
+                            let by = match sender {
+                                Some(pid) => format!("SIGUSR1 from pid {pid}"),
+                                None => "SIGUSR1".to_string(),
+                            };
+                            if let Err(why) = daemon.reopen_audit("signal", &by) {
+                                log::error!("{why}");
+                            }
+                        }
                         SIGINT => break "SIGINT",
                         _ => break "SIGTERM",
                     },
@@ -347,7 +387,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let stop = recorder.daemon_record("stop", now_unix_ns(), format!("guard stopped on {why}; {outcome}"));
     sink.write(&stop).context("writing the stop record")?;
-    sink.flush().context("flushing the audit stream")?;
+    sink.sync().context("flushing the audit stream")?;
     Ok(ExitCode::SUCCESS)
 }
 

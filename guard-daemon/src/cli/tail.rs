@@ -22,7 +22,8 @@ const MAX_FIELD_CHARS: usize = 300;
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// Keep reading as records are appended (follows rotation and truncation).
+    /// Keep reading as records are appended (follows rotation, a moved file until the daemon
+    /// reopens its path, and truncation).
     #[arg(short = 'f', long)]
     pub follow: bool,
     /// The audit stream.
@@ -204,10 +205,22 @@ fn emit(out: &mut dyn Write, json: bool, line: &str, record: &AuditRecord) -> io
     if json { writeln!(out, "{line}") } else { writeln!(out, "{}", format_record(record)) }
 }
 
-/// Reads complete lines from a file that grows, is truncated or is replaced (rotation).
+/// Reads complete lines from a file that grows, is truncated or is replaced (rotation, or a
+/// move followed by a reopen).
 #[derive(Debug)]
 struct Follower {
     path: PathBuf,
+    current: Segment,
+    /// The file `path` named before it was replaced. Its writer may still append to it: an
+    /// external logrotate moves the file and creates the new one before it tells the daemon
+    /// to reopen. It is read until the new file has data (guard writes there only once it is
+    /// done with the old one), then read to its end one last time and let go.
+    draining: Option<Segment>,
+}
+
+/// One file being read.
+#[derive(Debug)]
+struct Segment {
     file: File,
     ident: (u64, u64),
     /// Bytes consumed from `file`.
@@ -218,7 +231,7 @@ struct Follower {
     tail: Vec<u8>,
     /// An unfinished last line, kept until its newline arrives.
     partial: Vec<u8>,
-    /// Number of the last complete line of the current file.
+    /// Number of the last complete line of this file.
     line_no: u64,
 }
 
@@ -230,10 +243,60 @@ const CHUNK: usize = 64 * 1024;
 
 impl Follower {
     fn open(path: &Path) -> io::Result<Self> {
+        Ok(Self { path: path.to_path_buf(), current: Segment::open(path)?, draining: None })
+    }
+
+    /// Passes each new complete line to `sink`, numbered from 1 in each file, in the order
+    /// they were written: an old file's last lines before the new file's first.
+    fn poll(&mut self, sink: &mut dyn FnMut(u64, &str)) -> io::Result<()> {
+        if self.current.rewritten()? {
+            // Truncated in place (copytruncate), maybe already refilled: start over.
+            self.current.restart()?;
+        }
+        self.drain_old(sink)?;
+        self.current.read_available(sink)?;
+        match std::fs::metadata(&self.path) {
+            // Mid-rotation: the old name is gone, the new file not there yet.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+            Ok(meta) if (meta.dev(), meta.ino()) != self.current.ident => {
+                let fresh = match Segment::open(&self.path) {
+                    Ok(fresh) => fresh,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+                    Err(err) => return Err(err),
+                };
+                let replaced = std::mem::replace(&mut self.current, fresh);
+                // Replaced twice since it started draining: the older one is done.
+                if let Some(older) = self.draining.replace(replaced) {
+                    older.finish(sink);
+                }
+                self.drain_old(sink)?;
+                self.current.read_available(sink)?;
+            }
+            Ok(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Reads what the replaced file got since; lets it go once the new file has data.
+    fn drain_old(&mut self, sink: &mut dyn FnMut(u64, &str)) -> io::Result<()> {
+        let Some(old) = &mut self.draining else { return Ok(()) };
+        // Looked at before the old file is read: whatever the writer put there before it
+        // moved on to the new file is then read below.
+        let done = self.current.file.metadata()?.len() > self.current.pos;
+        old.read_available(sink)?;
+        if done && let Some(old) = self.draining.take() {
+            old.finish(sink);
+        }
+        Ok(())
+    }
+}
+
+impl Segment {
+    fn open(path: &Path) -> io::Result<Self> {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         Ok(Self {
-            path: path.to_path_buf(),
             file,
             ident: (meta.dev(), meta.ino()),
             pos: 0,
@@ -244,40 +307,23 @@ impl Follower {
         })
     }
 
-    /// Passes each new complete line to `sink`, numbered from 1 in each file.
-    fn poll(&mut self, sink: &mut dyn FnMut(u64, &str)) -> io::Result<()> {
-        if self.rewritten()? {
-            // Truncated in place (copytruncate), maybe already refilled: start over.
-            self.file.seek(SeekFrom::Start(0))?;
-            self.pos = 0;
-            self.head.clear();
-            self.tail.clear();
-            self.partial.clear();
-            self.line_no = 0;
-        }
-        self.read_available(sink)?;
-        match std::fs::metadata(&self.path) {
-            // Mid-rotation: the old name is gone, the new file not there yet.
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err),
-            Ok(meta) if (meta.dev(), meta.ino()) != self.ident => {
-                // Rotated: the old file was drained above; a final line without newline is
-                // complete now that nobody writes there any more.
-                if !self.partial.is_empty() {
-                    self.line_no += 1;
-                    let raw = std::mem::take(&mut self.partial);
-                    sink(self.line_no, &String::from_utf8_lossy(&raw));
-                }
-                match Self::open(&self.path) {
-                    Ok(reopened) => *self = reopened,
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-                    Err(err) => return Err(err),
-                }
-                self.read_available(sink)?;
-            }
-            Ok(_) => {}
-        }
+    fn restart(&mut self) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(0))?;
+        self.pos = 0;
+        self.head.clear();
+        self.tail.clear();
+        self.partial.clear();
+        self.line_no = 0;
         Ok(())
+    }
+
+    /// Nobody writes here any more: a final line without newline is complete.
+    fn finish(mut self, sink: &mut dyn FnMut(u64, &str)) {
+        if !self.partial.is_empty() {
+            self.line_no += 1;
+            let raw = std::mem::take(&mut self.partial);
+            sink(self.line_no, &String::from_utf8_lossy(&raw));
+        }
     }
 
     /// True when the bytes before `pos` are no longer what was read: the file shrank, or was
@@ -619,6 +665,64 @@ mod tests {
         assert_eq!(poll(&mut follower), vec![(3, "e".into())]);
         append(&path, "g\n");
         assert_eq!(poll(&mut follower), vec![(4, "f".into()), (1, "g".into())]);
+    }
+
+    #[test]
+    fn follower_reads_a_moved_file_until_the_writer_reopens() {
+        let (_dir, path) = temp_file("moved");
+        let moved = path.with_extension("old");
+        append(&path, "a\n");
+        let mut follower = Follower::open(&path).unwrap();
+        assert_eq!(poll(&mut follower), vec![(1, "a".into())]);
+        // logrotate's `create`: move, make an empty file, then tell the daemon.
+        std::fs::rename(&path, &moved).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        append(&moved, "b\n");
+        assert_eq!(poll(&mut follower), vec![(2, "b".into())]);
+        append(&moved, "c\nd");
+        assert_eq!(poll(&mut follower), vec![(3, "c".into())]);
+        // The daemon reopened: its last bytes to the old file came before the new file's.
+        append(&moved, "\n");
+        append(&path, "e\n");
+        assert_eq!(poll(&mut follower), vec![(4, "d".into()), (1, "e".into())]);
+        append(&moved, "late\n");
+        append(&path, "f\n");
+        assert_eq!(poll(&mut follower), vec![(2, "f".into())], "the old file was let go");
+    }
+
+    #[test]
+    fn follower_keeps_up_with_the_sink_across_rotations_and_reopens() {
+        use crate::audit_sink::{AuditSink, Rotation, tests::record};
+
+        let (dir, path) = temp_file("sink");
+        let mut sink = AuditSink::open(&path, Rotation { max_bytes: Some(4096), keep: 3 }).unwrap();
+        sink.write(&record(1)).unwrap();
+        sink.flush().unwrap();
+        let mut follower = Follower::open(&path).unwrap();
+        let mut seen = Vec::new();
+        let mut collect = |follower: &mut Follower| {
+            follower.poll(&mut |_, line| seen.push(AuditRecord::from_json_line(line).unwrap().seq)).unwrap();
+        };
+        for seq in 2..=150 {
+            sink.write(&record(seq)).unwrap();
+            sink.flush().unwrap();
+            if seq % 50 == 0 {
+                // One replacement between polls (a size rotation may have just happened).
+                collect(&mut follower);
+                // An external rotation: moved away, the daemon told to reopen.
+                std::fs::rename(&path, dir.0.join(format!("moved-{seq}"))).unwrap();
+                sink.write(&record(seq * 1000)).unwrap();
+                sink.reopen().unwrap();
+            }
+            // Fewer records between polls than a file holds: no file is skipped.
+            if seq % 3 == 0 {
+                collect(&mut follower);
+            }
+        }
+        collect(&mut follower);
+        let wanted: Vec<u64> =
+            (1..=150).flat_map(|seq| if seq % 50 == 0 { vec![seq, seq * 1000] } else { vec![seq] }).collect();
+        assert_eq!(seen, wanted);
     }
 
     #[test]

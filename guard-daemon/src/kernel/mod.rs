@@ -321,6 +321,16 @@ impl Kernel {
         Ok(())
     }
 
+    /// Files that are no longer guard's (an audit file rotation deleted).
+    pub fn unprotect(&mut self, files: &[DevIno]) -> anyhow::Result<()> {
+        let mut map: HashMap<_, DevIno, u32> = HashMap::try_from(self.map(maps::PROTECTED)?)?;
+        for id in files {
+            // ENOENT (not there) is as good as removed.
+            let _ = map.remove(id);
+        }
+        Ok(())
+    }
+
     /// Attach the sock_addr programs to one root cgroup (its whole subtree inherits them).
     pub fn attach_cgroup(&mut self, root: &Path, cgroup_id: u64) -> anyhow::Result<()> {
         let cgroup = File::open(root).with_context(|| format!("opening cgroup {}", root.display()))?;

@@ -9,7 +9,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use super::chains::{ChainSpec, EscalationPolicy, ProvenanceSettings};
-use super::model::{CredentialPath, Detector, ExecAction, FILES_RULE_ID, Mode, NETWORK_RULE_ID, Policy};
+use super::model::{AuditSettings, CredentialPath, Detector, ExecAction, FILES_RULE_ID, Mode, NETWORK_RULE_ID, Policy};
 use super::names::{NamePattern, NameShape};
 use super::network::{AllowTarget, AllowedPorts, LpmTables, NetEntry, build_lpm_tables};
 use super::paths::{GLOB_META, RootPath, join_below, normalize_absolute};
@@ -167,6 +167,8 @@ pub struct CompiledPolicy {
     pub provenance: ProvenanceSettings,
     /// What `guard launch` applies to new sessions.
     pub confinement: ConfinementSettings,
+    /// Audit file rotation and record level (before `guard run --record` overrides it).
+    pub audit: AuditSettings,
     /// The policy's warnings plus compilation's (e.g. no home directories).
     pub warnings: Vec<String>,
 }
@@ -476,6 +478,7 @@ impl Policy {
             escalation: self.escalation,
             provenance: self.provenance,
             confinement: self.confinement.clone(),
+            audit: self.audit,
             warnings,
         }
     }

@@ -61,6 +61,10 @@
 //!   landlock: true              # default true
 //!   seccomp:
 //!     deny: [bpf, io_uring, perf_event_open, kexec, kernel_modules, userfaultfd, new_mount_api]   # default: all
+//! audit:                        # optional; the audit file (see README, "Audit stream")
+//!   max_bytes: 104857600        # rotate before the file passes this; >= 4096; default: no limit
+//!   keep: 5                     # rotated files kept (audit.jsonl.1 ..); 1..=100; default 5
+//!   record: decisions           # decisions | writes | all; default decisions; `guard run --record` overrides
 //! ```
 //!
 //! The match language is described in [`destructive_rules`].
@@ -133,6 +137,11 @@
 //!   fspick, move_mount, open_tree, mount_setattr). A missing section, key or list means the
 //!   defaults; `deny: []` and `landlock: false` are allowed and each adds a warning; an unknown
 //!   group name is an error. Sessions not started by `guard launch` get no confinement.
+//! * Audit: `max_bytes` makes the daemon rotate the file before a record would take it past
+//!   the limit (`audit.jsonl` becomes `audit.jsonl.1`, `.1` becomes `.2`, ..., the oldest
+//!   beyond `keep` is deleted); the hash chain links across the files. A reload applies new
+//!   values. `record` is parsed, validated and handed to the daemon as a [`RecordLevel`]
+//!   ([`CompiledPolicy::audit`]).
 //! * Errors: every problem is reported as `FILE:LINE:COLUMN: problem`. YAML syntax errors,
 //!   unknown keys, wrong types and unknown enum values stop parsing at the first one; all
 //!   other problems (bad CIDR, port, regex, glob, name pattern, path, duplicate id, empty
@@ -152,7 +161,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use crate::audit::Severity;
+pub use crate::audit::{RecordLevel, Severity};
 pub use chains::{
     ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, INCIDENT_CHAIN_ID, MAX_CHAIN_WINDOW_SECS,
     ProvenanceSettings,
@@ -164,7 +173,8 @@ pub use compile::{
 pub use destructive_rules::{Condition, DestructiveRule, OperandSelection, ScriptCondition};
 pub use error::{PolicyError, Problem};
 pub use model::{
-    CredentialPath, CredentialRule, DestructiveSection, Detector, ExecAction, FileScope, Mode, NetworkScope, Policy,
+    AuditSettings, CredentialPath, CredentialRule, DEFAULT_AUDIT_KEEP, DestructiveSection, Detector, ExecAction,
+    FileScope, MAX_AUDIT_KEEP, MIN_AUDIT_MAX_BYTES, Mode, NetworkScope, Policy,
 };
 pub use names::{NamePattern, NameShape};
 pub use network::{

@@ -8,7 +8,7 @@ use super::destructive_rules::DestructiveRule;
 use super::names::NamePattern;
 use super::network::AllowEntry;
 use super::paths::RootPath;
-use crate::audit::Severity;
+use crate::audit::{RecordLevel, Severity};
 use crate::confinement::ConfinementSettings;
 
 /// What a matching rule does.
@@ -150,6 +150,30 @@ pub struct DestructiveSection {
     pub rules: Vec<DestructiveRule>,
 }
 
+/// The `audit` section: when the daemon rotates its audit file, how many rotated files it
+/// keeps, and how much it records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct AuditSettings {
+    /// Rotate before the file would grow past this many bytes; `None`: never (an external
+    /// logrotate may still move it away and send SIGUSR1).
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept (`audit.jsonl.1` .. `audit.jsonl.<keep>`); older ones are deleted.
+    pub keep: u32,
+    pub record: RecordLevel,
+}
+
+/// Smallest `audit.max_bytes`: a file must hold more than a handful of records.
+pub const MIN_AUDIT_MAX_BYTES: u64 = 4096;
+/// Most rotated audit files kept.
+pub const MAX_AUDIT_KEEP: u32 = 100;
+pub const DEFAULT_AUDIT_KEEP: u32 = 5;
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { max_bytes: None, keep: DEFAULT_AUDIT_KEEP, record: RecordLevel::default() }
+    }
+}
+
 /// Defaults used when a key is left out.
 pub const DEFAULT_HOLD_TIMEOUT_SECS: u64 = 120;
 pub const DEFAULT_CREDENTIAL_MITRE: &str = "T1552.001";
@@ -173,6 +197,7 @@ pub struct Policy {
     pub(crate) escalation: EscalationPolicy,
     pub(crate) provenance: ProvenanceSettings,
     pub(crate) confinement: ConfinementSettings,
+    pub(crate) audit: AuditSettings,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -223,6 +248,11 @@ impl Policy {
     /// What `guard launch` applies to new sessions (Landlock, seccomp).
     pub fn confinement(&self) -> &ConfinementSettings {
         &self.confinement
+    }
+
+    /// Rotation of the audit file and how much it records.
+    pub fn audit(&self) -> AuditSettings {
+        self.audit
     }
 
     /// Things the operator should know that are not errors, e.g. a missing section. The

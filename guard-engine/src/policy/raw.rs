@@ -8,7 +8,7 @@ use serde_saphyr::Spanned;
 
 use super::chains::{RawChain, RawEscalations, RawProvenance};
 use super::{ExecAction, Mode, OperandSelection};
-use crate::audit::Severity;
+use crate::audit::{RecordLevel, Severity};
 
 pub(crate) type SpannedList = Spanned<Vec<Spanned<String>>>;
 
@@ -24,6 +24,7 @@ pub(crate) struct RawPolicy {
     pub escalations: Option<Spanned<RawEscalations>>,
     pub provenance: Option<Spanned<RawProvenance>>,
     pub confinement: Option<Spanned<RawConfinement>>,
+    pub audit: Option<Spanned<RawAudit>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,4 +156,13 @@ pub(crate) struct RawConfinement {
 pub(crate) struct RawSeccomp {
     /// Group names, as strings so an unknown one gets our message (with the valid names).
     pub deny: Option<SpannedList>,
+}
+
+/// `audit`: rotation of the audit file and how much it records.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub max_bytes: Option<Spanned<u64>>,
+    pub keep: Option<Spanned<u64>>,
+    pub record: Option<Spanned<RecordLevel>>,
 }

@@ -8,16 +8,16 @@ use super::chains::{validate_chains, validate_escalations, validate_provenance};
 use super::destructive_rules::{DestructiveRule, validate_conditions, validate_programs};
 use super::error::Problems;
 use super::model::{
-    CredentialPath, CredentialRule, DEFAULT_CREDENTIAL_MITRE, DEFAULT_DESTRUCTIVE_MITRE, DEFAULT_FILES_MITRE,
-    DEFAULT_HOLD_TIMEOUT_SECS, DEFAULT_NETWORK_MITRE, DestructiveSection, ExecAction, FILES_RULE_ID, FileScope, Mode,
-    NETWORK_RULE_ID, NetworkScope, Policy,
+    AuditSettings, CredentialPath, CredentialRule, DEFAULT_CREDENTIAL_MITRE, DEFAULT_DESTRUCTIVE_MITRE,
+    DEFAULT_FILES_MITRE, DEFAULT_HOLD_TIMEOUT_SECS, DEFAULT_NETWORK_MITRE, DestructiveSection, ExecAction,
+    FILES_RULE_ID, FileScope, MAX_AUDIT_KEEP, MIN_AUDIT_MAX_BYTES, Mode, NETWORK_RULE_ID, NetworkScope, Policy,
 };
 use super::names::NamePattern;
 use super::network::{AllowTarget, build_lpm_tables, largest_merged_port_count, parse_allow_entry};
 use super::paths::{GLOB_META, RootPath, normalize_absolute, normalize_relative};
 use super::raw::{
-    RawConfinement, RawCredentialRule, RawDestructive, RawDestructiveRule, RawFileScope, RawNetworkScope, RawPolicy,
-    SpannedList,
+    RawAudit, RawConfinement, RawCredentialRule, RawDestructive, RawDestructiveRule, RawFileScope, RawNetworkScope,
+    RawPolicy, SpannedList,
 };
 use crate::audit::Severity;
 use crate::confinement::{ConfinementSettings, SyscallGroup};
@@ -115,6 +115,7 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
     let escalation = validate_escalations(raw.escalations.as_ref());
     let provenance = validate_provenance(raw.provenance.as_ref(), &mut warnings);
     let confinement = validate_confinement(raw.confinement.as_ref(), problems, &mut warnings);
+    let audit = validate_audit(raw.audit.as_ref(), problems);
 
     Policy {
         mode,
@@ -127,8 +128,37 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
         escalation,
         provenance,
         confinement,
+        audit,
         warnings,
     }
+}
+
+/// `audit`: a missing section or key means the defaults (no size limit, keep 5, decisions).
+fn validate_audit(section: Option<&Spanned<RawAudit>>, problems: &mut Problems) -> AuditSettings {
+    let mut settings = AuditSettings::default();
+    let Some(section) = section else { return settings };
+    let raw = &section.value;
+    if let Some(max_bytes) = &raw.max_bytes {
+        if max_bytes.value < MIN_AUDIT_MAX_BYTES {
+            problems.at_spanned(
+                max_bytes,
+                format!("audit.max_bytes must be at least {MIN_AUDIT_MAX_BYTES} (got {})", max_bytes.value),
+            );
+        } else {
+            settings.max_bytes = Some(max_bytes.value);
+        }
+    }
+    if let Some(keep) = &raw.keep {
+        match u32::try_from(keep.value) {
+            Ok(count) if (1..=MAX_AUDIT_KEEP).contains(&count) => settings.keep = count,
+            _ => problems
+                .at_spanned(keep, format!("audit.keep must be between 1 and {MAX_AUDIT_KEEP} (got {})", keep.value)),
+        }
+    }
+    if let Some(record) = &raw.record {
+        settings.record = record.value;
+    }
+    settings
 }
 
 /// `confinement`: a missing section, key or list means the defaults (Landlock on, every

@@ -1,5 +1,6 @@
 //! Policy tests: parsing and its errors, compilation, LPM merging, the destructive evaluator.
 
+mod audit;
 mod compile;
 mod confinement;
 mod destructive;

@@ -252,21 +252,6 @@ pub enum RecordLevel {
 }
 
 impl RecordLevel {
-    pub const ALL_LEVELS: [RecordLevel; 3] = [RecordLevel::Decisions, RecordLevel::Writes, RecordLevel::All];
-
-    /// The name in policies, on the command line and in records.
-    pub const fn name(self) -> &'static str {
-        match self {
-            RecordLevel::Decisions => "decisions",
-            RecordLevel::Writes => "writes",
-            RecordLevel::All => "all",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL_LEVELS.into_iter().find(|level| level.name() == name)
-    }
-
     /// Should an allowed open with this access be sent at this level?
     #[inline(always)]
     pub const fn sends_allowed_open(level: u32, writes: bool) -> bool {

@@ -5,7 +5,7 @@
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -978,12 +978,41 @@ impl Daemon {
                     Err(message) => Response::error(message),
                 }
             }
+            Request::Record { .. } if call.peer.uid != 0 => Response::error(format!(
+                "permission denied: only root may set a session's record level (uid {})",
+                call.peer.uid
+            )),
+            Request::Record { .. } if call.peer.pid.is_some_and(|pid| self.sent_by_session(pid as u32)) => {
+                Response::error("permission denied: a session cannot change a record level".to_string())
+            }
+            Request::Record { cgroup, level } => match self.set_session_record(Path::new(&cgroup), level) {
+                Ok(message) => Response::done(message),
+                Err(message) => Response::error(message),
+            },
             Request::Confinement { cwd } => {
                 Response::confinement(self.policy.compiled.session_confinement(cwd.as_deref(), self.enforce))
             }
         };
         // The client may have given up; nothing to do then.
         let _ = call.reply.send(response);
+    }
+
+    /// `guard launch --record`: the session cgroup's own level, in the kernel's SESSION_RECORD
+    /// (the session id is the session cgroup's id, its directory's inode).
+    fn set_session_record(&mut self, cgroup: &Path, level: RecordLevel) -> Result<String, String> {
+        use std::os::unix::fs::MetadataExt as _;
+        let Some(root) = self.sessions.roots().iter().find(|root| cgroup.parent() == Some(root.as_path())).cloned()
+        else {
+            return Err(format!(
+                "{} is not a session cgroup of this daemon (a directory right below a root)",
+                cgroup.display()
+            ));
+        };
+        let meta = std::fs::metadata(cgroup).map_err(|err| format!("{}: {err}", cgroup.display()))?;
+        self.kernel
+            .set_session_record(meta.ino(), Some(level.into()))
+            .map_err(|err| format!("setting the record level of {}: {err:#}", cgroup.display()))?;
+        Ok(format!("session {} below {} records at level {}", cgroup.display(), root.display(), level.as_str()))
     }
 
     /// Was this signal sent by a session process? The kernel notes session senders before the
@@ -1128,6 +1157,10 @@ impl Daemon {
         };
         let mut config = policy.kernel_config(std::process::id());
         config.enforce = u32::from(self.enforce);
+        // The tier was chosen at start; a reload must not turn the lsm tier's flag off.
+        config.lsm = self.kernel.config().map_or(0, |current| current.lsm);
+        config.record_level =
+            guard_common::RecordLevel::from(self.record_override.unwrap_or(policy.compiled.audit.record)) as u32;
         // Learned credential inodes follow their rule by id into the new rule table.
         let old_rules = &self.policy.compiled.rules;
         let new_rules = &policy.compiled.rules;

@@ -173,9 +173,25 @@ pub static SESSION_RECORD: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0
 #[map]
 pub static PROC_COUNTS: LruHashMap<u32, ProcCounts> = LruHashMap::with_max_entries(16384, 0);
 
+/// An open's judgement between the decision and the record (`file::guard_exit_open`). In map
+/// memory, not registers: the verifier does not track its values, so the many ways through
+/// the judgement meet again in one state (the 6.1 verifier's budget).
+#[repr(C)]
+pub struct OpenJudgement {
+    pub identity: DevIno,
+    pub name_ptr: u64,
+    pub action: u32,
+    pub detector: u32,
+    pub rule: u32,
+    pub flags: u32,
+    pub consumer: u32,
+    pub writes: u32,
+}
+
 /// Scratch space too large for the 512-byte BPF stack.
 #[repr(C)]
 pub struct Scratch {
+    pub open: OpenJudgement,
     pub name: [u8; NAME_LEN],
     pub key: aya_ebpf::maps::lpm_trie::Key<[u8; NAME_LEN]>,
     pub path_key: aya_ebpf::maps::lpm_trie::Key<[u8; PATH_LEN]>,

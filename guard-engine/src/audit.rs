@@ -76,10 +76,21 @@ pub enum RecordLevel {
     /// What the rules decided (the default).
     #[default]
     Decisions,
-    /// Decisions and the file changes sessions make.
+    /// Decisions and the allowed opens for write.
     Writes,
-    /// Every event the kernel side watches.
+    /// Every open too (forensics).
     All,
+}
+
+impl From<RecordLevel> for guard_common::RecordLevel {
+    /// The kernel's value (`Config::record_level`, `SESSION_RECORD`).
+    fn from(level: RecordLevel) -> Self {
+        match level {
+            RecordLevel::Decisions => guard_common::RecordLevel::Decisions,
+            RecordLevel::Writes => guard_common::RecordLevel::Writes,
+            RecordLevel::All => guard_common::RecordLevel::All,
+        }
+    }
 }
 
 impl RecordLevel {

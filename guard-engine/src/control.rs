@@ -37,6 +37,9 @@ pub enum Request {
     /// Open the audit path again (root only), after an external logrotate moved the file:
     /// the same as SIGUSR1.
     Reopen,
+    /// A session's own record level (`guard launch --record LEVEL`), for the session cgroup
+    /// `cgroup` (a direct child of a root). Root only, and never from inside a session.
+    Record { cgroup: String, level: crate::audit::RecordLevel },
     /// The confinement `guard launch` applies to a new session started in `cwd` (its `$CWD`
     /// write root). Reveals only policy: anyone who may use the socket may ask.
     Confinement {
@@ -294,6 +297,10 @@ mod tests {
     #[test]
     fn reopen_request_wire_format() {
         assert_eq!(Request::Reopen.to_line(), r#"{"cmd":"reopen"}"#);
+        let record = Request::Record { cgroup: "/sys/fs/cgroup/guard/s".into(), level: crate::audit::RecordLevel::All };
+        assert_eq!(record.to_line(), r#"{"cmd":"record","cgroup":"/sys/fs/cgroup/guard/s","level":"all"}"#);
+        assert_eq!(Request::parse_line(record.to_line().as_bytes()).unwrap(), record);
+        assert!(Request::parse_line(br#"{"cmd":"record","cgroup":"/x","level":"everything"}"#).is_err());
         assert_eq!(Request::parse_line(br#"{"cmd":"reopen"}"#).unwrap(), Request::Reopen);
     }
 

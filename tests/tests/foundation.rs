@@ -225,7 +225,9 @@ fn record_levels_choose_which_allowed_opens_are_sent_and_exits_carry_the_counts(
     if !can_run("record_levels_choose_which_allowed_opens_are_sent_and_exits_carry_the_counts") {
         return;
     }
-    for (level, expect_read, expect_write) in [("decisions", false, false), ("writes", false, true), ("all", true, true)] {
+    for (level, expect_read, expect_write) in
+        [("decisions", false, false), ("writes", false, true), ("all", true, true)]
+    {
         let dir = TempDir::new(&format!("level-{level}"));
         let read = dir.path().join("read.txt");
         let written = dir.path().join("written.txt");
@@ -244,7 +246,9 @@ fn record_levels_choose_which_allowed_opens_are_sent_and_exits_carry_the_counts(
         guard.settle("levels");
         let records = guard.session_records("levels");
         let opened = |path: &std::path::Path| {
-            records.iter().any(|r| r["event"] == "open" && r["verdict"] == "allow" && r["path"] == path.to_str().unwrap())
+            records
+                .iter()
+                .any(|r| r["event"] == "open" && r["verdict"] == "allow" && r["path"] == path.to_str().unwrap())
         };
         assert_eq!(opened(&read), expect_read, "{level}: allowed read recorded?\n{}", guard.dump());
         assert_eq!(opened(&written), expect_write, "{level}: allowed write recorded?\n{}", guard.dump());
@@ -256,8 +260,7 @@ fn record_levels_choose_which_allowed_opens_are_sent_and_exits_carry_the_counts(
         assert_eq!(refusal["verdict"], guard.refusal(), "{refusal}");
         // The cat that read read.txt: its exit counts the open; the shell counts its write.
         let exits: Vec<&Value> = records.iter().filter(|r| r["event"] == "exit").collect();
-        let cat_counts: Vec<&Value> =
-            exits.iter().filter(|r| r["comm"] == "cat").map(|r| &r["counts"]).collect();
+        let cat_counts: Vec<&Value> = exits.iter().filter(|r| r["comm"] == "cat").map(|r| &r["counts"]).collect();
         assert!(cat_counts.iter().any(|c| c["opens"].as_u64().is_some_and(|n| n >= 1)), "{level}: {exits:?}");
         assert!(
             cat_counts.iter().any(|c| c["denials"].as_u64() == Some(1)),
@@ -268,4 +271,32 @@ fn record_levels_choose_which_allowed_opens_are_sent_and_exits_carry_the_counts(
             "{level}: the shell's exit counts no write: {exits:?}"
         );
     }
+
+    // One session of its own at `all` under a daemon at the default level.
+    let dir = TempDir::new("level-session");
+    let read = dir.path().join("read.txt");
+    write_file(&read, "r\n");
+    let guard = Guard::start();
+    let out = Command::new(guard_tests::guard_bin())
+        .arg("launch")
+        .arg("--socket")
+        .arg(&guard.socket)
+        .args(["--record", "all", "--root"])
+        .arg(&guard.root)
+        .args(["--session", "forensic", "--", "cat"])
+        .arg(&read)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    guard.wait_for("the allowed read of a session recorded at all", |r| {
+        r["session"] == "forensic" && r["event"] == "open" && r["path"] == read.to_str().unwrap()
+    });
+    let out = guard.launch("default-level", &["cat", read.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    guard.settle("default-level");
+    assert!(
+        !guard.session_records("default-level").iter().any(|r| r["event"] == "open" && r["verdict"] == "allow"),
+        "another session kept the default level:\n{}",
+        guard.dump()
+    );
 }

@@ -21,6 +21,7 @@ use std::{
 use anyhow::Context;
 use clap::Args;
 use guard_engine::{
+    audit::RecordLevel,
     confinement::{AppliedConfinement, Confinement},
     control::Request,
     policy::{CompileContext, default_policy},
@@ -58,9 +59,17 @@ pub struct LaunchArgs {
     /// session is recorded as unconfined.
     #[arg(long)]
     pub unconfined: bool,
+    /// This session's record level (decisions, writes or all), instead of the policy's: the
+    /// daemon sets it in the kernel before the command starts. Root only.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_record_level)]
+    pub record: Option<RecordLevel>,
     /// The command to run and its arguments (put `--` before it if it has options).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+fn parse_record_level(text: &str) -> Result<RecordLevel, String> {
+    RecordLevel::parse(text).ok_or_else(|| format!("unknown record level '{text}' (decisions, writes or all)"))
 }
 
 pub fn main(args: LaunchArgs) -> anyhow::Result<ExitCode> {
@@ -75,6 +84,8 @@ pub trait Confiner {
     /// Prepare outside the session (opens the write roots: no session event yet); the returned
     /// closure applies it after the join.
     fn prepare(&self, plan: &Confinement, source: &str) -> anyhow::Result<PreparedConfinement>;
+    /// Ask the daemon to record the session cgroup `cgroup` at `level`.
+    fn set_record(&self, socket: &Path, cgroup: &Path, level: RecordLevel) -> anyhow::Result<()>;
 }
 
 /// A prepared confinement: notes for the person, and the step that applies it.
@@ -99,6 +110,15 @@ impl Confiner for RealConfiner {
         let prepared = confine::prepare(plan, source)?;
         let notes = prepared.notes.clone();
         Ok(PreparedConfinement { notes, apply: Box::new(move || prepared.apply()) })
+    }
+
+    fn set_record(&self, socket: &Path, cgroup: &Path, level: RecordLevel) -> anyhow::Result<()> {
+        let request = Request::Record { cgroup: cgroup.display().to_string(), level };
+        let reply = control::request(socket, &request)?;
+        if !reply.ok {
+            anyhow::bail!("the daemon refused: {}", reply.error.as_deref().unwrap_or("no reason given"));
+        }
+        Ok(())
     }
 }
 
@@ -226,6 +246,13 @@ fn launch(sys: &dyn Sys, confiner: &dyn Confiner, args: &LaunchArgs, stderr: &mu
             }
         }
     };
+    // Before the join: the daemon refuses this request from a session's process.
+    if let Some(level) = args.record {
+        if let Err(err) = confiner.set_record(&args.socket, &target.path, level) {
+            let _ = writeln!(stderr, "guard launch: --record {}: {err:#}; not running the command", level.as_str());
+            return ExitCode::from(EXIT_GUARD_FAILED);
+        }
+    }
     let placed = match join(sys, target) {
         Ok(placed) => placed,
         Err(err) => {
@@ -291,6 +318,10 @@ mod tests {
     impl Confiner for FakeConfiner {
         fn ask(&self, socket: &Path, _cwd: Option<&Path>) -> anyhow::Result<Confinement> {
             self.daemon.clone().ok_or_else(|| anyhow::anyhow!("no guard daemon answering on {}", socket.display()))
+        }
+
+        fn set_record(&self, _socket: &Path, _cgroup: &Path, _level: RecordLevel) -> anyhow::Result<()> {
+            Ok(())
         }
 
         fn prepare(&self, plan: &Confinement, source: &str) -> anyhow::Result<PreparedConfinement> {

@@ -173,6 +173,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut config: Config = policy.kernel_config(std::process::id());
     config.lsm = u32::from(tier == tier::Tier::Lsm);
+    config.record_level = guard_common::RecordLevel::from(args.record.unwrap_or(policy.compiled.audit.record)) as u32;
     kernel.set_config(&config)?;
     kernel.set_roots(&root_ids)?;
     kernel.write_policy(&policy.maps, Some)?;

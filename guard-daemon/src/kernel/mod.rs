@@ -439,6 +439,12 @@ impl Kernel {
         Ok(())
     }
 
+    /// What `CONFIG[0]` holds now (a reload keeps the tier chosen at start).
+    pub fn config(&mut self) -> anyhow::Result<Config> {
+        let map: Array<_, Config> = Array::try_from(self.map(maps::CONFIG)?)?;
+        map.get(&0, 0).context("reading CONFIG")
+    }
+
     /// Replace the registered roots and forget every cached cgroup verdict.
     pub fn set_roots(&mut self, ids: &[u64]) -> anyhow::Result<()> {
         {

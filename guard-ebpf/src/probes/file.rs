@@ -110,20 +110,28 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
         return 0;
     }
 
-    let mut act = action::ALLOW;
-    let mut det = detector::NONE;
-    let mut verdict = None;
-    let mut identity = DevIno { dev: 0, ino: 0 };
-    let mut name_ptr = 0;
-    let mut writes = args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0;
+    let Some(scratch) = maps::SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: this CPU's scratch slot; nothing else runs this program on it meanwhile.
+    let j = unsafe { &mut (*scratch).open };
+    j.identity = DevIno { dev: 0, ino: 0 };
+    j.name_ptr = 0;
+    j.action = action::ALLOW;
+    j.detector = detector::NONE;
+    j.rule = u32::MAX;
+    j.flags = 0;
+    j.consumer = u32::MAX;
+    j.writes = u32::from(args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0);
     if ret >= 0 {
         let file = kread::fd_file(&off, kread::current_task(), ret as u64);
-        identity = kread::file_identity(&off, file);
+        let identity = kread::file_identity(&off, file);
+        j.identity = identity;
         let dentry = kread::file_dentry(&off, file);
-        name_ptr = kread::dentry_name_ptr(&off, dentry);
+        let name_ptr = kread::dentry_name_ptr(&off, dentry);
+        j.name_ptr = name_ptr;
         consumer::confirm_script(&identity, name_ptr);
         let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
-        writes = (f_flags as u64 & O_ACCMODE) != 0 || args.flags & (O_CREAT | O_TRUNC) != 0;
+        let writes = (f_flags as u64 & O_ACCMODE) != 0 || args.flags & (O_CREAT | O_TRUNC) != 0;
+        j.writes = u32::from(writes);
         let access = Access {
             // Reads only here: on this tier an O_TRUNC has emptied the file before this exit
             // runs, a kill saves nothing (the lsm tier refuses it before, see lsm.rs), and one
@@ -131,19 +139,27 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
             reads_or_empties: (f_flags as u64 & O_ACCMODE) != O_WRONLY,
             writes,
         };
-        if !lsm {
-            verdict = judge_open(&off, &session, file, &identity, dentry, name_ptr, access);
-        }
-        if let Some(v) = &verdict {
-            det = v.detector;
-            act = if v.enforced { action::KILL } else { action::AUDIT };
+        if !lsm && let Some(v) = judge_open(&off, &session, file, &identity, dentry, name_ptr, access) {
+            j.detector = v.detector;
+            j.rule = v.rule;
+            j.action = if v.enforced { action::KILL } else { action::AUDIT };
+            if v.from_inode {
+                j.flags |= flags::MATCH_INODE;
+            }
+            if v.consumer != u32::MAX {
+                j.flags |= flags::CONSUMER_READ;
+                j.consumer = v.consumer;
+            }
         }
     } else if ret == -EACCES && args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0 {
         // A write refused by the session's Landlock write roots (or by file permissions:
         // the record says both).
-        act = action::DENY;
-        det = detector::CONFINEMENT;
+        j.action = action::DENY;
+        j.detector = detector::CONFINEMENT;
     }
+    // Loaded back from map memory (volatile: not the values the compiler just stored).
+    // SAFETY: plain reads of this CPU's scratch slot.
+    let (act, writes) = unsafe { (core::ptr::read_volatile(&j.action), core::ptr::read_volatile(&j.writes) != 0) };
     maps::count(maps::Count::Open { writes }, act == action::KILL || act == action::DENY);
     if act == action::KILL {
         // SAFETY: plain helper call; the task dies before returning to user space.
@@ -164,25 +180,22 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
     // SAFETY: the reservation is exactly one OpenEvent; every field is written below.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, kind::OPEN, &session, &off);
-    ev.header.action = act;
-    ev.header.detector = det;
+    // SAFETY (the reads): this CPU's scratch slot.
+    unsafe {
+        ev.header.action = act;
+        ev.header.detector = core::ptr::read_volatile(&j.detector);
+        ev.header.rule = core::ptr::read_volatile(&j.rule);
+        ev.header.flags |= core::ptr::read_volatile(&j.flags);
+        ev.consumer = core::ptr::read_volatile(&j.consumer);
+        ev.file = core::ptr::read_volatile(&j.identity);
+    }
     ev.flags = args.flags;
     ev.dfd = args.dfd;
     ev.ret = ret;
-    ev.file = identity;
-    ev.name[0] = 0;
-    ev.consumer = u32::MAX;
     ev._pad = 0;
-    if let Some(v) = &verdict {
-        ev.header.rule = v.rule;
-        if v.from_inode {
-            ev.header.flags |= flags::MATCH_INODE;
-        }
-        if v.consumer != u32::MAX {
-            ev.header.flags |= flags::CONSUMER_READ;
-            ev.consumer = v.consumer;
-        }
-    }
+    // SAFETY: as above.
+    let name_ptr = unsafe { core::ptr::read_volatile(&j.name_ptr) };
+    ev.name[0] = 0;
     if name_ptr != 0 {
         // SAFETY: kernel string, bounded copy.
         if unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.name) }.is_err() {

@@ -202,6 +202,8 @@ pub struct Daemon {
     pub next_hold_id: u64,
     /// `guard run --record`: wins over the policy's `audit.record`, across reloads.
     pub record_override: Option<RecordLevel>,
+    /// Recent hold → released round trips (µs), for `guard status`.
+    pub hold_release_us: std::collections::VecDeque<u64>,
     /// Identities of the audit files the kernel protects from sessions (the current file and
     /// its rotated predecessors), to follow rotations and reopens.
     pub protected_audit: Vec<guard_common::DevIno>,
@@ -661,6 +663,10 @@ impl Daemon {
             }
             self.unhold(pid);
             let outcome = held.release();
+            if outcome.is_ok() {
+                // The kernel stamped the hold with CLOCK_MONOTONIC, as monotonic_ns() reads it.
+                self.note_hold_release(monotonic_ns().saturating_sub(event.head.ktime_ns) / 1000);
+            }
             record.verdict = Some(Verdict::Allow);
             record.detector = None;
             record.rule = None;
@@ -997,6 +1003,14 @@ impl Daemon {
         let _ = call.reply.send(response);
     }
 
+    /// One hold → judged → released round trip, in µs (the last 4096 are kept for status).
+    fn note_hold_release(&mut self, micros: u64) {
+        if self.hold_release_us.len() >= 4096 {
+            self.hold_release_us.pop_front();
+        }
+        self.hold_release_us.push_back(micros);
+    }
+
     /// `guard launch --record`: the session cgroup's own level, in the kernel's SESSION_RECORD
     /// (the session id is the session cgroup's id, its directory's inode).
     fn set_session_record(&mut self, cgroup: &Path, level: RecordLevel) -> Result<String, String> {
@@ -1293,6 +1307,8 @@ impl Daemon {
             killed: stats[stat::KILLED as usize],
             held: stats[stat::HELD as usize],
             audit_records: self.audit_records,
+            open_unrecorded: stats[stat::OPEN_UNRECORDED as usize],
+            hold_release_us: guard_engine::control::LatencySummary::of(self.hold_release_us.iter().copied()),
         };
         if let Ok(mut shared) = self.shared.report.lock() {
             *shared = report;

@@ -255,11 +255,48 @@ pub struct Counters {
     pub killed: u64,
     pub held: u64,
     pub audit_records: u64,
+    /// Opens judged and counted in the kernel but not sent (below the session's record level).
+    #[serde(default)]
+    pub open_unrecorded: u64,
+    /// Held execs judged harmless and released: microseconds from the kernel's hold to the
+    /// release (the last 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_release_us: Option<LatencySummary>,
+}
+
+/// Percentiles of a latency sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl LatencySummary {
+    /// Nearest-rank percentiles of `samples` (`None` when empty).
+    pub fn of(samples: impl IntoIterator<Item = u64>) -> Option<Self> {
+        let mut sorted: Vec<u64> = samples.into_iter().collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_unstable();
+        let rank = |p: usize| sorted[(sorted.len() * p).div_ceil(100).max(1) - 1];
+        Some(Self { count: sorted.len() as u64, p50: rank(50), p99: rank(99), max: sorted[sorted.len() - 1] })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_percentiles() {
+        assert_eq!(LatencySummary::of([]), None);
+        let s = LatencySummary::of((1..=100).rev()).unwrap();
+        assert_eq!((s.count, s.p50, s.p99, s.max), (100, 50, 99, 100));
+        assert_eq!(LatencySummary::of([7]).unwrap().p99, 7);
+    }
 
     fn sample() -> StatusReport {
         StatusReport {

@@ -247,11 +247,11 @@ fn launch(sys: &dyn Sys, confiner: &dyn Confiner, args: &LaunchArgs, stderr: &mu
         }
     };
     // Before the join: the daemon refuses this request from a session's process.
-    if let Some(level) = args.record {
-        if let Err(err) = confiner.set_record(&args.socket, &target.path, level) {
-            let _ = writeln!(stderr, "guard launch: --record {}: {err:#}; not running the command", level.as_str());
-            return ExitCode::from(EXIT_GUARD_FAILED);
-        }
+    if let Some(level) = args.record
+        && let Err(err) = confiner.set_record(&args.socket, &target.path, level)
+    {
+        let _ = writeln!(stderr, "guard launch: --record {}: {err:#}; not running the command", level.as_str());
+        return ExitCode::from(EXIT_GUARD_FAILED);
     }
     let placed = match join(sys, target) {
         Ok(placed) => placed,

@@ -251,6 +251,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         audit_down: None,
         cgroup2_mount: cgroup2.mount.clone(),
         record_override: args.record,
+        hold_release_us: Default::default(),
         protected_audit: Vec::new(),
         policy,
     };

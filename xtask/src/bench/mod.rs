@@ -34,6 +34,10 @@ pub enum Condition {
     Inside,
     /// guard running; the worker runs in a session via `guard launch --unconfined`.
     Unconfined,
+    /// As `Inside`, the session recording allowed opens for write (`guard launch --record writes`).
+    InsideWrites,
+    /// As `Inside`, the session recording every open (`guard launch --record all`).
+    InsideAll,
 }
 
 impl Condition {
@@ -45,6 +49,8 @@ impl Condition {
             Condition::Outside => "outside",
             Condition::Inside => "inside",
             Condition::Unconfined => "unconfined",
+            Condition::InsideWrites => "inside-writes",
+            Condition::InsideAll => "inside-all",
         }
     }
 
@@ -54,13 +60,28 @@ impl Condition {
             Condition::Outside => "guard running, outside any session",
             Condition::Inside => "guard running, inside a session",
             Condition::Unconfined => "guard running, inside a session, `--unconfined`",
+            Condition::InsideWrites => "guard running, inside a session recorded at `writes`",
+            Condition::InsideAll => "guard running, inside a session recorded at `all`",
         }
     }
 
     fn needs_daemon(self) -> bool {
         self != Condition::Absent
     }
+
+    /// The session's `guard launch --record` level, if not the policy's.
+    fn record(self) -> Option<&'static str> {
+        match self {
+            Condition::InsideWrites => Some("writes"),
+            Condition::InsideAll => Some("all"),
+            _ => None,
+        }
+    }
 }
+
+/// Every condition, and the record levels inside a session: the rows issue 12 asks for.
+const WITH_LEVELS: [Condition; 5] =
+    [Condition::Absent, Condition::Outside, Condition::Inside, Condition::InsideWrites, Condition::InsideAll];
 
 /// One benchmarked operation (a row group of the table).
 #[derive(Debug)]
@@ -95,7 +116,7 @@ pub static WORKLOADS: &[Workload] = &[
         op: Op::Open,
         worker_args: &[],
         iters: 200_000,
-        conditions: &Condition::ALL,
+        conditions: &WITH_LEVELS,
         baseline: None,
         versus: Condition::Absent,
         launches: false,
@@ -106,7 +127,7 @@ pub static WORKLOADS: &[Workload] = &[
         op: Op::Exec,
         worker_args: &[],
         iters: 1_500,
-        conditions: &Condition::ALL,
+        conditions: &WITH_LEVELS,
         baseline: None,
         versus: Condition::Absent,
         launches: false,
@@ -130,7 +151,18 @@ pub static WORKLOADS: &[Workload] = &[
         op: Op::Connect,
         worker_args: &[],
         iters: 20_000,
-        conditions: &Condition::ALL,
+        conditions: &WITH_LEVELS,
+        baseline: None,
+        versus: Condition::Absent,
+        launches: false,
+    },
+    Workload {
+        key: "getppid",
+        label: "getppid (a syscall guard does not watch), outside every session",
+        op: Op::Getppid,
+        worker_args: &[],
+        iters: 2_000_000,
+        conditions: &[Condition::Absent, Condition::Outside],
         baseline: None,
         versus: Condition::Absent,
         launches: false,
@@ -312,10 +344,13 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 
     // Guard running.
     let mut daemon_info = None;
+    let mut extras = Vec::new();
     if !args.absent_only {
         let bin = guard_bin.clone().context("internal: no guard binary")?;
+        let start_began = Instant::now();
         let mut daemon = Daemon::start(&bin, &args.daemon_args)?;
         let via = daemon.wait_ready(Duration::from_secs(args.ready_timeout))?;
+        let start_to_enforcing = start_began.elapsed();
         note!("== guard running (pid {}, ready via {via}; {reps} repetitions)", daemon.pid());
         // One session for the whole run (`guard launch` joins an existing session).
         let session = format!("bench-{}", std::process::id());
@@ -334,9 +369,18 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                         check_outside(&sample, cell)?;
                         sample
                     }
-                    Condition::Inside | Condition::Unconfined => {
+                    Condition::Inside | Condition::Unconfined | Condition::InsideWrites | Condition::InsideAll => {
                         let unconfined = cell.condition == Condition::Unconfined;
-                        let launcher = Launcher { guard: &bin, socket: &socket, session: &session, unconfined };
+                        let record = cell.condition.record();
+                        // A session's record level is its own: one session per level.
+                        let session = match record {
+                            Some(level) => format!("{session}-{level}"),
+                            None => session.clone(),
+                        };
+                        if record.is_some() && !daemon.sessions.contains(&session) {
+                            daemon.sessions.push(session.clone());
+                        }
+                        let launcher = Launcher { guard: &bin, socket: &socket, session: &session, unconfined, record };
                         let sample = run_worker(&exe, cell.workload, cell.iters, Some(launcher), &[])?;
                         if !sample.cgroup.contains(&format!("/guard/{session}")) {
                             bail!(
@@ -356,6 +400,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 cell.samples.push(sample.ns_per_op);
             }
         }
+        extras.push(format!(
+            "start to enforcing (`guard run` spawned → its `start` record written, programs attached): {:.2} s",
+            start_to_enforcing.as_secs_f64()
+        ));
+        extras.extend(daemon_extras(&bin, &socket, daemon.pid()));
         daemon.stop()?;
         daemon.remove_sessions()?;
         daemon_info = Some(format!("{}{}", bin.display(), daemon_args_note(&args.daemon_args)));
@@ -368,11 +417,49 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         guard: daemon_info.as_deref(),
         absent_only: args.absent_only,
         duration: started.elapsed(),
+        extras: &extras,
     });
     write_atomically(&output, &text)?;
     note!("wrote {} ({:.0} s)", output.display(), started.elapsed().as_secs_f64());
     print!("{}", report::table(&cells));
     Ok(())
+}
+
+/// What the daemon says about itself after the run: hold round trips, events and drops, its
+/// resident memory.
+fn daemon_extras(bin: &Path, socket: &Path, pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    let status = Command::new(bin).args(["status", "--json", "--socket"]).arg(socket).output();
+    let json = status
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    if let Some(json) = &json {
+        let c = &json["counters"];
+        let holds = &c["hold_release_us"];
+        if holds.is_object() {
+            out.push(format!(
+                "hold → judged → released (kernel hold to release, the `exec-held` rows' execs): p50 {} µs, p99 {} µs, max {} µs over the last {} holds",
+                holds["p50"], holds["p99"], holds["max"], holds["count"]
+            ));
+        }
+        out.push(format!(
+            "events the kernel sent over the whole run: {}; dropped (ring buffer full): {}; opens judged and only counted (record level): {}",
+            c["events"], c["dropped"], c["open_unrecorded"]
+        ));
+    } else {
+        out.push("`guard status --json` failed after the run: no daemon figures".to_string());
+    }
+    if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        && let Some(rss) = text.lines().find(|l| l.starts_with("VmRSS:"))
+    {
+        let events = json.as_ref().map_or("?".to_string(), |j| j["counters"]["events"].to_string());
+        out.push(format!(
+            "daemon resident memory after the run ({events} events): {}",
+            rss.trim_start_matches("VmRSS:").trim()
+        ));
+    }
+    out
 }
 
 fn daemon_args_note(args: &[String]) -> String {
@@ -439,6 +526,8 @@ struct Launcher<'a> {
     socket: &'a Path,
     session: &'a str,
     unconfined: bool,
+    /// `--record LEVEL`.
+    record: Option<&'a str>,
 }
 
 /// Worker arguments for the launch rows: exec `guard launch ... -- /bin/true` in the loop.
@@ -467,6 +556,9 @@ fn run_worker(exe: &Path, w: &Workload, iters: u64, session: Option<Launcher<'_>
             cmd.arg("launch").arg("--socket").arg(launcher.socket);
             if launcher.unconfined {
                 cmd.arg("--unconfined");
+            }
+            if let Some(level) = launcher.record {
+                cmd.args(["--record", level]);
             }
             cmd.args(["--session", launcher.session, "--"]).arg(exe);
             cmd

@@ -109,6 +109,8 @@ pub struct Report<'a> {
     pub guard: Option<&'a str>,
     pub absent_only: bool,
     pub duration: Duration,
+    /// Figures beside the table (hold latency, start time, memory, drops).
+    pub extras: &'a [String],
 }
 
 /// The baseline median a cell is compared with (guard absent, or the unconfined session for
@@ -208,8 +210,15 @@ pub fn render(r: &Report<'_>) -> String {
     out.push_str("\n\"ratio\" is the median divided by the same operation's median with guard absent (for the ");
     out.push_str("\"confined vs `--unconfined`\" rows: in the same kind of session launched `--unconfined`); ");
     out.push_str("\"Δ ns/op\" is their difference.\n\n");
+    if !r.extras.is_empty() {
+        out.push_str("## The daemon\n\n");
+        for line in r.extras {
+            let _ = writeln!(out, "- {line}");
+        }
+        out.push('\n');
+    }
     out.push_str("## Conditions\n\n");
-    for c in Condition::ALL.into_iter().chain([Condition::Unconfined]) {
+    for c in Condition::ALL.into_iter().chain([Condition::Unconfined, Condition::InsideWrites, Condition::InsideAll]) {
         let measured = r.cells.iter().any(|cell| cell.condition == c && !cell.samples.is_empty());
         let what = match c {
             Condition::Absent => {
@@ -223,6 +232,9 @@ pub fn render(r: &Report<'_>) -> String {
             }
             Condition::Unconfined => {
                 "as the previous, launched with `guard launch --unconfined`: no Landlock domain, no seccomp filter"
+            }
+            Condition::InsideWrites | Condition::InsideAll => {
+                "as \"inside a session\", in a session of its own launched with `guard launch --record writes` (allowed opens for write sent to the daemon) or `--record all` (every open sent); the default level, `decisions`, sends no allowed open and only counts it"
             }
         };
         let _ =

@@ -153,8 +153,14 @@ fn policy_escalations_hold_every_exec_and_freeze_the_session() {
     // A long-lived session process, running before the credential touch.
     let mut sleeper = ws.launch_cmd(&guard, "incident", &["sleep", "30"]).spawn().unwrap();
     guard.wait_for("sleeper exec", |r| r["event"] == "exec" && r["comm"] == "sleep");
-    let out = launch(&ws, &guard, &["cat", ".env"]);
-    assert!(out.status.success());
+    // Not waited for yet: the freeze may catch the reader itself before it exits (it does
+    // under an emulator), and it finishes once thawed.
+    let reader = ws
+        .launch_cmd(&guard, "incident", &["cat", ".env"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let esc = guard.wait_for("escalation record", |r| r["event"] == "escalation");
     let reason = esc["reason"].as_str().unwrap();
     assert!(reason.contains("every exec now waits") && reason.contains("session frozen"), "{esc}");
@@ -164,6 +170,7 @@ fn policy_escalations_hold_every_exec_and_freeze_the_session() {
     assert!(events.lines().any(|l| l == "frozen 1"), "{events}");
     // Thaw it (an operator's decision): even a harmless exec now waits for a person.
     std::fs::write(session_dir.join("cgroup.freeze"), "0").unwrap();
+    assert!(reader.wait_with_output().unwrap().status.success(), "the credential reader failed");
     let mut child = ws.launch_cmd(&guard, "incident", &["true"]).spawn().unwrap();
     let held = guard.wait_for("hold of a harmless exec", |r| {
         r["event"] == "exec" && r["verdict"] == "hold" && r["rule"] == "escalation.freeze"

@@ -48,7 +48,8 @@ fn rotated_files_verify_in_order_and_a_flipped_byte_is_named() {
     // Small files, and room for every one of them: the whole run stays on disk.
     const MAX_BYTES: u64 = 64 * 1024;
     policy["audit"] = json!({ "max_bytes": MAX_BYTES, "keep": 100 });
-    let mut guard = Guard::start_with(Some(&policy_text(&policy)), &[]);
+    // Every open recorded: enough volume for several files.
+    let mut guard = Guard::start_with(Some(&policy_text(&policy)), &["--record", "all"]);
     for round in 0..2 {
         let script =
             format!("for i in 1 2 3; do /bin/true rotate-{round}-$i; done; exec /bin/true rotate-done-{round}");

@@ -83,7 +83,13 @@ pub struct Kernel {
     workspaces: Vec<WriteRootKey>,
     hooks: Vec<HookStatus>,
     sock_addr_loaded: bool,
+    /// Since when nothing is held while the re-stop program is attached.
+    restop_idle_since: Option<std::time::Instant>,
 }
+
+/// How long the re-stop program stays attached after the last hold ended: attaching a syscall
+/// tracepoint walks every task on the host, far too slow to do for each hold.
+const RESTOP_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Kernel {
     /// Load the object with the kernel's structure offsets baked in. Nothing is attached yet.
@@ -111,7 +117,9 @@ impl Kernel {
                 }
             )
         })?;
-        Ok(Self { ebpf, pins, workspaces: Vec::new(), hooks: Vec::new(), sock_addr_loaded: false })
+        // A re-stop link adopted from a run that died holding a task: retired once idle.
+        let restop_idle_since = pins.has_restop().then(std::time::Instant::now);
+        Ok(Self { ebpf, pins, workspaces: Vec::new(), hooks: Vec::new(), sock_addr_loaded: false, restop_idle_since })
     }
 
     /// Try to load (never attach) the BPF LSM probe program: Err says why the lsm tier is out.
@@ -582,13 +590,31 @@ impl Kernel {
             let mut flag: Array<_, u32> = Array::try_from(self.map(maps::HELD_ANY)?)?;
             flag.set(0, 1, 0).context("setting HELD_ANY")?;
         }
-        self.set_restop(any)
+        // Detached later, once nothing has been held for RESTOP_LINGER (retire_idle_restop).
+        self.restop_idle_since = if any { None } else { Some(std::time::Instant::now()) };
+        Ok(())
+    }
+
+    /// Called every second: detach the re-stop program once nothing has been held for
+    /// RESTOP_LINGER.
+    pub fn retire_idle_restop(&mut self) -> anyhow::Result<()> {
+        if self.restop_idle_since.is_some_and(|since| since.elapsed() >= RESTOP_LINGER) {
+            let held: HashMap<_, u32, HeldInfo> = HashMap::try_from(self.map(maps::HELD)?)?;
+            if held.keys().next().is_none() {
+                self.restop_idle_since = None;
+                return self.set_restop(false);
+            }
+        }
+        Ok(())
     }
 
     /// Attach (pinned) or detach the held-task re-stop on raw_syscalls/sys_enter. Attached
     /// when the daemon learns of a hold; between the kernel's hold and that moment only a
     /// session's own signals are watched (signal_generate), not a continue from outside.
     pub fn set_restop(&mut self, on: bool) -> anyhow::Result<()> {
+        if on {
+            self.restop_idle_since = None;
+        }
         match (on, self.pins.has_restop()) {
             (true, false) => {
                 let prog: &mut TracePoint = self.program(programs::RAW_SYS_ENTER)?;

@@ -162,9 +162,16 @@ fn enforced_write_roots_stop_every_way_of_deleting_outside_them() {
     assert_eq!(confinement["seccomp"].as_array().map(Vec::len), Some(18), "{record}");
     assert!(record["reason"].as_str().unwrap().contains("confined: landlock ABI"), "{record}");
 
-    let status = guard.status();
-    let session = status["sessions"].as_array().unwrap().iter().find(|s| s["name"] == "rmtree").cloned();
-    let session = session.unwrap_or_else(|| panic!("no session rmtree in {status}"));
+    // `guard status` is refreshed every second: the session shows within a few.
+    let deadline = std::time::Instant::now() + guard_tests::scaled(std::time::Duration::from_secs(10));
+    let session = loop {
+        let status = guard.status();
+        if let Some(session) = status["sessions"].as_array().unwrap().iter().find(|s| s["name"] == "rmtree").cloned() {
+            break session;
+        }
+        assert!(std::time::Instant::now() < deadline, "no session rmtree in {status}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     assert_eq!(session["confinement"]["landlock"]["write_roots_enforced"], true, "{session}");
 }
 

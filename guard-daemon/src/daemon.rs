@@ -605,10 +605,6 @@ impl Daemon {
     ) -> Option<Vec<(String, String)>> {
         let pid = event.head.tgid;
         let started = Instant::now();
-        // While anything is held, a continue from outside the sessions is stopped again.
-        if let Err(err) = self.kernel.set_restop(true) {
-            log::warn!("cannot attach the held-task re-stop program: {err:#}");
-        }
         let held = match Held::open(pid) {
             Ok(held) => held,
             Err(err) => {

@@ -314,9 +314,6 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             _ = tick.tick() => {
                 daemon.expire_holds();
-                if let Err(err) = daemon.kernel.retire_idle_restop() {
-                    log::warn!("detaching the idle re-stop program: {err:#}");
-                }
                 daemon.refresh_status();
             }
                         Some(call) = calls.recv() => {

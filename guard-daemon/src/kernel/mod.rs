@@ -46,10 +46,9 @@ const SCHED_HOOKS: &[(&str, &str)] = &[
     (programs::SIGNAL_GENERATE, "signal_generate"),
 ];
 
-/// Plain tracepoints beside the open family: (category, name, program). The held-task re-stop
-/// on raw_syscalls/sys_enter is not among them: it is attached only while a task is held
-/// ([`Kernel::set_restop`]), since every system call of every task runs it while attached.
-const OTHER_TRACEPOINTS: &[(&str, &str, &str)] = &[("syscalls", "sys_enter_ptrace", programs::ENTER_PTRACE)];
+/// Plain tracepoints beside the open family: (category, name, program).
+const OTHER_TRACEPOINTS: &[(&str, &str, &str)] =
+    &[("raw_syscalls", "sys_enter", programs::RAW_SYS_ENTER), ("syscalls", "sys_enter_ptrace", programs::ENTER_PTRACE)];
 
 const SOCK_ADDR_PROGRAMS: &[(&str, &str)] = &[
     (programs::CONNECT4, "connect4"),
@@ -83,13 +82,7 @@ pub struct Kernel {
     workspaces: Vec<WriteRootKey>,
     hooks: Vec<HookStatus>,
     sock_addr_loaded: bool,
-    /// Since when nothing is held while the re-stop program is attached.
-    restop_idle_since: Option<std::time::Instant>,
 }
-
-/// How long the re-stop program stays attached after the last hold ended: attaching a syscall
-/// tracepoint walks every task on the host, far too slow to do for each hold.
-const RESTOP_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Kernel {
     /// Load the object with the kernel's structure offsets baked in. Nothing is attached yet.
@@ -117,9 +110,7 @@ impl Kernel {
                 }
             )
         })?;
-        // A re-stop link adopted from a run that died holding a task: retired once idle.
-        let restop_idle_since = pins.has_restop().then(std::time::Instant::now);
-        Ok(Self { ebpf, pins, workspaces: Vec::new(), hooks: Vec::new(), sock_addr_loaded: false, restop_idle_since })
+        Ok(Self { ebpf, pins, workspaces: Vec::new(), hooks: Vec::new(), sock_addr_loaded: false })
     }
 
     /// Try to load (never attach) the BPF LSM probe program: Err says why the lsm tier is out.
@@ -187,11 +178,9 @@ impl Kernel {
                 prog.attach(category, name).with_context(|| format!("attaching {prog_name} to {category}/{name}"))?;
             self.keep_tracepoint(prog_name, name, id)?;
         }
-        let restop: &mut TracePoint = self.program(programs::RAW_SYS_ENTER)?;
-        restop.load().map_err(|err| load_error("loading the held-task re-stop program", err))?;
         self.host_hook(
             "self-protection",
-            &format!("tp_btf/signal_generate and sys_enter_ptrace kill a session sender targeting a held task or the daemon; raw_syscalls/sys_enter, attached only while a task is held, stops a held task continued by anyone else ({lsm_reason})"),
+            &format!("tp_btf/signal_generate and sys_enter_ptrace kill a session sender targeting a held task or the daemon; raw_syscalls/sys_enter stops a held task continued by anyone else ({lsm_reason})"),
         );
 
         for &(tracepoint, prog_name) in OPEN_SYSCALLS {
@@ -579,8 +568,7 @@ impl Kernel {
     }
 
     /// Clear HELD_ANY when HELD is empty. Cleared first and re-checked after, so a hold the
-    /// kernel adds meanwhile (it lists, then flags) is never left unflagged. The re-stop
-    /// program goes with the last hold.
+    /// kernel adds meanwhile (it lists, then flags) is never left unflagged.
     fn lower_held_flag(&mut self) -> anyhow::Result<()> {
         let mut flag: Array<_, u32> = Array::try_from(self.map(maps::HELD_ANY)?)?;
         flag.set(0, 0, 0).context("clearing HELD_ANY")?;
@@ -590,41 +578,7 @@ impl Kernel {
             let mut flag: Array<_, u32> = Array::try_from(self.map(maps::HELD_ANY)?)?;
             flag.set(0, 1, 0).context("setting HELD_ANY")?;
         }
-        // Detached later, once nothing has been held for RESTOP_LINGER (retire_idle_restop).
-        self.restop_idle_since = if any { None } else { Some(std::time::Instant::now()) };
         Ok(())
-    }
-
-    /// Called every second: detach the re-stop program once nothing has been held for
-    /// RESTOP_LINGER.
-    pub fn retire_idle_restop(&mut self) -> anyhow::Result<()> {
-        if self.restop_idle_since.is_some_and(|since| since.elapsed() >= RESTOP_LINGER) {
-            let held: HashMap<_, u32, HeldInfo> = HashMap::try_from(self.map(maps::HELD)?)?;
-            if held.keys().next().is_none() {
-                self.restop_idle_since = None;
-                return self.set_restop(false);
-            }
-        }
-        Ok(())
-    }
-
-    /// Attach (pinned) or detach the held-task re-stop on raw_syscalls/sys_enter. Attached
-    /// when the daemon learns of a hold; between the kernel's hold and that moment only a
-    /// session's own signals are watched (signal_generate), not a continue from outside.
-    pub fn set_restop(&mut self, on: bool) -> anyhow::Result<()> {
-        if on {
-            self.restop_idle_since = None;
-        }
-        match (on, self.pins.has_restop()) {
-            (true, false) => {
-                let prog: &mut TracePoint = self.program(programs::RAW_SYS_ENTER)?;
-                let id = prog.attach("raw_syscalls", "sys_enter").context("attaching the held-task re-stop program")?;
-                let link = FdLink::try_from(prog.take_link(id)?).context("the re-stop link is not a bpf link")?;
-                self.pins.keep_restop(link)
-            }
-            (false, true) => self.pins.drop_restop(),
-            _ => Ok(()),
-        }
     }
 
     /// Sessions' kernel state (credential mark, escalations).

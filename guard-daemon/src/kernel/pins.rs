@@ -8,8 +8,6 @@
 //! - `links/gen-<N>/<program>-<hook>`: the tracing and lsm links of run N. A later run attaches
 //!   its own programs first (generation N+1) and only then unpins the old ones: there is no
 //!   moment without a program, only a short one with two.
-//! - `links/restop`: the held-task re-stop program on raw_syscalls/sys_enter, there only while a
-//!   task is held (every system call of every task on the host pays for it while attached).
 //! - `links/sock/<cgroup id>-<program>`: the cgroup sock_addr links. A cgroup takes one program
 //!   per hook (`CgroupAttachMode::Single`), so a later run keeps these (they read the same
 //!   pinned maps) instead of attaching its own.
@@ -35,8 +33,6 @@ pub struct Pins {
     pub adopted: bool,
     links: Vec<PinnedLink>,
     sock_links: Vec<(String, PinnedLink)>,
-    /// The re-stop link while a task is held (adopted from a run that died holding one).
-    restop: Option<PinnedLink>,
 }
 
 impl Pins {
@@ -61,36 +57,7 @@ impl Pins {
         }
         let this_run = dir.join(format!("links/gen-{generation}"));
         fs::create_dir_all(&this_run).with_context(|| format!("creating {}", this_run.display()))?;
-        let restop = PinnedLink::from_pin(dir.join("links/restop")).ok();
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            generation,
-            previous,
-            adopted,
-            links: Vec::new(),
-            sock_links: Vec::new(),
-            restop,
-        })
-    }
-
-    pub fn has_restop(&self) -> bool {
-        self.restop.is_some()
-    }
-
-    /// Pin the re-stop link (attached because a task is held).
-    pub fn keep_restop(&mut self, link: FdLink) -> anyhow::Result<()> {
-        let path = self.dir.join("links/restop");
-        let pinned = link.pin(&path).with_context(|| format!("pinning link {}", path.display()))?;
-        self.restop = Some(pinned);
-        Ok(())
-    }
-
-    /// Detach the re-stop link (nothing is held any more).
-    pub fn drop_restop(&mut self) -> anyhow::Result<()> {
-        if let Some(link) = self.restop.take() {
-            drop(link.unpin().context("unpinning the re-stop link")?);
-        }
-        Ok(())
+        Ok(Self { dir: dir.to_path_buf(), generation, previous, adopted, links: Vec::new(), sock_links: Vec::new() })
     }
 
     pub fn map_path(&self, name: &str) -> PathBuf {
@@ -172,7 +139,6 @@ impl Pins {
         for (_, link) in self.sock_links.drain(..) {
             drop(link.unpin().context("unpinning a sock_addr link")?);
         }
-        self.drop_restop()?;
         // Links of earlier runs that were never retired (a failed start).
         let _ = self.retire_previous();
         let _ = self.retire_sock_links(&[]);

@@ -88,6 +88,37 @@ impl Suite {
         }
     }
 
+    /// Binaries that ran to their end line.
+    pub fn finished_binaries(&self) -> Vec<String> {
+        self.timings.iter().map(|(b, _)| b.clone()).collect()
+    }
+
+    /// Only what finished binaries reported (a crash cut the last one short).
+    pub fn finished_only(self) -> Suite {
+        let done = self.finished_binaries();
+        Suite {
+            tests: self.tests.into_iter().filter(|(b, _, _)| done.contains(b)).collect(),
+            broken: self.broken,
+            timings: self.timings,
+            ..Suite::default()
+        }
+    }
+
+    /// (passed, failed) as the guest counts them: ok lines; FAILED lines and broken binaries.
+    pub fn counts(&self) -> (u32, u32) {
+        let passed = self.tests.iter().filter(|(_, _, o)| matches!(o, Outcome::Pass | Outcome::Skip(_))).count();
+        let failed = self.tests.iter().filter(|(_, _, o)| *o == Outcome::Fail).count() + self.broken.len();
+        (passed as u32, failed as u32)
+    }
+
+    /// This suite's results followed by a later boot's.
+    pub fn then(mut self, later: Suite) -> Suite {
+        self.tests.extend(later.tests);
+        self.broken.extend(later.broken);
+        self.timings.extend(later.timings);
+        self
+    }
+
     /// One line per test: `PASS`, `SKIP ...: why`, `FAIL`, `IGNORED`; then broken binaries.
     pub fn lines(&self) -> Vec<String> {
         let mut out: Vec<String> = self

@@ -62,6 +62,44 @@ pub struct GuestReport {
     pub wall: f64,
     pub timed_out: bool,
     pub qemu_status: Option<String>,
+    /// The guest kernel printed an Oops (the boot ended without the marker).
+    pub guest_oops: bool,
+    /// Boots after such an oops, for the binaries that had not finished.
+    pub retries: u32,
+}
+
+impl GuestReport {
+    /// This (crashed) boot's finished binaries, then a later boot's: results and summary of
+    /// both, the later boot's verdict.
+    pub fn merge_retry(self, mut later: GuestReport) -> GuestReport {
+        let earlier = self.rust.finished_only();
+        let (passed, failed) = earlier.counts();
+        later.rust = earlier.then(later.rust);
+        if let Some((p, f)) = later.summary {
+            later.summary = Some((p + passed, f + failed));
+            later.summary_lines = vec![format!("vm: {} passed, {} failed", p + passed, f + failed)];
+        }
+        later.retries = self.retries + 1;
+        later.summary_lines.push(format!("after {} reboot(s): the guest kernel oopsed", later.retries));
+        later.wall += self.wall;
+        later
+    }
+}
+
+impl Boot<'_> {
+    /// The same boot, to change its disks.
+    pub fn clone_args(&self) -> Boot<'_> {
+        Boot {
+            label: self.label,
+            stage: self.stage,
+            kernel: self.kernel,
+            initrd: self.initrd,
+            disks: self.disks,
+            append: self.append.clone(),
+            timeout: self.timeout,
+            memory_mb: self.memory_mb,
+        }
+    }
 }
 
 enum Line {
@@ -219,6 +257,9 @@ fn printable(raw: &str) -> String {
 pub fn observe(report: &mut GuestReport, line: &str, after_marker: &mut bool, started: Instant) {
     let line = line.trim();
     let after = |tag: &str| line.find(tag).map(|i| &line[i + tag.len()..]);
+    if line.contains("Oops: ") || line.contains("Kernel panic - not syncing") {
+        report.guest_oops = true;
+    }
     if line.starts_with("verification time") && report.verifier_error.is_none() {
         report.verifier_error = Some(report.previous_line.chars().take(300).collect());
     }
@@ -317,6 +358,41 @@ mod tests {
         assert_eq!(report.results.len(), 2);
         assert!(verdict(&report).is_err());
         assert!(verdict(&GuestReport::default()).unwrap_err().contains("guest did not report"));
+    }
+
+    #[test]
+    fn an_oopsed_boot_is_merged_with_its_retry() {
+        let t = Instant::now();
+        let mut crashed = GuestReport::default();
+        let mut after = false;
+        for line in [
+            "vm-rust: begin a",
+            "test one ... ok",
+            "vm-rust: end a rc=0 secs=3",
+            "vm-rust: begin b",
+            "test two ... ok",
+            "[  393.3] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI",
+        ] {
+            observe(&mut crashed, line, &mut after, t);
+        }
+        assert!(crashed.guest_oops && crashed.rc.is_none());
+        assert_eq!(crashed.rust.finished_binaries(), vec!["a"]);
+        let mut retry = GuestReport::default();
+        let mut after = false;
+        for line in [
+            "vm-rust: begin b",
+            "test two ... ok",
+            "test three ... ok",
+            "vm-rust: end b rc=0 secs=4",
+            "GUARD-VM-RESULT rc=0",
+            "vm: 2 passed, 0 failed",
+        ] {
+            observe(&mut retry, line, &mut after, t);
+        }
+        let merged = crashed.merge_retry(retry);
+        assert_eq!(merged.summary, Some((3, 0)));
+        assert_eq!(merged.rust.tests.len(), 3, "b's first, cut-short run is not counted");
+        assert!(verdict(&merged).unwrap().contains("after 1 reboot(s)"), "{:?}", verdict(&merged));
     }
 
     #[test]

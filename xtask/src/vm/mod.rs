@@ -273,7 +273,7 @@ pub fn run_plan(args: &VmArgs, plan: &[(&'static str, Stage)]) -> Result<ExitCod
                     )?;
                     let retry_log = log_dir.join(format!("{label}-full-retry-{retries}.log"));
                     let disks = [qemu::Disk::Snapshot(root.clone()), qemu::Disk::Writable(work)];
-                    let again = qemu::boot(&qemu::Boot { disks: &disks, ..boot.clone_args() }, &retry_log)?;
+                    let again = qemu::boot(&qemu::Boot { disks: &disks, ..boot.clone() }, &retry_log)?;
                     report = report.merge_retry(again);
                 }
                 report

@@ -26,6 +26,7 @@ pub enum Disk {
     Writable(PathBuf),
 }
 
+#[derive(Clone)]
 pub struct Boot<'a> {
     pub label: &'a str,
     pub stage: &'a str,
@@ -83,22 +84,6 @@ impl GuestReport {
         later.summary_lines.push(format!("after {} reboot(s): the guest kernel oopsed", later.retries));
         later.wall += self.wall;
         later
-    }
-}
-
-impl Boot<'_> {
-    /// The same boot, to change its disks.
-    pub fn clone_args(&self) -> Boot<'_> {
-        Boot {
-            label: self.label,
-            stage: self.stage,
-            kernel: self.kernel,
-            initrd: self.initrd,
-            disks: self.disks,
-            append: self.append.clone(),
-            timeout: self.timeout,
-            memory_mb: self.memory_mb,
-        }
     }
 }
 

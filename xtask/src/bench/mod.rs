@@ -6,7 +6,7 @@
 //! median is reported. Add a row by adding a `Workload` to `WORKLOADS`.
 
 mod daemon;
-mod report;
+pub mod report;
 pub mod worker;
 
 use std::{
@@ -410,6 +410,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         daemon_info = Some(format!("{}{}", bin.display(), daemon_args_note(&args.daemon_args)));
     }
 
+    // The fuzz section (`cargo xtask fuzz --long`) is not this run's to redo: keep it.
+    let previous = std::fs::read_to_string(&output).unwrap_or_default();
+    let carried = report::marked_section(&previous, report::FUZZ_BEGIN, report::FUZZ_END);
     let text = report::render(&report::Report {
         machine: &machine,
         cells: &cells,
@@ -418,6 +421,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         absent_only: args.absent_only,
         duration: started.elapsed(),
         extras: &extras,
+        carried,
     });
     write_atomically(&output, &text)?;
     note!("wrote {} ({:.0} s)", output.display(), started.elapsed().as_secs_f64());
@@ -621,7 +625,7 @@ pub fn parse_sample(stdout: &str, op: Op, iters: u64) -> Result<Sample> {
     Ok(Sample { ns_per_op, cgroup })
 }
 
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("md.tmp");
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))

@@ -159,7 +159,10 @@ pub fn test_stage() -> (bool, String) {
                 .collect();
             let total: u64 = runs.iter().map(|run| run.stats.runs).sum();
             if failed.is_empty() {
-                (true, format!("passed ({} targets, {total} inputs, no crash, no hang over 1 s)", runs.len()))
+                (
+                    true,
+                    format!("passed ({} targets, {} inputs, no crash, no hang over 1 s)", runs.len(), thousands(total)),
+                )
             } else {
                 (false, format!("FAILED: {}", failed.join("; ")))
             }

@@ -67,7 +67,7 @@ pub struct RunArgs {
     pub record: Option<RecordLevel>,
 }
 
-fn parse_record_level(text: &str) -> Result<RecordLevel, String> {
+pub(crate) fn parse_record_level(text: &str) -> Result<RecordLevel, String> {
     RecordLevel::parse(text).ok_or_else(|| {
         let known: Vec<&str> = RecordLevel::ALL.iter().map(|level| level.as_str()).collect();
         format!("unknown record level {text:?}: expected one of {}", known.join(", "))
@@ -187,6 +187,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // Everything of this run is in place: only now do the programs of an earlier run go.
     let retired = kernel.retire_previous(&root_ids)?;
+    // Loading parsed the kernel's BTF and the object file (tens of MB, freed by now): hand
+    // that heap back, or it stays in the daemon's resident memory for its whole life.
+    // SAFETY: malloc_trim only returns free memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
     let ring = kernel.take_ring_buffer()?;
     // SAFETY: the AsyncFd owns the RingBuf, which owns the fd: it stays open while registered.
     let mut ring = unsafe { AsyncFd::register(ring) }
@@ -396,4 +400,48 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// How long ago a heartbeat was written (CLOCK_MONOTONIC, as the kernel side reads it).
 fn heartbeat_age_ns(heartbeat_ns: u64) -> u64 {
     crate::daemon::monotonic_ns().saturating_sub(heartbeat_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    /// The clap error for `args`, as the user sees it.
+    fn refused(args: &[&str]) -> String {
+        match Cli::try_parse_from(std::iter::once("guard").chain(args.iter().copied())) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn record_levels_on_the_command_line() {
+        for (args, level) in [
+            (&["run", "--record", "decisions"][..], "decisions"),
+            (&["run", "--record", "writes"][..], "writes"),
+            (&["launch", "--record", "all", "--", "/bin/true"][..], "all"),
+        ] {
+            let cli = Cli::try_parse_from(std::iter::once("guard").chain(args.iter().copied())).unwrap();
+            let parsed = match cli.command {
+                Command::Run(run) => run.record,
+                Command::Launch(launch) => launch.record,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(parsed.map(|l| l.as_str()), Some(level));
+        }
+        // Unknown, differently cased, empty or missing: refused, naming the option, the value
+        // and the levels there are.
+        for bad in ["everything", "ALL", ""] {
+            for command in ["run", "launch"] {
+                let tail: &[&str] = if command == "launch" { &["--", "/bin/true"] } else { &[] };
+                let err = refused(&[&[command, "--record", bad][..], tail].concat());
+                assert!(err.contains("--record"), "{err}");
+                assert!(err.contains(&format!("unknown record level {bad:?}")), "{err}");
+                assert!(err.contains("decisions, writes, all"), "{err}");
+            }
+        }
+        assert!(refused(&["run", "--record"]).contains("--record"));
+    }
 }

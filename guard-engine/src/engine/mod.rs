@@ -10,7 +10,25 @@
 //!
 //! For a replay or a benchmark: [`Engine::on_event`] takes one raw ring-buffer record
 //! (`event::encode` makes them), and [`Action::into_record`] gives the audit record each
-//! action writes; with [`Offline`] as the machine nothing outside the process is touched.
+//! action writes; with [`Offline`] as the machine nothing outside the process is touched:
+//!
+//! ```
+//! use guard_engine::engine::{Action, Engine, EnginePolicy, EngineSettings, Offline, synth};
+//! use guard_engine::{policy::DEFAULT_POLICY_YAML, records::ClockBase};
+//!
+//! let policy = EnginePolicy::parse("default", DEFAULT_POLICY_YAML).expect("the default policy parses");
+//! let settings = EngineSettings { fingerprint_key: [0; 32], clock: ClockBase::default(), enforce: true };
+//! let mut engine = Engine::new(settings, policy.as_ref());
+//! let machine = Offline::default();
+//! let bytes = synth::fork(synth::Task::new(7, 100), synth::Task::new(7, 101));
+//! let lines: Vec<String> = engine
+//!     .on_event(&bytes, &machine)
+//!     .into_iter()
+//!     .filter_map(Action::into_record)
+//!     .filter_map(|record| serde_json::to_string(&record).ok())
+//!     .collect();
+//! assert!(lines.iter().any(|line| line.contains("\"event\":\"fork\"")));
+//! ```
 
 pub mod action;
 pub mod exec;

@@ -1,7 +1,6 @@
 //! `guard run`: the daemon, in the foreground.
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::ExitCode,
     sync::{Arc, Mutex},
@@ -15,9 +14,7 @@ use guard_common::Config;
 use guard_engine::{
     audit::RecordLevel,
     control::{HookStatus, StatusReport},
-    provenance::ProvenanceStore,
-    records::Recorder,
-    trajectory::Trajectory,
+    engine::{Engine, EngineSettings},
 };
 use signal_hook::{
     consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1},
@@ -30,8 +27,9 @@ use crate::{
     audit_sink::{AuditSink, FLUSH_EVERY, Rotation},
     cgroup::{Cgroup2, SessionIndex},
     control::{ControlConfig, ControlServer},
-    daemon::{Daemon, RESCAN_EVERY, Shared, clock_base, ensure_mounted, now_unix_ns},
+    daemon::{Daemon, Host, RESCAN_EVERY, Shared, clock_base, ensure_mounted, now_unix_ns},
     kernel::{Kernel, btf, pins::Pins, tier},
+    procs::RealProcs,
     sys::RealSys,
 };
 
@@ -228,29 +226,21 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Loading and attaching can take longer than the heartbeat stays fresh (seconds under an
     // emulator): beat again, or the first held exec after the start record fails closed.
     kernel.heartbeat(&kernel.stats()?)?;
-    let clock = clock_base();
+    let engine = Engine::new(
+        EngineSettings { fingerprint_key: fingerprint_key()?, clock: clock_base(), enforce: config.enforce != 0 },
+        policy.engine_policy(),
+    );
     let mut daemon = Daemon {
-        kernel,
+        engine,
+        host: Host { kernel, procs: Box::new(RealProcs::default()), sys: Box::new(RealSys), sessions },
         policy_path: args.policy.clone(),
-        evaluator: policy.evaluator.clone(),
         enforce: config.enforce != 0,
-        recorder: Recorder::new(policy.rule_infos(), clock),
-        clock,
-        trajectory: Trajectory::new(policy.compiled.chains.clone()),
-        provenance: ProvenanceStore::new(fingerprint_key()?),
         sink,
-        sessions,
         shared,
         started: Instant::now(),
         base,
         audit_records: 0,
         last_dropped: 0,
-        pending: BTreeMap::new(),
-        seen_sessions: Default::default(),
-        escalated: Default::default(),
-        consumer_use: Default::default(),
-        workspaces: Default::default(),
-        next_hold_id: 0,
         stop_requested: None,
         audit_down: None,
         cgroup2_mount: cgroup2.mount.clone(),
@@ -260,7 +250,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         policy,
     };
     daemon.protect_audit_files()?;
-    let mut start = daemon.recorder.daemon_record(
+    let mut start = daemon.engine.daemon_record(
         "start",
         now_unix_ns(),
         format!(
@@ -317,7 +307,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 daemon.flush_audit();
             }
             _ = tick.tick() => {
-                daemon.expire_holds();
+                daemon.tick();
                 daemon.refresh_status();
             }
                         Some(call) = calls.recv() => {
@@ -377,7 +367,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let keep_pins = daemon.stop_requested == Some(true);
-    let Daemon { kernel, mut recorder, mut sink, .. } = daemon;
+    let Daemon { host: Host { kernel, .. }, mut engine, mut sink, .. } = daemon;
     drop(ring);
     let pin_dir = kernel.pin_dir().to_path_buf();
     let outcome = if keep_pins {
@@ -391,7 +381,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Err(err) => format!("detaching failed ({err:#}); pins may remain in {}", pin_dir.display()),
         }
     };
-    let stop = recorder.daemon_record("stop", now_unix_ns(), format!("guard stopped on {why}; {outcome}"));
+    let stop = engine.daemon_record("stop", now_unix_ns(), format!("guard stopped on {why}; {outcome}"));
     sink.write(&stop).context("writing the stop record")?;
     sink.sync().context("flushing the audit stream")?;
     Ok(ExitCode::SUCCESS)

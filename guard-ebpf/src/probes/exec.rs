@@ -90,9 +90,10 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
     }
     let act = ev.header.action;
     let ev_time = ev.header.ktime_ns;
-    // Submit before signalling so the daemon learns of a hold no later than it takes effect.
-    entry.submit(0);
-    sent(stat::EXEC);
+    // Signal and list the hold before the daemon can read of it: it may judge and send
+    // SIGCONT at once, and a SIGCONT discards a pending SIGSTOP only if that is already
+    // queued. Nothing takes effect before this program returns: the signal is acted on at the
+    // return to user space, so no instruction of the new image runs either way.
     match act {
         action::KILL => {
             // SAFETY: plain helper call; signals the current (exec'ing) process.
@@ -115,6 +116,8 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         }
         _ => {}
     }
+    entry.submit(0);
+    sent(stat::EXEC);
     0
 }
 

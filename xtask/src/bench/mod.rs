@@ -7,6 +7,7 @@
 
 mod daemon;
 mod flood;
+mod goals;
 mod report;
 pub mod worker;
 mod workloads;
@@ -368,6 +369,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     // Guard running.
     let mut daemon_info = None;
     let mut extras = Vec::new();
+    let mut figures = goals::Figures::default();
     if !args.absent_only && !cells.is_empty() {
         let bin = guard_bin.clone().context("internal: no guard binary")?;
         let start_began = Instant::now();
@@ -427,7 +429,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             "start to enforcing (`guard run` spawned → its `start` record written, programs attached): {:.2} s",
             start_to_enforcing.as_secs_f64()
         ));
-        extras.extend(daemon_extras(&bin, &socket, daemon.pid()));
+        let (lines, p99) = daemon_extras(&bin, &socket, daemon.pid());
+        extras.extend(lines);
+        figures.hold_p99_us = p99;
+        figures.start_to_enforcing_s = Some(start_to_enforcing.as_secs_f64());
         daemon.stop()?;
         daemon.remove_sessions()?;
         daemon_info = Some(format!("{}{}", bin.display(), daemon_args_note(&args.daemon_args)));
@@ -440,6 +445,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         if stage(Stage::Flood) {
             note!("== end to end flood and daemon memory");
             let found = flood::run(&exe, &bin, &args.daemon_args, ready)?;
+            figures.end_to_end_events_per_s = found.sustained.as_ref().map(|p| p.achieved);
+            figures.rss_mib_after_1m =
+                found.rss_after.filter(|(events, _, _)| *events >= 1_000_000).map(|(_, _, kb)| kb as f64 / 1024.0);
+            figures.start_to_enforcing_s.get_or_insert(found.start_to_enforcing.as_secs_f64());
             let body: String = found.lines().iter().map(|line| format!("- {line}\n")).collect();
             sections.push(("End to end and memory".to_string(), body));
         }
@@ -451,6 +460,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         daemon_info.get_or_insert_with(|| format!("{}{}", bin.display(), daemon_args_note(&args.daemon_args)));
     }
 
+    if !args.absent_only {
+        sections.insert(0, ("Goals".to_string(), goals::markdown(&cells, &figures)));
+    }
     let text = report::render(&report::Report {
         machine: &machine,
         cells: &cells,
@@ -469,8 +481,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 
 /// What the daemon says about itself after the run: hold round trips, events and drops, its
 /// resident memory.
-fn daemon_extras(bin: &Path, socket: &Path, pid: u32) -> Vec<String> {
+fn daemon_extras(bin: &Path, socket: &Path, pid: u32) -> (Vec<String>, Option<f64>) {
     let mut out = Vec::new();
+    let mut p99 = None;
     let status = Command::new(bin).args(["status", "--json", "--socket"]).arg(socket).output();
     let json = status
         .ok()
@@ -480,6 +493,7 @@ fn daemon_extras(bin: &Path, socket: &Path, pid: u32) -> Vec<String> {
         let c = &json["counters"];
         let holds = &c["hold_release_us"];
         if holds.is_object() {
+            p99 = holds["p99"].as_f64();
             out.push(format!(
                 "hold → judged → released (kernel hold to release, the `exec-held` rows' execs): p50 {} µs, p99 {} µs, max {} µs over the last {} holds",
                 holds["p50"], holds["p99"], holds["max"], holds["count"]
@@ -501,7 +515,7 @@ fn daemon_extras(bin: &Path, socket: &Path, pid: u32) -> Vec<String> {
             rss.trim_start_matches("VmRSS:").trim()
         ));
     }
-    out
+    (out, p99)
 }
 
 fn daemon_args_note(args: &[String]) -> String {

@@ -117,7 +117,7 @@ pub struct Report<'a> {
 
 /// The baseline median a cell is compared with (guard absent, or the unconfined session for
 /// the confinement rows).
-fn baseline(cells: &[Cell], cell: &Cell) -> Option<f64> {
+pub(super) fn baseline(cells: &[Cell], cell: &Cell) -> Option<f64> {
     let key = cell.workload.baseline.unwrap_or(cell.workload.key);
     let versus = cell.workload.versus;
     cells.iter().find(|c| c.workload.key == key && c.condition == versus && !c.samples.is_empty()).map(Cell::median)

@@ -43,7 +43,9 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditRecord, Severity, Verdict, format_ts};
-use crate::policy::ChainSpec;
+use crate::policy::model::ChainSpec;
+// Defined beside the policy's chains, whose stages it names; kept reachable from here.
+pub use crate::policy::model::StageKind;
 
 /// A process, told apart from later processes that reuse its pid by its start time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -51,71 +53,6 @@ pub struct ProcessKey {
     pub pid: u32,
     /// The task's start time (boot-relative ns) as the kernel reports it.
     pub start_ns: u64,
-}
-
-/// The kind of step a significant event is. Serialised as the policy's stage names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum StageKind {
-    /// A credential was opened (killed, or let through in monitor mode).
-    #[serde(rename = "credential_discovery")]
-    CredentialAccess,
-    /// A network destination or file outside the session's scope (denied, killed or audited).
-    #[serde(rename = "out_of_scope_use")]
-    ScopeViolation,
-    /// A destructive command (killed, held or audited).
-    #[serde(rename = "destructive_action")]
-    DestructiveAttempt,
-    /// A session process signalled or traced a held task or the daemon.
-    #[serde(rename = "self_protection")]
-    SelfProtection,
-}
-
-impl StageKind {
-    pub const ALL: [StageKind; 4] = [
-        StageKind::CredentialAccess,
-        StageKind::ScopeViolation,
-        StageKind::DestructiveAttempt,
-        StageKind::SelfProtection,
-    ];
-
-    /// The name used for this stage in the policy's `chains` and in `chain` records.
-    pub fn stage_name(self) -> &'static str {
-        match self {
-            StageKind::CredentialAccess => "credential_discovery",
-            StageKind::ScopeViolation => "out_of_scope_use",
-            StageKind::DestructiveAttempt => "destructive_action",
-            StageKind::SelfProtection => "self_protection",
-        }
-    }
-
-    pub fn from_stage_name(name: &str) -> Option<Self> {
-        StageKind::ALL.into_iter().find(|kind| kind.stage_name() == name)
-    }
-
-    /// The stage an audit record represents, if any.
-    ///
-    /// A record is significant when a detector flagged it: any verdict but `allow` (the
-    /// detectors only produce kill/audit for credentials, deny/kill/audit for scope and
-    /// kill/hold/audit for destructive commands; a verdict they do not produce today still
-    /// counts, so a new enforcement path cannot hide a step). `self_protection` records count
-    /// whatever their verdict. `chain` records never count, so reports cannot feed back.
-    pub fn from_record(record: &AuditRecord) -> Option<Self> {
-        if record.event == "self_protection" {
-            return Some(StageKind::SelfProtection);
-        }
-        let flagged = matches!(record.verdict, Some(verdict) if verdict != Verdict::Allow);
-        // A credential read by its own consumer (kubectl and its kubeconfig) is no discovery.
-        if !flagged || (record.consumer.is_some() && record.detector.as_deref() == Some("credential")) {
-            return None;
-        }
-        match record.detector.as_deref()? {
-            "credential" => Some(StageKind::CredentialAccess),
-            "scope_network" | "scope_file" | "confinement" => Some(StageKind::ScopeViolation),
-            "destructive" => Some(StageKind::DestructiveAttempt),
-            "self_protection" => Some(StageKind::SelfProtection),
-            _ => None,
-        }
-    }
 }
 
 /// One significant event, as the daemon derives it from an audit record.
@@ -934,35 +871,6 @@ mod tests {
         // An exited parent stays known for its children's lineage.
         trajectory.exit(process(11));
         assert_eq!(trajectory.ancestors(process(12)), vec![process(11), process(10)]);
-    }
-
-    #[test]
-    fn records_map_to_stages() {
-        let record = |event: &str, detector: Option<&str>, verdict: Option<Verdict>| AuditRecord {
-            event: event.into(),
-            detector: detector.map(str::to_string),
-            verdict,
-            ..Default::default()
-        };
-        let cases = [
-            (record("open", Some("credential"), Some(Verdict::Kill)), Some(Cred)),
-            (record("open", Some("credential"), Some(Verdict::Audit)), Some(Cred)),
-            (record("open", Some("credential"), Some(Verdict::Allow)), None),
-            (record("connect", Some("scope_network"), Some(Verdict::Deny)), Some(Scope)),
-            (record("open", Some("scope_file"), Some(Verdict::Audit)), Some(Scope)),
-            (record("exec", Some("destructive"), Some(Verdict::Hold)), Some(Destroy)),
-            (record("exec", Some("destructive"), Some(Verdict::Kill)), Some(Destroy)),
-            (record("exec", None, Some(Verdict::Allow)), None),
-            (record("chain", Some("chain"), Some(Verdict::Audit)), None),
-            (record("self_protection", None, Some(Verdict::Deny)), Some(StageKind::SelfProtection)),
-        ];
-        for (record, expected) in cases {
-            assert_eq!(StageKind::from_record(&record), expected, "{record:?}");
-        }
-        for kind in StageKind::ALL {
-            assert_eq!(StageKind::from_stage_name(kind.stage_name()), Some(kind));
-            assert_eq!(serde_json::to_value(kind).ok(), Some(serde_json::Value::from(kind.stage_name())));
-        }
     }
 
     #[test]

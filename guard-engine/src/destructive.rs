@@ -1,7 +1,8 @@
 //! Destructive-command evaluation: does this exec (or a command inside it) match a
 //! destructive rule of the policy?
 //!
-//! The kernel holds the exec of every watched basename ([`exec_watch_set`]); the daemon reads
+//! The kernel holds the exec of every watched basename
+//! ([`exec_watch_set`](crate::policy::compile::exec_watch_set)); the daemon reads
 //! the argument vector and working directory, builds an [`ExecContext`] and asks
 //! [`DestructiveEvaluator::evaluate`]. A rule matches the basename of the executable **or** of
 //! `argv[0]`, so a renamed copy or a symlink is caught by either.
@@ -28,13 +29,15 @@
 
 use std::cmp::Reverse;
 
-use guard_common::NameKey;
 use serde::Serialize;
 
 use crate::audit::Severity;
-use crate::policy::names::name_key;
+use crate::policy::model::{
+    Condition, DestructiveRule, ExecAction, Mode, OperandSelection, Policy, SHELLS, ScriptCondition,
+};
 use crate::policy::paths::{is_strictly_below, join_below, normalize_absolute};
-use crate::policy::{Condition, DestructiveRule, ExecAction, Mode, OperandSelection, Policy, ScriptCondition};
+// The watch set is compiled with the policy; its hold kinds keep their old path here.
+pub use crate::policy::model::WatchKind;
 
 /// Deepest nesting of shells, wrappers and substitutions that is looked through.
 pub const MAX_NESTING: usize = 8;
@@ -81,12 +84,6 @@ pub struct DestructiveEvaluator {
     rules: Vec<DestructiveRule>,
     rule_offset: u32,
     scratch_roots: Vec<String>,
-}
-
-impl Policy {
-    pub fn destructive_evaluator(&self) -> DestructiveEvaluator {
-        DestructiveEvaluator::new(self)
-    }
 }
 
 impl DestructiveEvaluator {
@@ -529,9 +526,6 @@ fn word_has_flag(word: &str, flag: &str) -> bool {
     }
 }
 
-/// Shells and their script flag; `fish` also takes `--command`.
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ash", "ksh", "mksh", "fish"];
-
 /// The script of `SHELL [options] -c SCRIPT [args]` (the `c` may sit in a cluster: `-lc`).
 fn shell_script(name: &str, args: &[String]) -> Option<String> {
     if !SHELLS.contains(&name) {
@@ -826,95 +820,6 @@ fn unwrap_find_exec(invocation: &Invocation) -> Vec<Invocation> {
         }
     }
     commands
-}
-
-/// Hold kinds for the kernel's exec watch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WatchKind {
-    /// Hold every exec of this name.
-    Always,
-    /// Hold only when the argument vector carries one of `ExecWatch::script_flags` (a
-    /// one-letter flag may sit in a cluster such as `-lc`); otherwise the interpreter runs a
-    /// file or stdin we cannot see, and any child it execs is watched on its own.
-    ScriptFlag,
-}
-
-impl WatchKind {
-    /// `guard_common::watch::*` for the exec watch maps.
-    pub fn kernel_value(self) -> u8 {
-        match self {
-            WatchKind::Always => guard_common::watch::HOLD,
-            WatchKind::ScriptFlag => guard_common::watch::HOLD_IF_SCRIPT,
-        }
-    }
-}
-
-/// One basename the kernel holds at exec. Names are exact (the kernel does one hash lookup):
-/// `mkfs.*` is listed variant by variant in the policy, no prefixes are used.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct ExecWatch {
-    pub name: String,
-    pub kind: WatchKind,
-    /// For `ScriptFlag`: the flags that make the exec worth holding.
-    pub script_flags: Vec<String>,
-}
-
-impl ExecWatch {
-    pub fn key(&self) -> NameKey {
-        name_key(self.name.bytes())
-    }
-}
-
-/// Flags that make an interpreter run a script given on the command line.
-fn interpreter_script_flags(name: &str) -> Option<&'static [&'static str]> {
-    let is_python = name == "python"
-        || name == "pypy"
-        || name == "pypy3"
-        || name
-            .strip_prefix("python")
-            .is_some_and(|version| !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
-    if is_python {
-        return Some(&["-c"]);
-    }
-    match name {
-        "fish" => Some(&["-c", "--command"]),
-        _ if SHELLS.contains(&name) => Some(&["-c"]),
-        "perl" => Some(&["-e", "-E"]),
-        "node" | "nodejs" => Some(&["-e", "--eval", "-p", "--print"]),
-        "ruby" => Some(&["-e"]),
-        _ => None,
-    }
-}
-
-/// The basenames whose exec the kernel must hold for evaluation: every program named by a
-/// destructive rule, every shell (scripts given with `-c` are evaluated), and `busybox`
-/// (its applets run in-process). Interpreters are held only with a script flag. Sorted by
-/// name. Empty when the policy has no destructive rules.
-pub fn exec_watch_set(policy: &Policy) -> Vec<ExecWatch> {
-    let rules = &policy.destructive().rules;
-    if rules.is_empty() {
-        return Vec::new();
-    }
-    let mut names: Vec<&str> = rules
-        .iter()
-        .flat_map(|rule| rule.programs.iter().map(String::as_str))
-        .chain(SHELLS.iter().copied())
-        .chain(std::iter::once("busybox"))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
-        .into_iter()
-        .map(|name| match interpreter_script_flags(name) {
-            Some(flags) => ExecWatch {
-                name: name.to_string(),
-                kind: WatchKind::ScriptFlag,
-                script_flags: flags.iter().map(|flag| flag.to_string()).collect(),
-            },
-            None => ExecWatch { name: name.to_string(), kind: WatchKind::Always, script_flags: Vec::new() },
-        })
-        .collect()
 }
 
 /// Splitting shell scripts into commands. Only the structure is parsed here (quote-aware

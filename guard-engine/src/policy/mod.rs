@@ -164,7 +164,7 @@ pub use crate::audit::{RecordLevel, Severity};
 // The model's parts keep their old paths (`policy::chains`, `policy::destructive_rules`).
 pub use compile::{
     CompileContext, CompiledConsumer, CompiledCredentialPath, CompiledCredentials, CompiledFiles, CompiledName,
-    CompiledNetwork, CompiledPolicy, CredentialPathMatcher, RuleMeta, UnresolvedHost,
+    CompiledNetwork, CompiledPolicy, CredentialPathMatcher, ExecWatch, RuleMeta, UnresolvedHost, exec_watch_set,
 };
 pub use error::{PolicyError, Problem};
 pub use model::{
@@ -173,7 +173,7 @@ pub use model::{
 };
 pub use model::{
     ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, INCIDENT_CHAIN_ID, MAX_CHAIN_WINDOW_SECS,
-    ProvenanceSettings, StageKind,
+    ProvenanceSettings, StageKind, WatchKind,
 };
 pub use model::{Condition, DestructiveRule, OperandSelection, ScriptCondition};
 pub use model::{chains, destructive_rules};

@@ -6,6 +6,7 @@
 
 pub mod chains;
 pub mod destructive_rules;
+pub mod interpreters;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,8 @@ pub use self::chains::{
     ProvenanceSettings, StageKind,
 };
 pub use self::destructive_rules::{Condition, DestructiveRule, OperandSelection, ScriptCondition};
+pub use self::interpreters::WatchKind;
+pub(crate) use self::interpreters::{SHELLS, interpreter_script_flags};
 use super::names::NamePattern;
 use super::network::AllowEntry;
 use super::paths::RootPath;

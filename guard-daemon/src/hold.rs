@@ -18,14 +18,8 @@ pub struct Held {
     pidfd: OwnedFd,
 }
 
-/// What the held image is about to run with.
-#[derive(Debug, Default, Clone)]
-pub struct HeldView {
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
-    pub cwd: Option<String>,
-    pub exe: Option<String>,
-}
+/// What the held image is about to run with (the engine judges it).
+pub use guard_engine::engine::HeldView;
 
 impl Held {
     pub fn open(pid: u32) -> io::Result<Self> {

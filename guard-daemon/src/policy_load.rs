@@ -14,8 +14,8 @@ use guard_common::{Config, DevIno, ExecWatch, NameKey, PathSuffixKey, PortSet, R
 use guard_engine::{
     consumer::ConsumerTable,
     destructive::{DestructiveEvaluator, WatchKind},
+    engine::PolicyRef,
     policy::{CompileContext, CompiledPolicy, Policy, default_policy, parse_policy},
-    records::RuleInfo,
 };
 
 use crate::scan::{self, identity};
@@ -205,20 +205,11 @@ impl LoadedPolicy {
 
     /// The policy lists `$CWD` among its write (or read) roots: each session's workspace counts.
     pub fn wants_session_workspace(&self) -> bool {
-        self.compiled.files.as_ref().is_some_and(|files| files.write_roots_session_cwd || files.read_allow_session_cwd)
+        guard_engine::engine::wants_session_workspace(&self.compiled)
     }
 
-    pub fn rule_infos(&self) -> Vec<RuleInfo> {
-        self.compiled
-            .rules
-            .iter()
-            .map(|r| RuleInfo {
-                id: r.id.clone(),
-                detector: r.detector.as_str(),
-                severity: r.severity,
-                mitre: (!r.mitre.is_empty()).then(|| r.mitre.clone()),
-                description: r.description.clone(),
-            })
-            .collect()
+    /// What the engine takes of it ([`guard_engine::engine::Engine::apply_policy`]).
+    pub fn engine_policy(&self) -> PolicyRef<'_> {
+        PolicyRef { compiled: &self.compiled, evaluator: &self.evaluator, consumers: &self.consumers }
     }
 }

@@ -212,7 +212,10 @@ impl Recorder {
                 } else {
                     rule_text
                 };
-                record.reason = Some(match verdict {
+                // A plain allowed open says nothing its path does not: no reason (the
+                // bulk of an `all` stream, and every reason is scanned for secrets).
+                let plain = verdict == Verdict::Allow && *ret >= 0 && record.consumer.is_none() && what == *path;
+                record.reason = (!plain).then(|| match verdict {
                     Verdict::Deny if head.detector == detector::CONFINEMENT => {
                         format!("open of {what} for writing refused with EACCES: {}", rule_text.unwrap_or_default())
                     }

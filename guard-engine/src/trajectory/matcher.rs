@@ -9,7 +9,7 @@ use crate::policy::model::ChainSpec;
 pub(super) struct ChainMatch {
     /// `partial[k]`: the match with the most recent start that reached stages `0..=k`.
     /// Complete matches are reported and reset, so there are `stages - 1` slots.
-    partial: Vec<Option<Vec<ReachedStage>>>,
+    pub(super) partial: Vec<Option<Vec<ReachedStage>>>,
     pub(super) completions: u64,
     pub(super) last_progress: Option<ChainProgress>,
 }

@@ -296,6 +296,51 @@ impl Trajectory {
     pub fn tracked_processes(&self) -> usize {
         self.processes.len()
     }
+
+    /// A rough count of the heap bytes held (tables, histories, partial matches), to show
+    /// that the state stays bounded.
+    pub fn memory_estimate(&self) -> usize {
+        use std::mem::size_of;
+        // An LRU node holds key, value and two links.
+        let link = 2 * size_of::<usize>();
+        let processes: usize = self
+            .processes
+            .iter()
+            .map(|(_, state)| {
+                size_of::<ProcessKey>()
+                    + size_of::<ProcessState>()
+                    + link
+                    + state.history.capacity() * size_of::<ProcessEntry>()
+            })
+            .sum();
+        let sessions: usize = self
+            .sessions
+            .iter()
+            .map(|(_, state)| {
+                let partial: usize = state
+                    .chains
+                    .iter()
+                    .map(|chain| {
+                        size_of::<ChainMatch>()
+                            + chain.partial.capacity() * size_of::<Option<Vec<ReachedStage>>>()
+                            + chain
+                                .partial
+                                .iter()
+                                .flatten()
+                                .map(|m| m.capacity() * size_of::<ReachedStage>())
+                                .sum::<usize>()
+                    })
+                    .sum();
+                size_of::<u64>()
+                    + size_of::<SessionState>()
+                    + link
+                    + state.name.capacity()
+                    + state.history.capacity() * size_of::<HistoryEntry>()
+                    + partial
+            })
+            .sum();
+        processes + sessions + self.exited.capacity() * size_of::<ProcessKey>()
+    }
 }
 
 #[cfg(test)]

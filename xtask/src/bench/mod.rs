@@ -6,8 +6,10 @@
 //! median is reported. Add a row by adding a `Workload` to `WORKLOADS`.
 
 mod daemon;
+mod flood;
 mod report;
 pub mod worker;
+mod workloads;
 
 use std::{
     path::{Path, PathBuf},
@@ -232,6 +234,20 @@ pub struct BenchArgs {
     /// getppid-confined, open-confined).
     #[arg(long = "only", value_name = "KEY")]
     pub only: Vec<String>,
+    /// Stages to run (repeatable; default: all): `micro` (the table), `flood` (end to end with
+    /// no loss, daemon memory after 1M events), `workloads` (real developer work).
+    #[arg(long = "stage", value_enum)]
+    pub stages: Vec<Stage>,
+    /// Real workloads to run (keys, repeatable: cargo-build, git, pip, engine-tests).
+    #[arg(long = "workload", value_name = "KEY")]
+    pub workloads: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    Micro,
+    Flood,
+    Workloads,
 }
 
 /// Samples (ns per op) of one (workload, condition) cell.
@@ -296,8 +312,15 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     if let Some(unknown) = args.only.iter().find(|key| !WORKLOADS.iter().any(|w| w.key == key.as_str())) {
         bail!("--only {unknown}: no such workload");
     }
+    let stage = |s: Stage| args.stages.is_empty() || args.stages.contains(&s);
+    if let Some(unknown) =
+        args.workloads.iter().find(|key| !workloads::REAL_WORKLOADS.iter().any(|w| w.key == key.as_str()))
+    {
+        bail!("--workload {unknown}: no such workload");
+    }
     let mut cells: Vec<Cell> = Vec::new();
-    for w in WORKLOADS.iter().filter(|w| args.only.is_empty() || args.only.iter().any(|key| key == w.key)) {
+    let micro = WORKLOADS.iter().filter(|_| stage(Stage::Micro));
+    for w in micro.filter(|w| args.only.is_empty() || args.only.iter().any(|key| key == w.key)) {
         for &condition in w.conditions {
             if condition.needs_daemon() && args.absent_only {
                 continue;
@@ -345,7 +368,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     // Guard running.
     let mut daemon_info = None;
     let mut extras = Vec::new();
-    if !args.absent_only {
+    if !args.absent_only && !cells.is_empty() {
         let bin = guard_bin.clone().context("internal: no guard binary")?;
         let start_began = Instant::now();
         let mut daemon = Daemon::start(&bin, &args.daemon_args)?;
@@ -410,6 +433,24 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         daemon_info = Some(format!("{}{}", bin.display(), daemon_args_note(&args.daemon_args)));
     }
 
+    let mut sections = Vec::new();
+    if !args.absent_only && (stage(Stage::Flood) || stage(Stage::Workloads)) {
+        let bin = guard_bin.clone().context("internal: no guard binary")?;
+        let ready = Duration::from_secs(args.ready_timeout);
+        if stage(Stage::Flood) {
+            note!("== end to end flood and daemon memory");
+            let found = flood::run(&exe, &bin, &args.daemon_args, ready)?;
+            let body: String = found.lines().iter().map(|line| format!("- {line}\n")).collect();
+            sections.push(("End to end and memory".to_string(), body));
+        }
+        if stage(Stage::Workloads) {
+            note!("== real workloads");
+            let found = workloads::run(&bin, &args.daemon_args, ready, &args.workloads)?;
+            sections.push(("Real workloads".to_string(), found.markdown()));
+        }
+        daemon_info.get_or_insert_with(|| format!("{}{}", bin.display(), daemon_args_note(&args.daemon_args)));
+    }
+
     let text = report::render(&report::Report {
         machine: &machine,
         cells: &cells,
@@ -418,6 +459,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         absent_only: args.absent_only,
         duration: started.elapsed(),
         extras: &extras,
+        sections: &sections,
     });
     write_atomically(&output, &text)?;
     note!("wrote {} ({:.0} s)", output.display(), started.elapsed().as_secs_f64());

@@ -111,6 +111,8 @@ pub struct Report<'a> {
     pub duration: Duration,
     /// Figures beside the table (hold latency, start time, memory, drops).
     pub extras: &'a [String],
+    /// Further sections (title, markdown body): goals, engine, flood, real workloads.
+    pub sections: &'a [(String, String)],
 }
 
 /// The baseline median a cell is compared with (guard absent, or the unconfined session for
@@ -217,6 +219,10 @@ pub fn render(r: &Report<'_>) -> String {
         }
         out.push('\n');
     }
+    for (title, body) in r.sections {
+        let _ = writeln!(out, "## {title}\n\n{}", body.trim_end());
+        out.push('\n');
+    }
     out.push_str("## Conditions\n\n");
     for c in Condition::ALL.into_iter().chain([Condition::Unconfined, Condition::InsideWrites, Condition::InsideAll]) {
         let measured = r.cells.iter().any(|cell| cell.condition == c && !cell.samples.is_empty());
@@ -279,6 +285,7 @@ fn op_description(op: super::worker::Op) -> &'static str {
              with `SO_LINGER` 0 (RST: no TIME_WAIT piles up over the run)"
         }
         Op::Getppid => "`getppid` (the cheapest system call: what every call pays for the seccomp filter)",
+        Op::Flood => "`openat` + `close` from several threads at a paced rate (the end-to-end flood)",
     }
 }
 

@@ -69,7 +69,7 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<LoadedPolicy> {
         None => ("builtin".to_string(), default_policy()),
     };
     let compiled = policy.compile(&CompileContext { homes: scan::home_dirs() });
-    let evaluator = policy.destructive_evaluator();
+    let evaluator = DestructiveEvaluator::new(&policy);
     let mut notes = compiled.warnings.clone();
     let (maps, consumers) = prepare(&compiled, &mut notes)?;
     Ok(LoadedPolicy { source, policy, compiled, evaluator, maps, consumers, notes })

@@ -14,6 +14,7 @@ use guard_common::{DevIno, action, escalation};
 use guard_engine::{
     consumer::ConsumerTable,
     control::{Request, Response, StatusReport},
+    destructive::DestructiveEvaluator,
     engine::{
         Engine, EngineSettings, Signal,
         synth::{self, Task},
@@ -65,7 +66,7 @@ fn loaded(source: &str, text: &str) -> LoadedPolicy {
     let compiled = policy.compile(&CompileContext { homes: Vec::new() });
     LoadedPolicy {
         source: source.to_string(),
-        evaluator: policy.destructive_evaluator(),
+        evaluator: DestructiveEvaluator::new(&policy),
         compiled,
         policy,
         maps: PreparedMaps::default(),

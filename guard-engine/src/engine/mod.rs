@@ -88,7 +88,7 @@ impl EnginePolicy {
     pub fn new(policy: &Policy, homes: Vec<String>) -> Self {
         Self {
             compiled: policy.compile(&CompileContext { homes }),
-            evaluator: policy.destructive_evaluator(),
+            evaluator: DestructiveEvaluator::new(policy),
             consumers: ConsumerTable::default(),
         }
     }

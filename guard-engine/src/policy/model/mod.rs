@@ -1,10 +1,22 @@
 //! The validated policy. Only `parse_policy` builds one, so everything here already passed
 //! validation (patterns compile, ports fit the kernel, ids are unique).
+//!
+//! This is the bottom of the policy: the written form (`raw`), validation and compilation
+//! build on it, and the engine's evaluators (`destructive`, `trajectory`) read only it.
+
+pub mod chains;
+pub mod destructive_rules;
+pub mod interpreters;
 
 use serde::{Deserialize, Serialize};
 
-use super::chains::{ChainSpec, EscalationPolicy, ProvenanceSettings};
-use super::destructive_rules::DestructiveRule;
+pub use self::chains::{
+    ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, INCIDENT_CHAIN_ID, MAX_CHAIN_WINDOW_SECS,
+    ProvenanceSettings, StageKind,
+};
+pub use self::destructive_rules::{Condition, DestructiveRule, OperandSelection, ScriptCondition};
+pub use self::interpreters::WatchKind;
+pub(crate) use self::interpreters::{SHELLS, interpreter_script_flags};
 use super::names::NamePattern;
 use super::network::AllowEntry;
 use super::paths::RootPath;

@@ -6,6 +6,7 @@
 //! median is reported. Add a row by adding a `Workload` to `WORKLOADS`.
 
 mod daemon;
+mod engine;
 mod flood;
 mod goals;
 mod report;
@@ -235,8 +236,9 @@ pub struct BenchArgs {
     /// getppid-confined, open-confined).
     #[arg(long = "only", value_name = "KEY")]
     pub only: Vec<String>,
-    /// Stages to run (repeatable; default: all): `micro` (the table), `flood` (end to end with
-    /// no loss, daemon memory after 1M events), `workloads` (real developer work).
+    /// Stages to run (repeatable; default: all): `micro` (the table), `engine` (the engine alone
+    /// on one core), `flood` (end to end with no loss, daemon memory after 1M events),
+    /// `workloads` (real developer work).
     #[arg(long = "stage", value_enum)]
     pub stages: Vec<Stage>,
     /// Real workloads to run (keys, repeatable: cargo-build, git, pip, engine-tests).
@@ -247,6 +249,7 @@ pub struct BenchArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Stage {
     Micro,
+    Engine,
     Flood,
     Workloads,
 }
@@ -439,6 +442,12 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     }
 
     let mut sections = Vec::new();
+    if stage(Stage::Engine) {
+        let found = engine::run()?;
+        figures.engine_events_per_s = Some(found.events_per_s);
+        let body: String = found.lines().iter().map(|line| format!("- {line}\n")).collect();
+        sections.push(("The engine alone".to_string(), body));
+    }
     if !args.absent_only && (stage(Stage::Flood) || stage(Stage::Workloads)) {
         let bin = guard_bin.clone().context("internal: no guard binary")?;
         let ready = Duration::from_secs(args.ready_timeout);

@@ -177,16 +177,93 @@ pub mod action {
 }
 
 /// Which detector made the kernel's decision (`EventHeader::detector`).
-pub mod detector {
-    pub const NONE: u32 = 0;
-    pub const CREDENTIAL: u32 = 1;
-    pub const SCOPE_NET: u32 = 2;
-    pub const SCOPE_FILE: u32 = 3;
-    pub const DESTRUCTIVE: u32 = 4;
+/// Which detector decided: the kernel's value in `EventHeader::detector` and, by its name
+/// (`as_str`, serde's snake_case), what the audit records, the policy's chains and the
+/// trajectory say. The last three are named by user space only (the kernel never sets them).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "snake_case"))]
+pub enum Detector {
+    None = 0,
+    Credential = 1,
+    ScopeNetwork = 2,
+    ScopeFile = 3,
+    Destructive = 4,
     /// Tampering with guard or escaping the session (cgroupfs, bpffs, guard's own files).
-    pub const SELF_PROTECT: u32 = 5;
+    SelfProtection = 5,
     /// The confinement layers: Landlock write roots and scoping, the seccomp deny list.
-    pub const CONFINEMENT: u32 = 6;
+    Confinement = 6,
+    /// A trajectory chain reached a stage or completed.
+    Chain = 7,
+    /// A session touched a credential and the policy escalated it.
+    Escalation = 8,
+    /// A secret read from one place was used in another.
+    Provenance = 9,
+}
+
+impl Detector {
+    pub const ALL: [Detector; 10] = [
+        Detector::None,
+        Detector::Credential,
+        Detector::ScopeNetwork,
+        Detector::ScopeFile,
+        Detector::Destructive,
+        Detector::SelfProtection,
+        Detector::Confinement,
+        Detector::Chain,
+        Detector::Escalation,
+        Detector::Provenance,
+    ];
+
+    /// The kernel's value back to the detector (`None` for an unknown value).
+    pub const fn from_code(code: u32) -> Option<Detector> {
+        Some(match code {
+            0 => Detector::None,
+            1 => Detector::Credential,
+            2 => Detector::ScopeNetwork,
+            3 => Detector::ScopeFile,
+            4 => Detector::Destructive,
+            5 => Detector::SelfProtection,
+            6 => Detector::Confinement,
+            7 => Detector::Chain,
+            8 => Detector::Escalation,
+            9 => Detector::Provenance,
+            _ => return None,
+        })
+    }
+
+    /// The user-facing name (as in audit records and policies).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Detector::None => "none",
+            Detector::Credential => "credential",
+            Detector::ScopeNetwork => "scope_network",
+            Detector::ScopeFile => "scope_file",
+            Detector::Destructive => "destructive",
+            Detector::SelfProtection => "self_protection",
+            Detector::Confinement => "confinement",
+            Detector::Chain => "chain",
+            Detector::Escalation => "escalation",
+            Detector::Provenance => "provenance",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Detector> {
+        Detector::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+}
+
+/// The kernel's names for [`Detector`] values (constants for `EventHeader::detector`).
+pub mod detector {
+    use super::Detector;
+
+    pub const NONE: u32 = Detector::None as u32;
+    pub const CREDENTIAL: u32 = Detector::Credential as u32;
+    pub const SCOPE_NET: u32 = Detector::ScopeNetwork as u32;
+    pub const SCOPE_FILE: u32 = Detector::ScopeFile as u32;
+    pub const DESTRUCTIVE: u32 = Detector::Destructive as u32;
+    pub const SELF_PROTECT: u32 = Detector::SelfProtection as u32;
+    pub const CONFINEMENT: u32 = Detector::Confinement as u32;
 }
 
 /// Event flag bits (`EventHeader::flags`).
@@ -241,6 +318,7 @@ pub mod stat {
 /// sendmsg, fork and exit; they differ only in the allowed opens.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum RecordLevel {
     /// Allowed opens are only counted (the process's `exit` carries the counts).
     #[default]
@@ -252,6 +330,21 @@ pub enum RecordLevel {
 }
 
 impl RecordLevel {
+    pub const ALL: [RecordLevel; 3] = [RecordLevel::Decisions, RecordLevel::Writes, RecordLevel::All];
+
+    /// The name in policies, on the command line and in records.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RecordLevel::Decisions => "decisions",
+            RecordLevel::Writes => "writes",
+            RecordLevel::All => "all",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|level| level.as_str() == text)
+    }
+
     /// Should an allowed open with this access be sent at this level?
     #[inline(always)]
     pub const fn sends_allowed_open(level: u32, writes: bool) -> bool {
@@ -456,6 +549,14 @@ pub mod escalation {
     pub const HOLD_EXEC: u32 = 1 << 1;
     /// Every exec in the session is held.
     pub const FREEZE: u32 = 1 << 2;
+
+    /// A session's escalation in effect: the flags the daemon wrote, and, once the session
+    /// touched a credential, out-of-scope network denied and watched execs held. The one
+    /// derivation, for the kernel's decisions and the daemon's alike.
+    #[inline(always)]
+    pub const fn effective(flags: u32, credential_touched: bool) -> u32 {
+        if credential_touched { flags | DENY_NET | HOLD_EXEC } else { flags }
+    }
 }
 
 /// Key data of `EXEC_WATCH_PATHS`: "/" + a program name, reversed, NUL padded.
@@ -750,5 +851,30 @@ pub fn c_bytes(buf: &[u8]) -> &[u8] {
     match buf.iter().position(|&b| b == 0) {
         Some(end) => &buf[..end],
         None => buf,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detector_values_and_names_round_trip() {
+        for (i, d) in Detector::ALL.iter().enumerate() {
+            assert_eq!(*d as u32, i as u32);
+            assert_eq!(Detector::from_code(*d as u32), Some(*d));
+            assert_eq!(Detector::parse(d.as_str()), Some(*d));
+        }
+        assert_eq!(Detector::from_code(Detector::ALL.len() as u32), None);
+        assert_eq!(Detector::parse("scope_net"), None, "a typo is no detector");
+    }
+
+    #[test]
+    fn a_touched_session_denies_network_and_holds_execs() {
+        assert_eq!(escalation::effective(0, false), 0);
+        assert_eq!(escalation::effective(escalation::FREEZE, false), escalation::FREEZE);
+        let touched = escalation::effective(0, true);
+        assert_eq!(touched, escalation::DENY_NET | escalation::HOLD_EXEC);
+        assert_eq!(escalation::effective(escalation::FREEZE, true), touched | escalation::FREEZE);
     }
 }

@@ -287,7 +287,7 @@ impl<K: KernelHandle> Daemon<K> {
         );
         record.pid = Some(pid);
         record.verdict = Some(Verdict::Deny);
-        record.detector = Some("self_protection".into());
+        record.detector = Some(guard_common::Detector::SelfProtection);
         record.severity = Some(Severity::Critical);
         self.emit(&record);
     }
@@ -348,7 +348,7 @@ impl<K: KernelHandle> Daemon<K> {
                     let mut record = self.engine.daemon_record("hold_abandoned", now_unix_ns(), reason);
                     record.pid = Some(tgid);
                     record.verdict = Some(Verdict::Kill);
-                    record.detector = Some("destructive".into());
+                    record.detector = Some(guard_common::Detector::Destructive);
                     self.emit(&record);
                 }
             }

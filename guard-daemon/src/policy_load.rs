@@ -131,9 +131,7 @@ fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result
             match std::fs::metadata(root) {
                 // A regular file is a root of itself: the kernel's walk starts at the opened
                 // file (cargo's lock files directly in ~/.cargo).
-                Ok(meta) if meta.is_dir() || meta.is_file() => {
-                    maps.write_roots.push((identity(&meta), root.clone()))
-                }
+                Ok(meta) if meta.is_dir() || meta.is_file() => maps.write_roots.push((identity(&meta), root.clone())),
                 Ok(_) => notes.push(format!("write root {root} is neither a directory nor a file; ignored")),
                 Err(err) => notes.push(format!("write root {root}: {err}; ignored until reload")),
             }

@@ -77,7 +77,7 @@ pub fn escalation(session_id: u64) -> u32 {
     // SAFETY (both): copies of plain u32s.
     let flags = unsafe { maps::SESSION_FLAGS.get(&session_id) }.copied().unwrap_or(0);
     let touched = unsafe { maps::SESSIONS.get(&session_id) }.is_some_and(|state| state.credential_touched != 0);
-    if touched { flags | guard_common::escalation::DENY_NET | guard_common::escalation::HOLD_EXEC } else { flags }
+    guard_common::escalation::effective(flags, touched)
 }
 
 /// With `$CWD` roots (`scope` carries `WRITE_SCOPE_SESSION_CWD`), a session whose workspace the

@@ -2,6 +2,7 @@
 //! reads what it is about to run (through the machine), applies the consumer table and the
 //! destructive rules, and lets it run, kills it, or keeps it for a person.
 
+use guard_common::Detector;
 use std::time::Duration;
 
 use guard_common::escalation;
@@ -104,18 +105,19 @@ impl Engine {
         let grant = grant.ok().flatten();
         let session = event.head.session_id;
         let state = machine.kernel_session(session).unwrap_or_default();
-        let escalated = self.marks.escalated(session)
-            || state.credential_touched != 0
-            || state.escalation & escalation::HOLD_EXEC != 0;
-        let frozen = state.escalation & escalation::FREEZE != 0
-            || (self.marks.escalated(session) && self.policy.escalation.hold_all_exec);
+        // As the kernel derives it, with the engine's own sight of a credential read too.
+        let bits =
+            escalation::effective(state.escalation, state.credential_touched != 0 || self.marks.escalated(session));
+        let escalated = bits & escalation::HOLD_EXEC != 0;
+        let frozen =
+            bits & escalation::FREEZE != 0 || (self.marks.escalated(session) && self.policy.escalation.hold_all_exec);
         let mut judged =
             ExecJudgement { verdict: ExecVerdict::Release, grant, if_failed: None, env: Some(view.env.clone()) };
 
         let Some(m) = matched else {
             if frozen && self.enforce {
                 // (No "credential: ..." in the text: the redactor would take it for a secret.)
-                record.detector = Some("escalation".into());
+                record.detector = Some(Detector::Escalation);
                 record.rule = Some("escalation.freeze".into());
                 let why = format!(
                     "every exec of this session waits for a person since it touched a credential (held {waited} µs so far)"
@@ -134,7 +136,7 @@ impl Engine {
             judged.if_failed = Some(format!("exec of {filename} judged harmless but could not be released"));
             return judged;
         };
-        record.detector = Some("destructive".to_string());
+        record.detector = Some(Detector::Destructive);
         record.rule = Some(m.rule_id.clone());
         record.severity = Some(m.severity);
         record.mitre = Some(m.mitre.clone());

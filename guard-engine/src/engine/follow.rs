@@ -1,6 +1,7 @@
 //! What an event means beyond its own record: a session's first sight, lineage and chains
 //! (trajectory), secrets read and used (provenance), escalation after a credential touch.
 
+use guard_common::Detector;
 use std::path::PathBuf;
 
 use guard_common::action;
@@ -122,7 +123,7 @@ impl Engine {
     ) {
         let session = event.head.session_id;
         let process = ProcessKey { pid: event.head.tgid, start_ns: event.head.start_ns };
-        if record.detector.as_deref() == Some("credential") {
+        if record.detector == Some(Detector::Credential) {
             if let Some(consumer) = &record.consumer {
                 // Its own tool read it: "credential used by its tool", no discovery.
                 self.marks.consumer_used(session, consumer);
@@ -138,7 +139,7 @@ impl Engine {
             // `provenance.enabled: false`: nothing is learned, nothing followed.
             Body::Open { path, file: Some(file), .. }
                 if self.policy.provenance
-                    && record.detector.as_deref() == Some("credential")
+                    && record.detector == Some(Detector::Credential)
                     && record.verdict == Some(Verdict::Audit) =>
             {
                 self.learn_credential_file(event, record.seq, path, file, machine);
@@ -158,7 +159,7 @@ impl Engine {
                         exe: record.exe.clone(),
                         event: "provenance".into(),
                         verdict: Some(Verdict::Audit),
-                        detector: Some("provenance".into()),
+                        detector: Some(Detector::Provenance),
                         severity: Some(Severity::High),
                         mitre: Some("T1552.001".into()),
                         reason: Some(format!(
@@ -233,7 +234,7 @@ impl Engine {
         rec.cgroup_id = Some(session);
         rec.pid = record.pid;
         rec.verdict = Some(Verdict::Audit);
-        rec.detector = Some("escalation".into());
+        rec.detector = Some(Detector::Escalation);
         rec.severity = Some(Severity::High);
         let record = self.redacted(rec);
         actions.push(Action::Escalate(Escalate { session, hold_all_exec: wanted.hold_all_exec, freeze, record }));

@@ -1,5 +1,6 @@
 //! Commands held for a person: the pending table, its decisions and timeouts.
 
+use guard_common::Detector;
 use std::{collections::BTreeMap, time::Duration};
 
 use super::{
@@ -180,7 +181,7 @@ impl Engine {
             exe: Some(entry.hold.exe.clone()),
             event: event.to_string(),
             verdict: Some(verdict),
-            detector: Some("destructive".into()),
+            detector: Some(Detector::Destructive),
             rule: Some(entry.hold.rule.clone()),
             severity: entry.severity.or(Some(Severity::High)),
             mitre: entry.mitre.clone(),

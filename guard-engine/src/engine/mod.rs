@@ -120,7 +120,7 @@ pub fn rule_infos(compiled: &CompiledPolicy) -> Vec<RuleInfo> {
         .iter()
         .map(|r| RuleInfo {
             id: r.id.clone(),
-            detector: r.detector.as_str(),
+            detector: r.detector,
             severity: r.severity,
             mitre: (!r.mitre.is_empty()).then(|| r.mitre.clone()),
             description: r.description.clone(),

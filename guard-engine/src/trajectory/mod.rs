@@ -38,6 +38,7 @@
 mod matcher;
 mod tracker;
 
+use guard_common::Detector;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -165,7 +166,7 @@ impl ChainProgress {
             pid: last.map(|stage| stage.pid),
             event: "chain".into(),
             verdict: Some(Verdict::Audit),
-            detector: Some("chain".into()),
+            detector: Some(Detector::Chain),
             rule: Some(self.chain_id.clone()),
             severity: Some(self.severity),
             mitre: self.mitre.clone(),

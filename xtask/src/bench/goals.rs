@@ -24,7 +24,8 @@ struct Goal {
 }
 
 fn ratio(cells: &[Cell], workload: &str, condition: Condition) -> Option<f64> {
-    let cell = cells.iter().find(|c| c.workload.key == workload && c.condition == condition && !c.samples.is_empty())?;
+    let cell =
+        cells.iter().find(|c| c.workload.key == workload && c.condition == condition && !c.samples.is_empty())?;
     let base = report::baseline(cells, cell)?;
     Some(cell.median() / base)
 }

@@ -132,7 +132,9 @@ fn flood(args: &WorkerArgs) -> Result<()> {
                     while start.elapsed() < duration {
                         for _ in 0..64 {
                             // SAFETY: a valid NUL-terminated path; the fd is closed right away.
-                            let fd = unsafe { libc::openat(libc::AT_FDCWD, c_path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+                            let fd = unsafe {
+                                libc::openat(libc::AT_FDCWD, c_path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC)
+                            };
                             if fd < 0 {
                                 return Err(std::io::Error::last_os_error()).context("openat failed");
                             }
@@ -151,7 +153,10 @@ fn flood(args: &WorkerArgs) -> Result<()> {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().map_err(|_| anyhow::anyhow!("a flood thread panicked"))?).collect::<Result<Vec<u64>>>()
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow::anyhow!("a flood thread panicked"))?)
+            .collect::<Result<Vec<u64>>>()
     });
     let elapsed = start.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(&path);

@@ -163,7 +163,9 @@ fn prepare(w: &RealWorkload, root: &Path, base: &Path) -> Result<()> {
     match w.key {
         "cargo-build" | "engine-tests" => {
             // The committed tree: what a fresh checkout builds.
-            util::run(Command::new("git").args(["clone", "--quiet", "--local", "--no-hardlinks"]).arg(root).arg(&prepared))?;
+            util::run(
+                Command::new("git").args(["clone", "--quiet", "--local", "--no-hardlinks"]).arg(root).arg(&prepared),
+            )?;
             if w.key == "engine-tests" {
                 util::run(
                     Command::new(util::cargo())
@@ -286,8 +288,7 @@ type Tally = (BTreeMap<(String, String), u64>, BTreeMap<String, BTreeMap<String,
 
 /// Counts each session's records, and summarises its non-allow ones.
 fn tally(audit: &Path, runs: &[Run]) -> Result<Tally> {
-    let by_session: BTreeMap<&str, &Run> =
-        runs.iter().filter_map(|r| r.session.as_deref().map(|s| (s, r))).collect();
+    let by_session: BTreeMap<&str, &Run> = runs.iter().filter_map(|r| r.session.as_deref().map(|s| (s, r))).collect();
     let mut records = BTreeMap::new();
     let mut decisions: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let file = std::fs::File::open(audit).with_context(|| format!("opening {}", audit.display()))?;
@@ -344,9 +345,8 @@ impl WorkloadReport {
             let secs = |c: &str| wall(c).map_or("-".to_string(), |d| format!("{:.2}", d.as_secs_f64()));
             let ratio = wall("decisions")
                 .map_or("-".to_string(), |d| format!("{:.2}×", d.as_secs_f64() / absent.as_secs_f64()));
-            let count = |c: &str| {
-                self.records.get(&(w.key.to_string(), c.to_string())).copied().unwrap_or(0).to_string()
-            };
+            let count =
+                |c: &str| self.records.get(&(w.key.to_string(), c.to_string())).copied().unwrap_or(0).to_string();
             let _ = writeln!(
                 out,
                 "| {} ({} run{}) | {:.2} | {} | {} | {} | {} | {} | {} | {} |",

@@ -3,6 +3,7 @@
 //! longer do) and `provenance` (secret fingerprints). Plain data, copied into
 //! [`CompiledPolicy`](crate::policy::CompiledPolicy); the written forms are in `raw`.
 
+use guard_common::Detector;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditRecord, Severity, Verdict};
@@ -127,15 +128,15 @@ impl StageKind {
         }
         let flagged = matches!(record.verdict, Some(verdict) if verdict != Verdict::Allow);
         // A credential read by its own consumer (kubectl and its kubeconfig) is no discovery.
-        if !flagged || (record.consumer.is_some() && record.detector.as_deref() == Some("credential")) {
+        if !flagged || (record.consumer.is_some() && record.detector == Some(Detector::Credential)) {
             return None;
         }
-        match record.detector.as_deref()? {
-            "credential" => Some(StageKind::CredentialAccess),
-            "scope_network" | "scope_file" | "confinement" => Some(StageKind::ScopeViolation),
-            "destructive" => Some(StageKind::DestructiveAttempt),
-            "self_protection" => Some(StageKind::SelfProtection),
-            _ => None,
+        match record.detector? {
+            Detector::Credential => Some(StageKind::CredentialAccess),
+            Detector::ScopeNetwork | Detector::ScopeFile | Detector::Confinement => Some(StageKind::ScopeViolation),
+            Detector::Destructive => Some(StageKind::DestructiveAttempt),
+            Detector::SelfProtection => Some(StageKind::SelfProtection),
+            Detector::None | Detector::Chain | Detector::Escalation | Detector::Provenance => None,
         }
     }
 }
@@ -150,7 +151,7 @@ mod tests {
     fn records_map_to_stages() {
         let record = |event: &str, detector: Option<&str>, verdict: Option<Verdict>| AuditRecord {
             event: event.into(),
-            detector: detector.map(str::to_string),
+            detector: detector.map(|name| Detector::parse(name).expect("a detector name")),
             verdict,
             ..Default::default()
         };

@@ -69,36 +69,8 @@ impl ExecAction {
     }
 }
 
-/// The detector a rule belongs to (the audit record's `detector`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Detector {
-    Credential,
-    ScopeNetwork,
-    ScopeFile,
-    Destructive,
-}
-
-impl Detector {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Detector::Credential => "credential",
-            Detector::ScopeNetwork => "scope_network",
-            Detector::ScopeFile => "scope_file",
-            Detector::Destructive => "destructive",
-        }
-    }
-
-    /// `guard_common::detector::*`.
-    pub fn kernel_value(self) -> u32 {
-        match self {
-            Detector::Credential => guard_common::detector::CREDENTIAL,
-            Detector::ScopeNetwork => guard_common::detector::SCOPE_NET,
-            Detector::ScopeFile => guard_common::detector::SCOPE_FILE,
-            Detector::Destructive => guard_common::detector::DESTRUCTIVE,
-        }
-    }
-}
+/// The detector a rule belongs to (the audit record's `detector`): one enum with the kernel.
+pub use guard_common::Detector;
 
 /// A credential path as written: absolute or below every home, possibly a glob.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]

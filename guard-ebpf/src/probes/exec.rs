@@ -18,7 +18,7 @@ use guard_common::{
 
 use super::{consumer, dropped, enforcing, escalation, fill_header, sent};
 use crate::{
-    kread::{self, read_at},
+    kread::{self, read},
     maps, session,
 };
 
@@ -30,12 +30,12 @@ const SIGSTOP: u32 = 19;
 pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
     let Some(session) = session::current() else { return 0 };
     let off = maps::offsets();
-    if off.valid == 0 {
+    if !off.is_valid() {
         return 0;
     }
     let old_pid: u32 = ctx.arg(1);
     let bprm: u64 = ctx.arg(2);
-    let file: u64 = read_at(bprm, off.bprm_file).unwrap_or(0);
+    let file = read(bprm, off.bprm_file()).unwrap_or(0);
     let identity = kread::file_identity(&off, file);
 
     let Some(mut entry) = maps::EVENTS.reserve::<ExecEvent>(0) else {
@@ -55,7 +55,7 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
     ev.file = identity;
     ev.old_pid = old_pid;
     ev.args_len = read_args(&off, &mut ev.args, &mut ev.header.flags);
-    let filename: u64 = read_at(bprm, off.bprm_filename).unwrap_or(0);
+    let filename = read(bprm, off.bprm_filename()).unwrap_or(0);
     // SAFETY: bprm->filename is a kernel string; the helper bounds the copy.
     let filename_len = match unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut ev.filename) } {
         Ok(bytes) => bytes.len(),
@@ -251,9 +251,9 @@ fn lookup_watch(
 fn read_args(off: &guard_common::KernelOffsets, args: &mut [u8; ARGS_LEN], event_flags: &mut u32) -> u32 {
     args[0] = 0;
     let task = kread::current_task();
-    let mm: u64 = read_at(task, off.task_mm).unwrap_or(0);
-    let arg_start: u64 = read_at(mm, off.mm_arg_start).unwrap_or(0);
-    let arg_end: u64 = read_at(mm, off.mm_arg_end).unwrap_or(0);
+    let mm = read(task, off.task_mm()).unwrap_or(0);
+    let arg_start = read(mm, off.mm_arg_start()).unwrap_or(0);
+    let arg_end = read(mm, off.mm_arg_end()).unwrap_or(0);
     if arg_start == 0 || arg_end <= arg_start {
         return 0;
     }

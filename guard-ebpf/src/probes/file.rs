@@ -22,7 +22,7 @@ use guard_common::{
 
 use super::{consumer, dropped, enforcing, fill_header, mark_credential, sent, workspace_pending};
 use crate::{
-    kread::{self, read_at},
+    kread::{self, read},
     maps, session,
 };
 
@@ -99,7 +99,7 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
     let _ = maps::OPEN_ARGS.remove(&pid_tgid);
     let Some(session) = session::current() else { return 0 };
     let off = maps::offsets();
-    if off.valid == 0 {
+    if !off.is_valid() {
         return 0;
     }
     let ret = arg(&ctx, ARG0) as i64;
@@ -129,7 +129,7 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
         let name_ptr = kread::dentry_name_ptr(&off, dentry);
         j.name_ptr = name_ptr;
         consumer::confirm_script(&identity, name_ptr);
-        let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
+        let f_flags = read(file, off.file_f_flags()).unwrap_or(0);
         let writes = (f_flags as u64 & O_ACCMODE) != 0 || args.flags & (O_CREAT | O_TRUNC) != 0;
         j.writes = u32::from(writes);
         let access = Access {
@@ -310,9 +310,9 @@ pub fn judge_open(
         });
     }
     // Escape and tampering: cgroupfs (moving to another cgroup), bpffs, guard's own files.
-    let inode: u64 = read_at(file, off.file_f_inode).unwrap_or(0);
-    let sb: u64 = read_at(inode, off.inode_i_sb).unwrap_or(0);
-    let magic: u64 = read_at(sb, off.sb_s_magic).unwrap_or(0);
+    let inode = read(file, off.file_f_inode()).unwrap_or(0);
+    let sb = read(inode, off.inode_i_sb()).unwrap_or(0);
+    let magic = read(sb, off.sb_s_magic()).unwrap_or(0);
     // guard's own files, and the consumers' binaries and scripts (rewriting one would make
     // any code a consumer).
     // SAFETY: presence check only.
@@ -423,7 +423,7 @@ pub fn credential_match(off: &KernelOffsets, identity: &DevIno, dentry: u64, nam
 /// (`/proc/self` is a symlink the open already followed to the numeric directory.)
 #[inline(always)]
 fn own_proc_dir(off: &KernelOffsets, dentry: u64) -> bool {
-    let parent: u64 = read_at(dentry, off.dentry_d_parent).unwrap_or(0);
+    let parent = read(dentry, off.dentry_d_parent()).unwrap_or(0);
     let name_ptr = kread::dentry_name_ptr(off, parent);
     let mut digits = [0u8; 12];
     // SAFETY: kernel string, bounded copy.
@@ -480,7 +480,7 @@ fn under_dir(off: &KernelOffsets, dentry: u64, listed: impl Fn(&DevIno) -> bool)
         if listed(&dir) {
             return true;
         }
-        let parent: u64 = read_at(current, off.dentry_d_parent).unwrap_or(0);
+        let parent = read(current, off.dentry_d_parent()).unwrap_or(0);
         if parent == current {
             // The root of this filesystem: nothing above it here.
             return false;

@@ -14,7 +14,7 @@ use guard_common::{ExecWatch, FsEvent, NAME_LEN, OpenEvent, action, detector, fs
 
 use super::{dropped, enforcing, file, fill_header, sent};
 use crate::{
-    kread::{self, read_at},
+    kread::{self, read},
     maps, session,
 };
 
@@ -39,14 +39,14 @@ pub fn guard_lsm_file_open(ctx: LsmContext) -> i32 {
     }
     let Some(session) = session::current() else { return 0 };
     let off = maps::offsets();
-    if off.valid == 0 {
+    if !off.is_valid() {
         return 0;
     }
     let file: u64 = ctx.arg(0);
     let identity = kread::file_identity(&off, file);
     let dentry = kread::file_dentry(&off, file);
     let name_ptr = kread::dentry_name_ptr(&off, dentry);
-    let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
+    let f_flags = read(file, off.file_f_flags()).unwrap_or(0);
     // O_TRUNC is still in f_flags here: the truncation comes after this hook.
     let access = file::Access {
         reads_or_empties: f_flags & O_ACCMODE != O_WRONLY || (f_flags & O_TRUNC != 0 && f_flags & O_CREAT == 0),
@@ -116,11 +116,11 @@ pub fn guard_lsm_bprm_check(ctx: LsmContext) -> i32 {
     }
     let Some(_session) = session::current() else { return 0 };
     let off = maps::offsets();
-    if off.valid == 0 {
+    if !off.is_valid() {
         return 0;
     }
     let bprm: u64 = ctx.arg(0);
-    let file: u64 = read_at(bprm, off.bprm_file).unwrap_or(0);
+    let file = read(bprm, off.bprm_file()).unwrap_or(0);
     let identity = kread::file_identity(&off, file);
     // SAFETY: copy of a plain value.
     let Some(w) = (unsafe { maps::EXEC_WATCH_INODES.get(&identity) }).copied() else { return 0 };
@@ -141,7 +141,7 @@ fn deny_exec(w: &ExecWatch) -> bool {
 fn judge_change(dentry: u64, op: u32) -> i32 {
     let Some(session) = session::current() else { return 0 };
     let off = maps::offsets();
-    if off.valid == 0 {
+    if !off.is_valid() {
         return 0;
     }
     let identity = kread::dentry_identity(&off, dentry);
@@ -224,7 +224,7 @@ pub fn guard_lsm_path_truncate(ctx: LsmContext) -> i32 {
     }
     let off = maps::offsets();
     let path: u64 = ctx.arg(0);
-    let dentry: u64 = read_at(path, off.path_dentry).unwrap_or(0);
+    let dentry = read(path, off.path_dentry()).unwrap_or(0);
     judge_change(dentry, fsop::TRUNCATE)
 }
 
@@ -263,7 +263,7 @@ pub fn guard_lsm_task_kill(ctx: LsmContext) -> i32 {
     let off = maps::offsets();
     let task: u64 = ctx.arg(0);
     let sig: u64 = ctx.arg(2);
-    let target: u32 = read_at(task, off.task_tgid).unwrap_or(0);
+    let target = read(task, off.task_tgid()).unwrap_or(0);
     let Some(what) = protected_task(target) else { return 0 };
     report_self(&session, target, what, sig as u32);
     EPERM
@@ -280,7 +280,7 @@ pub fn guard_lsm_ptrace(ctx: LsmContext) -> i32 {
     let off = maps::offsets();
     let task: u64 = ctx.arg(0);
     let mode: u64 = ctx.arg(1);
-    let target: u32 = read_at(task, off.task_tgid).unwrap_or(0);
+    let target = read(task, off.task_tgid()).unwrap_or(0);
     if protected_task(target).is_none() {
         return 0;
     }

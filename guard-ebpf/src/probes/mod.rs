@@ -27,10 +27,10 @@ pub fn fill_header(header: &mut EventHeader, kind: u32, session: &Session, off: 
     header.pid = pid_tgid as u32;
     header.tgid = (pid_tgid >> 32) as u32;
     let task = kread::current_task();
-    header.ppid = if off.valid != 0 { kread::parent_tgid(off, task) } else { 0 };
+    header.ppid = if off.is_valid() { kread::parent_tgid(off, task) } else { 0 };
     // The thread group leader's start time names the process across pid reuse.
-    let leader: u64 = if off.valid != 0 { kread::read_at(task, off.task_group_leader).unwrap_or(0) } else { 0 };
-    header.start_ns = kread::read_at(leader, off.task_start_time).unwrap_or(0);
+    let leader: u64 = if off.is_valid() { kread::read(task, off.task_group_leader()).unwrap_or(0) } else { 0 };
+    header.start_ns = kread::read(leader, off.task_start_time()).unwrap_or(0);
     header.detector = detector::NONE;
     header.rule = u32::MAX;
     header.flags = 0;

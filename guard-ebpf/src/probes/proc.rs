@@ -6,7 +6,7 @@ use guard_common::{ExitEvent, ForkEvent, kind, stat};
 
 use super::{consumer, dropped, fill_header, sent};
 use crate::{
-    kread::{self, read_at},
+    kread::{self, read},
     maps, session,
 };
 
@@ -15,12 +15,12 @@ use crate::{
 pub fn guard_sched_fork(ctx: BtfTracePointContext) -> i32 {
     let Some(session) = session::current() else { return 0 };
     let off = maps::offsets();
-    if off.valid == 0 {
+    if !off.is_valid() {
         return 0;
     }
     let child: u64 = ctx.arg(1);
-    let child_pid: u32 = read_at(child, off.task_pid).unwrap_or(0);
-    let child_tgid: u32 = read_at(child, off.task_tgid).unwrap_or(0);
+    let child_pid = read(child, off.task_pid()).unwrap_or(0);
+    let child_tgid = read(child, off.task_tgid()).unwrap_or(0);
     if child_pid != child_tgid {
         // A new thread, not a new process.
         return 0;
@@ -34,7 +34,7 @@ pub fn guard_sched_fork(ctx: BtfTracePointContext) -> i32 {
     fill_header(&mut ev.header, kind::FORK, &session, &off);
     ev.child_pid = child_pid;
     ev.child_tgid = child_tgid;
-    ev.child_start_ns = read_at(child, off.task_start_time).unwrap_or(0);
+    ev.child_start_ns = read(child, off.task_start_time()).unwrap_or(0);
     entry.submit(0);
     consumer::inherit((aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32, child_tgid);
     sent(stat::FORK);
@@ -55,7 +55,7 @@ pub fn guard_sched_exit(_ctx: BtfTracePointContext) -> i32 {
     }
     let Some(session) = session::current() else { return 0 };
     let off = maps::offsets();
-    if off.valid == 0 {
+    if !off.is_valid() {
         return 0;
     }
     let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
@@ -75,7 +75,7 @@ pub fn guard_sched_exit(_ctx: BtfTracePointContext) -> i32 {
     // SAFETY: as above.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, kind::EXIT, &session, &off);
-    ev.start_ns = read_at(kread::current_task(), off.task_start_time).unwrap_or(0);
+    ev.start_ns = read(kread::current_task(), off.task_start_time()).unwrap_or(0);
     ev.counts = counts;
     entry.submit(0);
     sent(stat::EXIT);

@@ -13,7 +13,7 @@ use aya_ebpf::{
 use guard_common::{SelfEvent, kind, protect, stat};
 
 use super::{dropped, fill_header, sent};
-use crate::{kread::read_at, maps, session};
+use crate::{kread::read, maps, session};
 
 const SIGKILL: u32 = 9;
 const SIGSTOP: u32 = 19;
@@ -78,12 +78,12 @@ pub fn guard_raw_sys_enter(_ctx: TracePointContext) -> u32 {
 pub fn guard_signal_generate(ctx: BtfTracePointContext) -> i32 {
     let Some(session) = session::current() else { return 0 };
     let off = maps::offsets();
-    if off.valid == 0 {
+    if !off.is_valid() {
         return 0;
     }
     let sig: u64 = ctx.arg(0);
     let task: u64 = ctx.arg(2);
-    let target: u32 = read_at(task, off.task_tgid).unwrap_or(0);
+    let target = read(task, off.task_tgid()).unwrap_or(0);
     let sender = (bpf_get_current_pid_tgid() >> 32) as u32;
     if target == 0 || target == sender {
         // Signals a task sends itself (our own SIGSTOP at exec among them).

@@ -226,7 +226,8 @@ impl Recorder {
                         format!("open of {what} refused (EPERM) before it happened: {}", rule_text.unwrap_or_default())
                     }
                     Verdict::Audit => format!("open of {what} matched {} (monitor)", rule_text.unwrap_or_default()),
-                    _ if *ret < 0 => format!("open of {path} failed with errno {}", -ret),
+                    // unsigned_abs: `-ret` overflows for i64::MIN, which a record can carry.
+                    _ if *ret < 0 => format!("open of {path} failed with errno {}", ret.unsigned_abs()),
                     _ => format!("open of {what}"),
                 });
             }
@@ -310,9 +311,10 @@ impl Recorder {
                     let pid = if call == "tgkill" || call == "ptrace" { args[1] } else { args[0] };
                     record.target_pid = u32::try_from(pid).ok();
                 }
-                let errno = match -*ret {
-                    1 => "EPERM",
-                    13 => "EACCES",
+                // Matched as is: `-ret` overflows for i32::MIN, which a record can carry.
+                let errno = match *ret {
+                    -1 => "EPERM",
+                    -13 => "EACCES",
                     _ => "an error",
                 };
                 record.reason = Some(match verdict {
@@ -490,5 +492,36 @@ mod tests {
         assert_eq!(r.exe.as_deref(), Some("/usr/bin/bash"));
         assert_eq!(r.seq, 3);
         assert!(r.reason.unwrap().contains("errno 2"));
+    }
+
+    // Found by fuzzing (event_decode): negating the smallest errno value overflowed, a panic in
+    // builds with overflow checks.
+    #[test]
+    fn the_most_negative_results_are_reported_not_negated() {
+        let mut rec = Recorder::new(rules(), ClockBase::default());
+        let refusal = KernelEvent {
+            head: head(action::DENY, detector::CONFINEMENT, None),
+            body: Body::Refusal { nr: 321, ret: i32::MIN, args: [0, 0], path: String::new() },
+        };
+        let reason = rec.record(&refusal, Enrichment::default()).reason.unwrap();
+        assert!(reason.contains("refused with an error"), "{reason}");
+        let eperm =
+            KernelEvent { body: Body::Refusal { nr: 321, ret: -1, args: [0, 0], path: String::new() }, ..refusal };
+        assert!(rec.record(&eperm, Enrichment::default()).reason.unwrap().contains("refused with EPERM"));
+
+        let open = KernelEvent {
+            head: head(action::ALLOW, detector::NONE, None),
+            body: Body::Open {
+                file: None,
+                flags: 0,
+                dfd: -100,
+                ret: i64::MIN,
+                path: "x".into(),
+                name: String::new(),
+                consumer: None,
+            },
+        };
+        let reason = rec.record(&open, Enrichment::default()).reason.unwrap();
+        assert!(reason.contains("errno 9223372036854775808"), "{reason}");
     }
 }

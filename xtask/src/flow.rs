@@ -68,8 +68,9 @@ struct Stage {
     include_ignored: bool,
 }
 
-/// THE test command: setup + build, unit tests of every crate, then the integration tests.
-pub fn test(release: bool, timeout_secs: u64, with_vm: bool, full: bool) -> Result<ExitCode> {
+/// THE test command: setup + build, unit tests of every crate, the integration tests, the
+/// brief fuzz run, then the lsm tier in qemu guests.
+pub fn test(release: bool, timeout_secs: u64, with_vm: bool, full: bool, with_fuzz: bool) -> Result<ExitCode> {
     let started = Instant::now();
     util::catch_signals();
     let guard_bin = build(release)?;
@@ -130,6 +131,20 @@ pub fn test(release: bool, timeout_secs: u64, with_vm: bool, full: bool) -> Resu
             }
         };
         results.push((name, ok, text));
+    }
+
+    // Outside the --timeout budget (that bounds the test binaries): the fuzz stage bounds its
+    // own build and runs.
+    let fuzz_stage = "fuzz (cargo-fuzz targets, 15 s each)";
+    if with_fuzz {
+        note!("== {fuzz_stage}");
+        let (ok, text) = crate::fuzz::test_stage();
+        if util::pending_signal().is_some() {
+            return Ok(ExitCode::from(130));
+        }
+        results.push((fuzz_stage, ok, text));
+    } else {
+        results.push((fuzz_stage, true, "skipped (--no-fuzz)".to_string()));
     }
 
     // The lsm tier cannot load on this host kind: it is tested in qemu guests, after the

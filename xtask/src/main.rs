@@ -5,11 +5,13 @@
 //! - `run`: setup + build, then run `guard run` as root with the built-in default policy.
 //! - `test`: THE test command (what `.ci/run` runs): setup + build + the whole test suite.
 //! - `bench`: measure guard's overhead and write BENCHMARKS.md.
+//! - `fuzz`: the cargo-fuzz targets in fuzz/, briefly (a stage of `test`) or `--long`.
 //! - `vm-test`: boot Debian kernels with BPF LSM under qemu and run the guest suite (tests/vm).
 
 mod bench;
 mod cgroup;
 mod flow;
+mod fuzz;
 mod setup;
 mod util;
 mod vm;
@@ -64,9 +66,15 @@ enum Command {
         /// Also run the integration suite in the 6.1 guest (CI runs it in the 6.12 guest only).
         #[arg(long, conflicts_with = "no_vm")]
         full: bool,
+        /// Skip the fuzz stage (`cargo xtask fuzz` runs it alone).
+        #[arg(long)]
+        no_fuzz: bool,
     },
     /// Measure guard's overhead on openat, fork+exec and connect; writes BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Install cargo-fuzz if missing, build the fuzz targets (fuzz/) with nightly and run each
+    /// briefly (15 s); `--long`: 1,000,000 inputs each, counts written into BENCHMARKS.md.
+    Fuzz(fuzz::FuzzArgs),
     /// Boot Debian kernels with BPF LSM (6.12, 6.1) under qemu: the fast guest cases (tests/vm)
     /// and the whole integration suite on a Debian root filesystem.
     VmTest(vm::VmArgs),
@@ -84,8 +92,11 @@ fn main() -> ExitCode {
         Command::Setup { dry_run } => setup::setup(dry_run).map(|_| ExitCode::SUCCESS),
         Command::Build { release } => flow::build(release).map(|_| ExitCode::SUCCESS),
         Command::Run { release, args } => flow::run(release, &args),
-        Command::Test { release, timeout, no_vm, full } => flow::test(release, timeout, !no_vm, full),
+        Command::Test { release, timeout, no_vm, full, no_fuzz } => {
+            flow::test(release, timeout, !no_vm, full, !no_fuzz)
+        }
         Command::Bench(args) => bench::bench(&args).map(|_| ExitCode::SUCCESS),
+        Command::Fuzz(args) => fuzz::fuzz(&args),
         Command::VmTest(args) => vm::vm_test(&args),
         Command::VmRun(args) => vm::vm_run(&args),
         Command::BenchWorker(args) => bench::worker::main(&args).map(|_| ExitCode::SUCCESS),

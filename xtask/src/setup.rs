@@ -6,6 +6,9 @@
 //!    the sysroot's library, then `LLVM_PREFIX=D cargo install bpf-linker --features llvm-<major>`.
 //!
 //! Each step is skipped when already satisfied. Mounting tracefs/bpffs is the daemon's job.
+//!
+//! `cargo xtask fuzz` adds cargo-fuzz ([`ensure_cargo_fuzz`]), in the same way, only for itself:
+//! building and running guard needs no fuzzer.
 
 use std::{
     path::{Path, PathBuf},
@@ -20,6 +23,7 @@ use crate::{
 };
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const NIGHTLY: &str = "nightly";
 
 /// Ensures every prerequisite; with `dry_run` only reports what it would do.
@@ -68,8 +72,8 @@ pub fn has_component(listing: &str, name: &str) -> bool {
 }
 
 fn ensure_bpf_linker(dry_run: bool) -> Result<()> {
-    let (bin_dir, explicit_root) = linker_bin_dir()?;
-    let found = locate_bpf_linker(&bin_dir, explicit_root);
+    let (bin_dir, explicit_root) = install_bin_dir()?;
+    let found = locate_tool(&bin_dir, explicit_root, "bpf-linker");
     let sysroot =
         PathBuf::from(output(Command::new("rustup").args(["run", NIGHTLY, "rustc", "--print", "sysroot"]))?.trim());
     let lib_dir = sysroot.join("lib");
@@ -123,9 +127,76 @@ fn ensure_bpf_linker(dry_run: bool) -> Result<()> {
     util::prepend_path(&bin_dir)
 }
 
+/// cargo-fuzz CARGO_FUZZ_VERSION (`cargo fuzz`), installed with `cargo install` when missing
+/// or of another version.
+pub fn ensure_cargo_fuzz(dry_run: bool) -> Result<()> {
+    let (bin_dir, explicit_root) = install_bin_dir()?;
+    let mut force = false;
+    if let Some(path) = locate_tool(&bin_dir, explicit_root, "cargo-fuzz") {
+        match tool_version(&path, "cargo-fuzz") {
+            Ok(version) if version == CARGO_FUZZ_VERSION => {
+                note!("skip: {} reports cargo-fuzz {version}", path.display());
+                if let Some(dir) = path.parent() {
+                    util::prepend_path(dir)?;
+                }
+                return Ok(());
+            }
+            Ok(version) => note!("{} reports cargo-fuzz {version}; want {CARGO_FUZZ_VERSION}", path.display()),
+            Err(err) => note!("{} is unusable ({err:#}); reinstalling", path.display()),
+        }
+        force = true;
+    }
+    let mut cmd = cargo_fuzz_install_command(force);
+    act(dry_run, &format!("installing cargo-fuzz {CARGO_FUZZ_VERSION}"), &mut cmd)?;
+    if dry_run {
+        return Ok(());
+    }
+    let installed = bin_dir.join("cargo-fuzz");
+    let version = tool_version(&installed, "cargo-fuzz").context("the freshly installed cargo-fuzz does not run")?;
+    if version != CARGO_FUZZ_VERSION {
+        bail!("installed cargo-fuzz reports {version}, expected {CARGO_FUZZ_VERSION}");
+    }
+    note!("installed {} ({version})", installed.display());
+    util::prepend_path(&bin_dir)
+}
+
+pub fn cargo_fuzz_install_command(force: bool) -> Command {
+    let mut cmd = Command::new(cargo());
+    cmd.args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION]);
+    if force {
+        cmd.arg("--force");
+    }
+    cmd
+}
+
+/// The nightly toolchain rustup has installed, for what only nightly builds (libFuzzer's
+/// sanitizer flags): `nightly` itself (what setup installs) when listed, else the newest dated one.
+pub fn installed_nightly() -> Result<String> {
+    let listing = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    pick_nightly(&listing).with_context(|| {
+        format!(
+            "rustup lists no nightly toolchain ({}); `cargo xtask setup` installs one",
+            listing.lines().map(str::trim).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// From `rustup toolchain list` output (`nightly-x86_64-unknown-linux-gnu (active)`,
+/// `nightly-2026-05-01-x86_64-unknown-linux-gnu`): the undated nightly, else the newest dated.
+pub fn pick_nightly(listing: &str) -> Option<String> {
+    let nightlies: Vec<&str> = listing
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name == NIGHTLY || name.starts_with("nightly-"))
+        .collect();
+    let undated =
+        |name: &str| name.strip_prefix("nightly-").is_none_or(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()));
+    nightlies.iter().find(|name| undated(name)).or_else(|| nightlies.iter().max()).map(|name| name.to_string())
+}
+
 /// The directory `cargo install` puts binaries in, and whether it was set explicitly
 /// (CARGO_INSTALL_ROOT), in which case only that directory counts as "installed".
-fn linker_bin_dir() -> Result<(PathBuf, bool)> {
+fn install_bin_dir() -> Result<(PathBuf, bool)> {
     if let Some(root) = std::env::var_os("CARGO_INSTALL_ROOT").filter(|r| !r.is_empty()) {
         return Ok((PathBuf::from(root).join("bin"), true));
     }
@@ -136,23 +207,28 @@ fn linker_bin_dir() -> Result<(PathBuf, bool)> {
     Ok((cargo_home.join("bin"), false))
 }
 
-fn locate_bpf_linker(bin_dir: &Path, explicit_root: bool) -> Option<PathBuf> {
-    let in_root = bin_dir.join("bpf-linker");
+fn locate_tool(bin_dir: &Path, explicit_root: bool, name: &str) -> Option<PathBuf> {
+    let in_root = bin_dir.join(name);
     if explicit_root {
         return util::is_executable(&in_root).then_some(in_root);
     }
-    util::find_in_path("bpf-linker").or_else(|| util::is_executable(&in_root).then_some(in_root))
+    util::find_in_path(name).or_else(|| util::is_executable(&in_root).then_some(in_root))
 }
 
 /// `bpf-linker --version` prints `bpf-linker 0.13.0`.
 fn linker_version(path: &Path) -> Result<String> {
-    let out = output(Command::new(path).arg("--version"))?;
-    parse_linker_version(&out).with_context(|| format!("unexpected `bpf-linker --version` output: {out:?}"))
+    tool_version(path, "bpf-linker")
 }
 
-pub fn parse_linker_version(out: &str) -> Option<String> {
+/// `TOOL --version` prints `TOOL VERSION` (`cargo-fuzz 0.13.2`).
+fn tool_version(path: &Path, tool: &str) -> Result<String> {
+    let out = output(Command::new(path).arg("--version"))?;
+    parse_tool_version(&out, tool).with_context(|| format!("unexpected `{tool} --version` output: {out:?}"))
+}
+
+pub fn parse_tool_version(out: &str, tool: &str) -> Option<String> {
     let mut words = out.split_whitespace();
-    (words.next()? == "bpf-linker").then(|| words.next().map(str::to_string))?
+    (words.next()? == tool).then(|| words.next().map(str::to_string))?
 }
 
 pub fn install_command(prefix: &Path, llvm_major: u32, force: bool) -> Command {
@@ -299,11 +375,32 @@ mod tests {
     }
 
     #[test]
-    fn linker_version_parsing() {
-        assert_eq!(parse_linker_version("bpf-linker 0.13.0\n").as_deref(), Some("0.13.0"));
-        assert_eq!(parse_linker_version("bpf-linker 0.9.15").as_deref(), Some("0.9.15"));
-        assert_eq!(parse_linker_version("something 0.13.0"), None);
-        assert_eq!(parse_linker_version(""), None);
+    fn tool_version_parsing() {
+        assert_eq!(parse_tool_version("bpf-linker 0.13.0\n", "bpf-linker").as_deref(), Some("0.13.0"));
+        assert_eq!(parse_tool_version("bpf-linker 0.9.15", "bpf-linker").as_deref(), Some("0.9.15"));
+        assert_eq!(parse_tool_version("something 0.13.0", "bpf-linker"), None);
+        assert_eq!(parse_tool_version("", "bpf-linker"), None);
+        assert_eq!(parse_tool_version("cargo-fuzz 0.13.2\n", "cargo-fuzz").as_deref(), Some("0.13.2"));
+        assert_eq!(parse_tool_version("bpf-linker 0.13.0", "cargo-fuzz"), None);
+    }
+
+    #[test]
+    fn nightly_choice() {
+        let listing = "stable-x86_64-unknown-linux-gnu (active, default)\nnightly-x86_64-unknown-linux-gnu\n1.95.0-x86_64-unknown-linux-gnu\n";
+        assert_eq!(pick_nightly(listing).as_deref(), Some("nightly-x86_64-unknown-linux-gnu"));
+        let dated = "stable-x86_64-unknown-linux-gnu (default)\nnightly-2026-01-02-x86_64-unknown-linux-gnu\nnightly-2026-05-01-x86_64-unknown-linux-gnu (active)\n";
+        assert_eq!(pick_nightly(dated).as_deref(), Some("nightly-2026-05-01-x86_64-unknown-linux-gnu"));
+        let both = "nightly-2026-05-01-x86_64-unknown-linux-gnu\nnightly-x86_64-unknown-linux-gnu (active)\n";
+        assert_eq!(pick_nightly(both).as_deref(), Some("nightly-x86_64-unknown-linux-gnu"));
+        assert_eq!(pick_nightly("stable-x86_64-unknown-linux-gnu (default)\n"), None);
+        assert_eq!(pick_nightly(""), None);
+    }
+
+    #[test]
+    fn cargo_fuzz_install_shape() {
+        let shown = util::display(&cargo_fuzz_install_command(false));
+        assert!(shown.ends_with("install cargo-fuzz --locked --version 0.13.2"), "{shown}");
+        assert!(util::display(&cargo_fuzz_install_command(true)).ends_with("0.13.2 --force"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod daemon;
 mod engine;
 mod flood;
 mod goals;
-mod report;
+pub mod report;
 pub mod worker;
 mod workloads;
 
@@ -472,6 +472,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     if !args.absent_only {
         sections.insert(0, ("Goals".to_string(), goals::markdown(&cells, &figures)));
     }
+    // The fuzz section (`cargo xtask fuzz --long`) is not this run's to redo: keep it.
+    let previous = std::fs::read_to_string(&output).unwrap_or_default();
+    let carried = report::marked_section(&previous, report::FUZZ_BEGIN, report::FUZZ_END);
     let text = report::render(&report::Report {
         machine: &machine,
         cells: &cells,
@@ -481,6 +484,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         duration: started.elapsed(),
         extras: &extras,
         sections: &sections,
+        carried,
     });
     write_atomically(&output, &text)?;
     note!("wrote {} ({:.0} s)", output.display(), started.elapsed().as_secs_f64());
@@ -686,7 +690,7 @@ pub fn parse_sample(stdout: &str, op: Op, iters: u64) -> Result<Sample> {
     Ok(Sample { ns_per_op, cgroup })
 }
 
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("md.tmp");
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))

@@ -1,4 +1,5 @@
-//! BENCHMARKS.md: machine description, results table (generated from the cells), raw data.
+//! BENCHMARKS.md: machine description, results table (generated from the cells), raw data;
+//! and the fuzz section (`cargo xtask fuzz --long`), which a bench run carries over as it was.
 
 use std::{
     fmt::Write as _,
@@ -101,6 +102,35 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Markers around the section `cargo xtask fuzz --long` writes.
+pub const FUZZ_BEGIN: &str = "<!-- fuzz:begin -->";
+pub const FUZZ_END: &str = "<!-- fuzz:end -->";
+
+/// The section of `text` from `begin` to `end`, markers included; `None` unless both are
+/// there, in that order.
+pub fn marked_section<'a>(text: &'a str, begin: &str, end: &str) -> Option<&'a str> {
+    let start = text.find(begin)?;
+    let stop = start + text[start..].find(end)? + end.len();
+    Some(&text[start..stop])
+}
+
+/// `text` with its marked section replaced by `section` (markers included), or with
+/// `section` appended, after a blank line, when it has none.
+pub fn replace_section(text: &str, begin: &str, end: &str, section: &str) -> String {
+    let section = section.trim_end_matches('\n');
+    if let Some(old) = marked_section(text, begin, end) {
+        let start = old.as_ptr() as usize - text.as_ptr() as usize;
+        return format!("{}{section}{}", &text[..start], &text[start + old.len()..]);
+    }
+    let mut out = text.trim_end_matches('\n').to_string();
+    if !out.is_empty() {
+        out.push_str("\n\n");
+    }
+    out.push_str(section);
+    out.push('\n');
+    out
+}
+
 pub struct Report<'a> {
     pub machine: &'a Machine,
     pub cells: &'a [Cell],
@@ -113,6 +143,8 @@ pub struct Report<'a> {
     pub extras: &'a [String],
     /// Further sections (title, markdown body): goals, engine, flood, real workloads.
     pub sections: &'a [(String, String)],
+    /// The fuzz section of the file being replaced (markers included): kept, at the end.
+    pub carried: Option<&'a str>,
 }
 
 /// The baseline median a cell is compared with (guard absent, or the unconfined session for
@@ -272,6 +304,11 @@ pub fn render(r: &Report<'_>) -> String {
         out.push_str("[]\n");
     }
     out.push_str("```\n");
+    if let Some(section) = r.carried {
+        out.push('\n');
+        out.push_str(section.trim_end_matches('\n'));
+        out.push('\n');
+    }
     out
 }
 
@@ -310,6 +347,49 @@ mod tests {
         assert_eq!(utc_date_time(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc_date_time(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(utc_date_time(1_795_612_500), "2026-11-25 13:15 UTC");
+    }
+
+    #[test]
+    fn marked_sections_are_found_replaced_or_appended() {
+        let (b, e) = (FUZZ_BEGIN, FUZZ_END);
+        let text = format!("# t\n\nbefore\n\n{b}\nold rows\n{e}\n\nafter\n");
+        assert_eq!(marked_section(&text, b, e), Some(format!("{b}\nold rows\n{e}").as_str()));
+        let replaced = replace_section(&text, b, e, &format!("{b}\nnew\n{e}\n"));
+        assert_eq!(replaced, format!("# t\n\nbefore\n\n{b}\nnew\n{e}\n\nafter\n"));
+        let appended = replace_section("# t\n\nbody\n", b, e, &format!("{b}\nnew\n{e}\n"));
+        assert_eq!(appended, format!("# t\n\nbody\n\n{b}\nnew\n{e}\n"));
+        assert_eq!(replace_section("", b, e, &format!("{b}\nx\n{e}")), format!("{b}\nx\n{e}\n"));
+        // An end marker before the begin marker, or a missing one, is no section.
+        assert_eq!(marked_section(&format!("{e}\n{b}\n"), b, e), None);
+        assert_eq!(marked_section(&format!("{b}\nrows\n"), b, e), None);
+    }
+
+    #[test]
+    fn the_fuzz_section_is_carried_over() {
+        let machine = Machine {
+            kernel: "k".into(),
+            cpu: "c".into(),
+            cores: 2,
+            date: "d".into(),
+            commit: "x".into(),
+            worker_profile: "debug",
+            load: "0".into(),
+        };
+        let section = format!("{FUZZ_BEGIN}\n## Fuzzing\n| `event_decode` | 1,000,000 |\n{FUZZ_END}");
+        let report = Report {
+            machine: &machine,
+            cells: &[],
+            reps: 1,
+            guard: None,
+            absent_only: true,
+            duration: Duration::ZERO,
+            extras: &[],
+            carried: Some(&section),
+        };
+        let text = render(&report);
+        assert_eq!(marked_section(&text, FUZZ_BEGIN, FUZZ_END), Some(section.as_str()));
+        assert!(text.ends_with(&format!("{FUZZ_END}\n")));
+        assert!(!render(&Report { carried: None, ..report }).contains(FUZZ_BEGIN));
     }
 
     #[test]

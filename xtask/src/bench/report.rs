@@ -384,6 +384,7 @@ mod tests {
             absent_only: true,
             duration: Duration::ZERO,
             extras: &[],
+            sections: &[],
             carried: Some(&section),
         };
         let text = render(&report);

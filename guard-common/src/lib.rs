@@ -177,16 +177,93 @@ pub mod action {
 }
 
 /// Which detector made the kernel's decision (`EventHeader::detector`).
-pub mod detector {
-    pub const NONE: u32 = 0;
-    pub const CREDENTIAL: u32 = 1;
-    pub const SCOPE_NET: u32 = 2;
-    pub const SCOPE_FILE: u32 = 3;
-    pub const DESTRUCTIVE: u32 = 4;
+/// Which detector decided: the kernel's value in `EventHeader::detector` and, by its name
+/// (`as_str`, serde's snake_case), what the audit records, the policy's chains and the
+/// trajectory say. The last three are named by user space only (the kernel never sets them).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "snake_case"))]
+pub enum Detector {
+    None = 0,
+    Credential = 1,
+    ScopeNetwork = 2,
+    ScopeFile = 3,
+    Destructive = 4,
     /// Tampering with guard or escaping the session (cgroupfs, bpffs, guard's own files).
-    pub const SELF_PROTECT: u32 = 5;
+    SelfProtection = 5,
     /// The confinement layers: Landlock write roots and scoping, the seccomp deny list.
-    pub const CONFINEMENT: u32 = 6;
+    Confinement = 6,
+    /// A trajectory chain reached a stage or completed.
+    Chain = 7,
+    /// A session touched a credential and the policy escalated it.
+    Escalation = 8,
+    /// A secret read from one place was used in another.
+    Provenance = 9,
+}
+
+impl Detector {
+    pub const ALL: [Detector; 10] = [
+        Detector::None,
+        Detector::Credential,
+        Detector::ScopeNetwork,
+        Detector::ScopeFile,
+        Detector::Destructive,
+        Detector::SelfProtection,
+        Detector::Confinement,
+        Detector::Chain,
+        Detector::Escalation,
+        Detector::Provenance,
+    ];
+
+    /// The kernel's value back to the detector (`None` for an unknown value).
+    pub const fn from_code(code: u32) -> Option<Detector> {
+        Some(match code {
+            0 => Detector::None,
+            1 => Detector::Credential,
+            2 => Detector::ScopeNetwork,
+            3 => Detector::ScopeFile,
+            4 => Detector::Destructive,
+            5 => Detector::SelfProtection,
+            6 => Detector::Confinement,
+            7 => Detector::Chain,
+            8 => Detector::Escalation,
+            9 => Detector::Provenance,
+            _ => return None,
+        })
+    }
+
+    /// The user-facing name (as in audit records and policies).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Detector::None => "none",
+            Detector::Credential => "credential",
+            Detector::ScopeNetwork => "scope_network",
+            Detector::ScopeFile => "scope_file",
+            Detector::Destructive => "destructive",
+            Detector::SelfProtection => "self_protection",
+            Detector::Confinement => "confinement",
+            Detector::Chain => "chain",
+            Detector::Escalation => "escalation",
+            Detector::Provenance => "provenance",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Detector> {
+        Detector::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+}
+
+/// The kernel's names for [`Detector`] values (constants for `EventHeader::detector`).
+pub mod detector {
+    use super::Detector;
+
+    pub const NONE: u32 = Detector::None as u32;
+    pub const CREDENTIAL: u32 = Detector::Credential as u32;
+    pub const SCOPE_NET: u32 = Detector::ScopeNetwork as u32;
+    pub const SCOPE_FILE: u32 = Detector::ScopeFile as u32;
+    pub const DESTRUCTIVE: u32 = Detector::Destructive as u32;
+    pub const SELF_PROTECT: u32 = Detector::SelfProtection as u32;
+    pub const CONFINEMENT: u32 = Detector::Confinement as u32;
 }
 
 /// Event flag bits (`EventHeader::flags`).
@@ -241,6 +318,7 @@ pub mod stat {
 /// sendmsg, fork and exit; they differ only in the allowed opens.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum RecordLevel {
     /// Allowed opens are only counted (the process's `exit` carries the counts).
     #[default]
@@ -252,6 +330,21 @@ pub enum RecordLevel {
 }
 
 impl RecordLevel {
+    pub const ALL: [RecordLevel; 3] = [RecordLevel::Decisions, RecordLevel::Writes, RecordLevel::All];
+
+    /// The name in policies, on the command line and in records.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RecordLevel::Decisions => "decisions",
+            RecordLevel::Writes => "writes",
+            RecordLevel::All => "all",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|level| level.as_str() == text)
+    }
+
     /// Should an allowed open with this access be sent at this level?
     #[inline(always)]
     pub const fn sends_allowed_open(level: u32, writes: bool) -> bool {
@@ -303,39 +396,160 @@ pub struct Config {
     pub _pad2: u32,
 }
 
-/// Kernel structure offsets read from BTF by the loader (aya-ebpf has no CO-RE).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelOffsets {
-    pub task_pid: u32,
-    pub task_tgid: u32,
-    pub task_real_parent: u32,
-    pub task_start_time: u32,
-    pub task_files: u32,
-    pub task_mm: u32,
-    pub files_fdt: u32,
-    pub fdt_max_fds: u32,
-    pub fdt_fd: u32,
-    pub file_f_inode: u32,
-    pub file_f_path: u32,
-    pub path_dentry: u32,
-    pub dentry_d_parent: u32,
-    pub dentry_d_name: u32,
-    pub dentry_d_inode: u32,
-    pub qstr_name: u32,
-    pub inode_i_ino: u32,
-    pub inode_i_sb: u32,
-    pub sb_s_dev: u32,
-    pub mm_exe_file: u32,
-    pub bprm_file: u32,
-    pub bprm_filename: u32,
-    pub mm_arg_start: u32,
-    pub mm_arg_end: u32,
-    /// Nonzero once the loader filled the struct; programs do nothing until then.
-    pub valid: u32,
-    pub file_f_flags: u32,
-    pub sb_s_magic: u32,
-    pub task_group_leader: u32,
+/// One kernel struct member the programs read, as the table below lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelField {
+    /// The accessor on `KernelOffsets` (`task_tgid`).
+    pub slot: &'static str,
+    pub strukt: &'static str,
+    pub member: &'static str,
+    /// Bytes the programs read there: the size of the table's Rust type. The loader refuses a
+    /// kernel whose BTF gives the member another size.
+    pub size: usize,
+}
+
+/// The offset of one table field, typed by what is read there: the accessor that reads it
+/// (`kread::read` in guard-ebpf) takes its width from `T`, so no call site can choose another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field<T> {
+    offset: u32,
+    _value: core::marker::PhantomData<T>,
+}
+
+impl<T> Field<T> {
+    #[inline(always)]
+    const fn at(offset: u32) -> Self {
+        Field { offset, _value: core::marker::PhantomData }
+    }
+
+    #[inline(always)]
+    pub const fn offset(self) -> u32 {
+        self.offset
+    }
+}
+
+/// A kernel struct embedded by value in another (`file.f_path` is a `struct path`): never read
+/// as a whole, only through its own table fields (`Field::then`). `SIZE` is its BTF size.
+pub struct Embedded<const SIZE: usize>([u8; SIZE]);
+
+impl<const SIZE: usize> Field<Embedded<SIZE>> {
+    /// `outer.embedded.member`: the member's type, at the two offsets added.
+    #[inline(always)]
+    pub const fn then<U>(self, member: Field<U>) -> Field<U> {
+        Field::at(self.offset + member.offset)
+    }
+}
+
+/// A kernel pointer, read as an address.
+pub type KernelPtr = u64;
+
+/// What a table field may hold to be read from kernel memory: integers and pointers (not
+/// `Embedded`).
+pub trait KernelValue: Copy + sealed::Sealed {}
+impl KernelValue for u32 {}
+impl KernelValue for u64 {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u32 {}
+    impl Sealed for u64 {}
+}
+
+/// The table: `slot: struct.member: type`. It makes `KernelOffsets` (one u32 offset per
+/// entry, an accessor per entry typed by the entry's type) and `KERNEL_FIELDS` (what the loader
+/// looks up in BTF and checks the size of).
+macro_rules! kernel_fields {
+    ($($(#[doc = $doc:literal])* $slot:ident: $strukt:ident . $member:ident: $ty:ty,)*) => {
+        /// Kernel structure offsets read from BTF by the loader (aya-ebpf has no CO-RE), one
+        /// per `KERNEL_FIELDS` entry. Private fields: the programs get them only as `Field`s.
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct KernelOffsets {
+            $($slot: u32,)*
+            /// Nonzero once the loader filled the struct; programs do nothing until then.
+            valid: u32,
+        }
+
+        impl KernelOffsets {
+            /// What the programs see until the loader fills the global in: nothing valid.
+            pub const UNSET: Self = KernelOffsets { $($slot: 0,)* valid: 0 };
+
+            /// Every entry's offset from `offset_of`, in table order: the loader's BTF lookup.
+            pub fn resolve<E>(mut offset_of: impl FnMut(&KernelField) -> Result<u32, E>) -> Result<Self, E> {
+                Ok(KernelOffsets {
+                    $($slot: offset_of(&KernelField {
+                        slot: stringify!($slot),
+                        strukt: stringify!($strukt),
+                        member: stringify!($member),
+                        size: core::mem::size_of::<$ty>(),
+                    })?,)*
+                    valid: 1,
+                })
+            }
+
+            #[inline(always)]
+            pub const fn is_valid(&self) -> bool {
+                self.valid != 0
+            }
+
+            $(
+                $(#[doc = $doc])*
+                #[inline(always)]
+                pub const fn $slot(&self) -> Field<$ty> {
+                    Field::at(self.$slot)
+                }
+            )*
+        }
+
+        /// Every kernel struct member the programs read, with the size they read.
+        pub const KERNEL_FIELDS: &[KernelField] = &[
+            $(KernelField {
+                slot: stringify!($slot),
+                strukt: stringify!($strukt),
+                member: stringify!($member),
+                size: core::mem::size_of::<$ty>(),
+            },)*
+        ];
+    };
+}
+
+kernel_fields! {
+    /// `pid_t` (int), compared with the halves of `bpf_get_current_pid_tgid`.
+    task_pid: task_struct.pid: u32,
+    task_tgid: task_struct.tgid: u32,
+    task_real_parent: task_struct.real_parent: KernelPtr,
+    task_group_leader: task_struct.group_leader: KernelPtr,
+    /// ns since boot.
+    task_start_time: task_struct.start_time: u64,
+    task_files: task_struct.files: KernelPtr,
+    task_mm: task_struct.mm: KernelPtr,
+    files_fdt: files_struct.fdt: KernelPtr,
+    fdt_max_fds: fdtable.max_fds: u32,
+    /// `struct file **`: the fd array.
+    fdt_fd: fdtable.fd: KernelPtr,
+    file_f_inode: file.f_inode: KernelPtr,
+    /// `struct path` (two pointers).
+    file_f_path: file.f_path: Embedded<16>,
+    file_f_flags: file.f_flags: u32,
+    path_dentry: path.dentry: KernelPtr,
+    dentry_d_parent: dentry.d_parent: KernelPtr,
+    /// `struct qstr` (hash and length, then the name pointer).
+    dentry_d_name: dentry.d_name: Embedded<16>,
+    dentry_d_inode: dentry.d_inode: KernelPtr,
+    qstr_name: qstr.name: KernelPtr,
+    /// `unsigned long`.
+    inode_i_ino: inode.i_ino: u64,
+    inode_i_sb: inode.i_sb: KernelPtr,
+    /// `dev_t`: MKDEV(major, minor) = major << 20 | minor.
+    sb_s_dev: super_block.s_dev: u32,
+    /// `unsigned long`.
+    sb_s_magic: super_block.s_magic: u64,
+    /// `unsigned long`: the new image's argv in user memory.
+    mm_arg_start: mm_struct.arg_start: u64,
+    mm_arg_end: mm_struct.arg_end: u64,
+    bprm_file: linux_binprm.file: KernelPtr,
+    /// `const char *`, a kernel copy of the exec'd path.
+    bprm_filename: linux_binprm.filename: KernelPtr,
 }
 
 /// The identity of a file: the kernel's `s_dev` (MKDEV(major, minor) = major << 20 | minor)
@@ -456,6 +670,14 @@ pub mod escalation {
     pub const HOLD_EXEC: u32 = 1 << 1;
     /// Every exec in the session is held.
     pub const FREEZE: u32 = 1 << 2;
+
+    /// A session's escalation in effect: the flags the daemon wrote, and, once the session
+    /// touched a credential, out-of-scope network denied and watched execs held. The one
+    /// derivation, for the kernel's decisions and the daemon's alike.
+    #[inline(always)]
+    pub const fn effective(flags: u32, credential_touched: bool) -> u32 {
+        if credential_touched { flags | DENY_NET | HOLD_EXEC } else { flags }
+    }
 }
 
 /// Key data of `EXEC_WATCH_PATHS`: "/" + a program name, reversed, NUL padded.
@@ -736,7 +958,7 @@ mod layout_checks {
     const _: () = assert!(size_of::<ExitEvent>() == 80 + 8 + 32);
     const _: () = assert!(size_of::<ProcCounts>() == 32);
     const _: () = assert!(size_of::<Config>() == 52);
-    const _: () = assert!(size_of::<KernelOffsets>() == 28 * 4);
+    const _: () = assert!(size_of::<KernelOffsets>() == (KERNEL_FIELDS.len() + 1) * 4);
     const _: () = assert!(size_of::<DevIno>() == 16);
     const _: () = assert!(size_of::<RuleRef>() == 8);
     const _: () = assert!(size_of::<ExecWatch>() == 8);
@@ -750,5 +972,57 @@ pub fn c_bytes(buf: &[u8]) -> &[u8] {
     match buf.iter().position(|&b| b == 0) {
         Some(end) => &buf[..end],
         None => buf,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detector_values_and_names_round_trip() {
+        for (i, d) in Detector::ALL.iter().enumerate() {
+            assert_eq!(*d as u32, i as u32);
+            assert_eq!(Detector::from_code(*d as u32), Some(*d));
+            assert_eq!(Detector::parse(d.as_str()), Some(*d));
+        }
+        assert_eq!(Detector::from_code(Detector::ALL.len() as u32), None);
+        assert_eq!(Detector::parse("scope_net"), None, "a typo is no detector");
+    }
+
+    #[test]
+    fn a_touched_session_denies_network_and_holds_execs() {
+        assert_eq!(escalation::effective(0, false), 0);
+        assert_eq!(escalation::effective(escalation::FREEZE, false), escalation::FREEZE);
+        let touched = escalation::effective(0, true);
+        assert_eq!(touched, escalation::DENY_NET | escalation::HOLD_EXEC);
+        assert_eq!(escalation::effective(escalation::FREEZE, true), touched | escalation::FREEZE);
+    }
+
+    #[test]
+    fn table_slots_are_unique_and_resolved_in_order() {
+        for (i, a) in KERNEL_FIELDS.iter().enumerate() {
+            assert!(KERNEL_FIELDS[i + 1..].iter().all(|b| b.slot != a.slot), "{} twice", a.slot);
+        }
+        let mut next = 0;
+        let off = KernelOffsets::resolve(|field| {
+            assert_eq!(*field, KERNEL_FIELDS[next as usize]);
+            next += 1;
+            Ok::<u32, ()>(next * 8)
+        })
+        .unwrap();
+        assert!(off.is_valid() && !KernelOffsets::UNSET.is_valid());
+        assert_eq!(off.task_pid().offset(), 8);
+        assert_eq!(next as usize, KERNEL_FIELDS.len());
+    }
+
+    #[test]
+    fn widths_come_from_the_table() {
+        let width = |slot: &str| KERNEL_FIELDS.iter().find(|f| f.slot == slot).map(|f| f.size);
+        assert_eq!(width("sb_s_dev"), Some(4));
+        assert_eq!(width("inode_i_ino"), Some(8));
+        assert_eq!(width("file_f_path"), Some(16));
+        let off = KernelOffsets::resolve(|f| Ok::<u32, ()>(if f.slot == "file_f_path" { 64 } else { 8 })).unwrap();
+        assert_eq!(off.file_f_path().then(off.path_dentry()).offset(), 72);
     }
 }

@@ -12,13 +12,12 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    ffi::OsStr,
     io,
-    os::unix::ffi::OsStrExt,
     path::{Component, Path, PathBuf},
 };
 
 use guard_common::MAX_CGROUP_DEPTH;
+use guard_daemon::mountinfo::{self, MountInfoError};
 use guard_engine::{confinement::AppliedConfinement, control::SessionStatus};
 
 use crate::sys::Sys;
@@ -37,6 +36,8 @@ pub enum CgroupError {
     NotMounted,
     #[error("cannot read /proc/self/mountinfo: {0}")]
     MountInfo(io::Error),
+    #[error(transparent)]
+    MountInfoParse(#[from] MountInfoError),
     #[error(
         "invalid session name {name:?}: {reason} (use 1-{MAX_SESSION_NAME} bytes of A-Z a-z 0-9 . _ -, not starting with a dot)"
     )]
@@ -71,63 +72,6 @@ impl CgroupError {
     }
 }
 
-/// One line of /proc/self/mountinfo (the fields guard needs).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MountEntry {
-    /// Root of the mount within its file system (field 4).
-    pub root: PathBuf,
-    pub mount_point: PathBuf,
-    pub fstype: String,
-    pub source: String,
-}
-
-/// Parses /proc/self/mountinfo (proc(5)); malformed lines are skipped.
-///
-/// `ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS`,
-/// with space, tab, newline and backslash in paths escaped as `\ooo` octal.
-pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split(' ');
-            let _id = fields.next()?;
-            let _parent = fields.next()?;
-            let _devno = fields.next()?;
-            let root = fields.next()?;
-            let mount_point = fields.next()?;
-            let _options = fields.next()?;
-            // Zero or more optional fields, ended by a lone "-".
-            fields.by_ref().find(|f| *f == "-")?;
-            let fstype = fields.next()?;
-            let source = fields.next()?;
-            Some(MountEntry {
-                root: unescape_path(root),
-                mount_point: unescape_path(mount_point),
-                fstype: fstype.to_string(),
-                source: source.to_string(),
-            })
-        })
-        .collect()
-}
-
-fn unescape_path(field: &str) -> PathBuf {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let value = bytes[i + 1..i + 4].iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-            if let Ok(byte) = u8::try_from(value) {
-                out.push(byte);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    PathBuf::from(OsStr::from_bytes(&out))
-}
-
 /// The cgroup2 hierarchy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cgroup2 {
@@ -138,15 +82,13 @@ impl Cgroup2 {
     /// Finds the cgroup2 mount in /proc/self/mountinfo.
     pub fn discover(sys: &dyn Sys) -> Result<Self, CgroupError> {
         let text = sys.mountinfo().map_err(CgroupError::MountInfo)?;
-        Self::from_mountinfo(&text).ok_or(CgroupError::NotMounted)
+        Self::from_mountinfo(&text)?.ok_or(CgroupError::NotMounted)
     }
 
     /// The first cgroup2 mount in mountinfo order (the kernel lists older mounts first).
-    pub fn from_mountinfo(text: &str) -> Option<Self> {
-        parse_mountinfo(text)
-            .into_iter()
-            .find(|entry| entry.fstype == "cgroup2")
-            .map(|entry| Cgroup2 { mount: entry.mount_point })
+    pub fn from_mountinfo(text: &str) -> Result<Option<Self>, CgroupError> {
+        let entries = mountinfo::parse(text)?;
+        Ok(mountinfo::cgroup2_mount(&entries).map(|mount| Cgroup2 { mount: mount.to_path_buf() }))
     }
 
     /// `<mount>/guard`.
@@ -599,28 +541,12 @@ mod tests {
 
     #[test]
     fn finds_cgroup2_in_hybrid_and_unified_layouts() {
-        assert_eq!(Cgroup2::from_mountinfo(HYBRID).unwrap().mount, p("/sys/fs/cgroup/unified"));
-        assert_eq!(Cgroup2::from_mountinfo(UNIFIED).unwrap().mount, p("/sys/fs/cgroup"));
-        assert_eq!(Cgroup2::from_mountinfo("garbage\n\n1 2 3\n"), None);
-        let v1_only = "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
-        assert_eq!(Cgroup2::from_mountinfo(v1_only), None);
-    }
-
-    #[test]
-    fn mountinfo_fields_and_escapes() {
-        // No optional fields, several optional fields, an escaped space and backslash.
-        let text = "1 0 0:1 / /a\\040b rw - cgroup2 none rw\n\
-                    2 0 0:2 /sub /c\\134d rw shared:1 master:2 propagate_from:3 - ext4 /dev/sda1 rw\n\
-                    3 0 0:3 / /no-separator rw cgroup2 x rw\n";
-        let entries = parse_mountinfo(text);
-        assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0].mount_point, p("/a b"));
-        assert_eq!(entries[0].fstype, "cgroup2");
-        assert_eq!(entries[1].mount_point, p("/c\\d"));
-        assert_eq!(entries[1].root, p("/sub"));
-        assert_eq!(entries[1].source, "/dev/sda1");
-        // A trailing incomplete escape is kept literally.
-        assert_eq!(unescape_path("/x\\04"), p("/x\\04"));
+        let mount = |text| Cgroup2::from_mountinfo(text).expect("parses").map(|cg| cg.mount);
+        assert_eq!(mount(HYBRID), Some(p("/sys/fs/cgroup/unified")));
+        assert_eq!(mount(UNIFIED), Some(p("/sys/fs/cgroup")));
+        assert_eq!(mount("32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"), None);
+        // The parser's own tests (guard_daemon::mountinfo) cover escapes and optional fields.
+        assert_eq!(mount("30 1 0:26 / /mnt/my\\040cg rw - cgroup2 none rw\n"), Some(p("/mnt/my cg")));
     }
 
     #[test]
@@ -629,6 +555,9 @@ mod tests {
         sys.set_mountinfo(HYBRID.lines().take(2).collect::<Vec<_>>().join("\n").as_str());
         let err = Cgroup2::discover(&sys).unwrap_err();
         assert_eq!(err.to_string(), "no cgroup2 mount found in /proc/self/mountinfo");
+        sys.set_mountinfo("garbage\n");
+        let err = Cgroup2::discover(&sys).unwrap_err();
+        assert_eq!(err.to_string(), "mountinfo line 1: the mount id is not a number: \"garbage\"");
         let sys = FakeSys::with_cgroup2("/sys/fs/cgroup/unified");
         let cg = Cgroup2::discover(&sys).unwrap();
         assert_eq!(cg.default_root(), p("/sys/fs/cgroup/unified/guard"));

@@ -91,8 +91,15 @@ fn prepare_landlock(plan: &Confinement, notes: &mut Vec<String>) -> anyhow::Resu
                 continue;
             }
         };
+        // A root may be a single file (cargo's lock files in ~/.cargo): only the rights that
+        // apply to a file, or Landlock refuses the rule.
+        let rights = if std::fs::metadata(root).is_ok_and(|meta| !meta.is_dir()) {
+            requested & AccessFs::from_file(ABI::V5)
+        } else {
+            requested
+        };
         ruleset = ruleset
-            .add_rule(PathBeneath::new(fd, requested))
+            .add_rule(PathBeneath::new(fd, rights))
             .with_context(|| format!("granting writes below {root} in the Landlock ruleset"))?;
         granted.push(root.clone());
     }

@@ -6,11 +6,7 @@
 use std::{
     io,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-    time::{Duration, Instant},
 };
-
-/// How long we wait for the queued SIGSTOP to take effect before judging anyway.
-pub const STOP_WAIT: Duration = Duration::from_millis(500);
 
 /// A held process, pinned by a pidfd.
 pub struct Held {
@@ -18,14 +14,8 @@ pub struct Held {
     pidfd: OwnedFd,
 }
 
-/// What the held image is about to run with.
-#[derive(Debug, Default, Clone)]
-pub struct HeldView {
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
-    pub cwd: Option<String>,
-    pub exe: Option<String>,
-}
+/// What the held image is about to run with (the engine judges it).
+pub use guard_engine::engine::HeldView;
 
 impl Held {
     pub fn open(pid: u32) -> io::Result<Self> {
@@ -59,19 +49,6 @@ impl Held {
 
     pub fn kill(&self) -> io::Result<()> {
         self.signal(libc::SIGKILL)
-    }
-
-    /// Wait until the task is stopped (state T), or the deadline passes; false if it is gone.
-    pub fn wait_stopped(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            match process_state(self.pid) {
-                Some('T') | Some('t') => return true,
-                None | Some('Z') | Some('X') => return false,
-                _ if Instant::now() >= deadline => return true,
-                _ => std::thread::sleep(Duration::from_micros(200)),
-            }
-        }
     }
 
     /// Read argv, environment, cwd and exe while it is stopped.
@@ -121,10 +98,14 @@ mod tests {
 
     #[test]
     fn holds_and_releases_a_real_stopped_child() {
+        use std::time::{Duration, Instant};
         let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
         let held = Held::open(child.id()).unwrap();
         held.signal(libc::SIGSTOP).unwrap();
-        assert!(held.wait_stopped(Duration::from_secs(2)));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while process_state(child.id()) != Some('T') && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(process_state(child.id()), Some('T'));
         let view = held.view().unwrap();
         assert_eq!(view.argv, vec!["sleep", "5"]);

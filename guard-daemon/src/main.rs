@@ -13,6 +13,7 @@ mod daemon;
 mod hold;
 mod kernel;
 mod policy_load;
+mod procs;
 mod scan;
 mod sys;
 

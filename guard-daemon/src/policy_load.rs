@@ -14,8 +14,8 @@ use guard_common::{Config, DevIno, ExecWatch, NameKey, PathSuffixKey, PortSet, R
 use guard_engine::{
     consumer::ConsumerTable,
     destructive::{DestructiveEvaluator, WatchKind},
+    engine::PolicyRef,
     policy::{CompileContext, CompiledPolicy, Policy, default_policy, parse_policy},
-    records::RuleInfo,
 };
 
 use crate::scan::{self, identity};
@@ -69,7 +69,7 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<LoadedPolicy> {
         None => ("builtin".to_string(), default_policy()),
     };
     let compiled = policy.compile(&CompileContext { homes: scan::home_dirs() });
-    let evaluator = policy.destructive_evaluator();
+    let evaluator = DestructiveEvaluator::new(&policy);
     let mut notes = compiled.warnings.clone();
     let (maps, consumers) = prepare(&compiled, &mut notes)?;
     Ok(LoadedPolicy { source, policy, compiled, evaluator, maps, consumers, notes })
@@ -129,8 +129,10 @@ fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result
         }
         for root in &files.write_roots {
             match std::fs::metadata(root) {
-                Ok(meta) if meta.is_dir() => maps.write_roots.push((identity(&meta), root.clone())),
-                Ok(_) => notes.push(format!("write root {root} is not a directory; ignored")),
+                // A regular file is a root of itself: the kernel's walk starts at the opened
+                // file (cargo's lock files directly in ~/.cargo).
+                Ok(meta) if meta.is_dir() || meta.is_file() => maps.write_roots.push((identity(&meta), root.clone())),
+                Ok(_) => notes.push(format!("write root {root} is neither a directory nor a file; ignored")),
                 Err(err) => notes.push(format!("write root {root}: {err}; ignored until reload")),
             }
         }
@@ -205,20 +207,11 @@ impl LoadedPolicy {
 
     /// The policy lists `$CWD` among its write (or read) roots: each session's workspace counts.
     pub fn wants_session_workspace(&self) -> bool {
-        self.compiled.files.as_ref().is_some_and(|files| files.write_roots_session_cwd || files.read_allow_session_cwd)
+        guard_engine::engine::wants_session_workspace(&self.compiled)
     }
 
-    pub fn rule_infos(&self) -> Vec<RuleInfo> {
-        self.compiled
-            .rules
-            .iter()
-            .map(|r| RuleInfo {
-                id: r.id.clone(),
-                detector: r.detector.as_str(),
-                severity: r.severity,
-                mitre: (!r.mitre.is_empty()).then(|| r.mitre.clone()),
-                description: r.description.clone(),
-            })
-            .collect()
+    /// What the engine takes of it ([`guard_engine::engine::Engine::apply_policy`]).
+    pub fn engine_policy(&self) -> PolicyRef<'_> {
+        PolicyRef { compiled: &self.compiled, evaluator: &self.evaluator, consumers: &self.consumers }
     }
 }

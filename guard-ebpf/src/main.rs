@@ -1,8 +1,9 @@
 //! guard's kernel programs.
 //!
 //! Small and dumb on purpose: read the context, look up maps the daemon compiled from the
-//! policy, emit an event, decide. Every program returns "allow" at once for tasks outside a
-//! registered agent session (see `session.rs`).
+//! policy, emit an event, decide. Every program starts with the same prologue,
+//! `probes::governed`: "allow" at once for tasks outside a registered agent session (see
+//! `session.rs`).
 #![no_std]
 #![no_main]
 

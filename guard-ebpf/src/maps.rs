@@ -11,36 +11,7 @@ use guard_common::{
 
 /// Kernel structure offsets, written by the loader before load (see `KernelOffsets`).
 #[unsafe(no_mangle)]
-pub static GUARD_OFFSETS: KernelOffsets = KernelOffsets {
-    task_pid: 0,
-    task_tgid: 0,
-    task_real_parent: 0,
-    task_start_time: 0,
-    task_files: 0,
-    task_mm: 0,
-    files_fdt: 0,
-    fdt_max_fds: 0,
-    fdt_fd: 0,
-    file_f_inode: 0,
-    file_f_path: 0,
-    path_dentry: 0,
-    dentry_d_parent: 0,
-    dentry_d_name: 0,
-    dentry_d_inode: 0,
-    qstr_name: 0,
-    inode_i_ino: 0,
-    inode_i_sb: 0,
-    sb_s_dev: 0,
-    mm_exe_file: 0,
-    bprm_file: 0,
-    bprm_filename: 0,
-    mm_arg_start: 0,
-    mm_arg_end: 0,
-    valid: 0,
-    file_f_flags: 0,
-    sb_s_magic: 0,
-    task_group_leader: 0,
-};
+pub static GUARD_OFFSETS: KernelOffsets = KernelOffsets::UNSET;
 
 #[inline(always)]
 pub fn offsets() -> KernelOffsets {

@@ -3,6 +3,7 @@
 //! The schema is documented in README.md ("Audit stream"). Operators and tools build on it, so
 //! fields are only ever added: never renamed, removed or retyped.
 
+use guard_common::Detector;
 use serde::{Deserialize, Serialize};
 
 pub mod chain;
@@ -69,45 +70,8 @@ impl Severity {
 }
 
 /// How much of what sessions do the audit stream records (policy `audit.record`, overridden by
-/// `guard run --record`). Serialised by name.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RecordLevel {
-    /// What the rules decided (the default).
-    #[default]
-    Decisions,
-    /// Decisions and the allowed opens for write.
-    Writes,
-    /// Every open too (forensics).
-    All,
-}
-
-impl From<RecordLevel> for guard_common::RecordLevel {
-    /// The kernel's value (`Config::record_level`, `SESSION_RECORD`).
-    fn from(level: RecordLevel) -> Self {
-        match level {
-            RecordLevel::Decisions => guard_common::RecordLevel::Decisions,
-            RecordLevel::Writes => guard_common::RecordLevel::Writes,
-            RecordLevel::All => guard_common::RecordLevel::All,
-        }
-    }
-}
-
-impl RecordLevel {
-    pub const ALL: [RecordLevel; 3] = [RecordLevel::Decisions, RecordLevel::Writes, RecordLevel::All];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordLevel::Decisions => "decisions",
-            RecordLevel::Writes => "writes",
-            RecordLevel::All => "all",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|level| level.as_str() == text)
-    }
-}
+/// `guard run --record`): one enum with the kernel's value, serialised by name.
+pub use guard_common::RecordLevel;
 
 /// One line of the audit stream.
 ///
@@ -128,7 +92,7 @@ pub struct AuditRecord {
     /// exec, open, connect, sendmsg, fork, exit, or a daemon event (start, stop, drops, ...).
     pub event: String,
     pub verdict: Option<Verdict>,
-    pub detector: Option<String>,
+    pub detector: Option<Detector>,
     pub rule: Option<String>,
     pub severity: Option<Severity>,
     pub mitre: Option<String>,

@@ -9,6 +9,7 @@ pub mod confinement;
 pub mod consumer;
 pub mod control;
 pub mod destructive;
+pub mod engine;
 pub mod event;
 pub mod policy;
 pub mod provenance;

@@ -4,6 +4,7 @@
 //! name, argv from /proc); this module names the verdict, the rule and the reason, and keeps the
 //! process table that fills `exe` for events that do not carry it.
 
+use guard_common::Detector;
 use std::collections::HashMap;
 
 use guard_common::{action, detector, fsop, protect};
@@ -17,7 +18,7 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleInfo {
     pub id: String,
-    pub detector: &'static str,
+    pub detector: Detector,
     pub severity: Severity,
     pub mitre: Option<String>,
     pub description: String,
@@ -61,16 +62,9 @@ pub struct Recorder {
     processes: HashMap<u32, ProcInfo>,
 }
 
-fn detector_name(code: u32) -> Option<&'static str> {
-    match code {
-        detector::CREDENTIAL => Some("credential"),
-        detector::SCOPE_NET => Some("scope_network"),
-        detector::SCOPE_FILE => Some("scope_file"),
-        detector::DESTRUCTIVE => Some("destructive"),
-        detector::SELF_PROTECT => Some("self_protection"),
-        detector::CONFINEMENT => Some("confinement"),
-        _ => None,
-    }
+/// The detector the kernel named (`None` for no detector or an unknown value).
+fn detector_of(code: u32) -> Option<Detector> {
+    Detector::from_code(code).filter(|d| *d != Detector::None)
 }
 
 fn verdict_of(code: u32) -> Verdict {
@@ -144,7 +138,7 @@ impl Recorder {
             comm: Some(head.comm.clone()),
             exe: self.processes.get(&head.tgid).and_then(|p| p.exe.clone()),
             verdict: Some(verdict),
-            detector: detector_name(head.detector).map(str::to_string),
+            detector: detector_of(head.detector),
             argv: extra.argv,
             cwd: extra.cwd,
             ..Default::default()
@@ -157,7 +151,7 @@ impl Recorder {
             record.rule = Some(rule.id.clone());
             record.severity = Some(rule.severity);
             record.mitre = rule.mitre.clone();
-            record.detector = Some(rule.detector.to_string());
+            record.detector = Some(rule.detector);
         } else if head.detector != detector::NONE {
             record.severity = Some(Severity::High);
         } else {
@@ -212,7 +206,10 @@ impl Recorder {
                 } else {
                     rule_text
                 };
-                record.reason = Some(match verdict {
+                // A plain allowed open says nothing its path does not: no reason (the
+                // bulk of an `all` stream, and every reason is scanned for secrets).
+                let plain = verdict == Verdict::Allow && *ret >= 0 && record.consumer.is_none() && what == *path;
+                record.reason = (!plain).then(|| match verdict {
                     Verdict::Deny if head.detector == detector::CONFINEMENT => {
                         format!("open of {what} for writing refused with EACCES: {}", rule_text.unwrap_or_default())
                     }
@@ -336,7 +333,7 @@ impl Recorder {
             }
             Body::SelfProtect { target_tgid, what, detail } => {
                 record.event = "self_protection".into();
-                record.detector = Some("self_protection".into());
+                record.detector = Some(Detector::SelfProtection);
                 record.severity = Some(Severity::Critical);
                 record.target_pid = Some(*target_tgid);
                 let fate = if verdict == Verdict::Deny { "refused (EPERM)" } else { "sender killed" };
@@ -424,7 +421,7 @@ mod tests {
     fn rules() -> Vec<RuleInfo> {
         vec![RuleInfo {
             id: "cred-dotenv".into(),
-            detector: "credential",
+            detector: Detector::Credential,
             severity: Severity::Critical,
             mitre: Some("T1552.001".into()),
             description: ".env files".into(),

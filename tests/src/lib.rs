@@ -46,16 +46,8 @@ pub fn guard_bin() -> PathBuf {
 
 /// The cgroup2 mount point, from /proc/self/mountinfo.
 pub fn cgroup2_mount() -> PathBuf {
-    let text = fs::read_to_string("/proc/self/mountinfo").expect("reading /proc/self/mountinfo");
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
-        if right.split_whitespace().next() == Some("cgroup2")
-            && let Some(mount) = left.split_whitespace().nth(4)
-        {
-            return PathBuf::from(mount);
-        }
-    }
-    panic!("no cgroup2 mount in /proc/self/mountinfo");
+    let entries = guard_daemon::mountinfo::read_self().expect("reading /proc/self/mountinfo");
+    guard_daemon::mountinfo::cgroup2_mount(&entries).expect("no cgroup2 mount in /proc/self/mountinfo").to_path_buf()
 }
 
 /// A scratch directory removed on drop.

@@ -159,3 +159,36 @@ fn in_process_deletes_and_truncation_are_refused_on_the_lsm_tier_and_a_documente
         }
     }
 }
+
+/// A write root may be one file (cargo's lock files directly in ~/.cargo): writing it is in
+/// scope, writing its sibling in the same directory is not. Monitor mode: recorded, not killed.
+#[test]
+#[ignore = "needs root: loads BPF programs and creates cgroups"]
+fn a_single_file_can_be_a_write_root_without_its_directory() {
+    if !can_run("a_single_file_can_be_a_write_root_without_its_directory") {
+        return;
+    }
+    let workspace = TempDir::new("fs-file-root-ws");
+    let home = TempDir::new("fs-file-root");
+    let lock = home.path().join(".package-cache");
+    let sibling = home.path().join("config.toml");
+    write_file(&lock, "");
+    write_file(&sibling, "");
+    let policy = format!(
+        "scope:\n  files:\n    mode: monitor\n    write_roots: [$CWD, /dev, {:?}]\n\
+         credentials:\n  rules:\n    - id: unused\n      names: [\"never-matches.secret\"]\n",
+        lock.display().to_string()
+    );
+    let guard = Guard::start_with(Some(&policy), &[]);
+    let script = format!("echo locked >> {}; echo runner >> {}", lock.display(), sibling.display());
+    let out = guard.launch_cmd("file-root", &["sh", "-c", &script]).current_dir(workspace.path()).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    guard.settle("file-root");
+    let out_of_scope: Vec<String> = guard
+        .session_records("file-root")
+        .iter()
+        .filter(|r| r["detector"] == "scope_file")
+        .filter_map(|r| r["path"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(out_of_scope, vec![sibling.display().to_string()], "{}", guard.dump());
+}

@@ -300,3 +300,57 @@ fn record_levels_choose_which_allowed_opens_are_sent_and_exits_carry_the_counts(
         guard.dump()
     );
 }
+
+/// Issue 12's flood: a session opening one file 200,000 times at the default level leaves an
+/// audit file under 1 MB; the flooding process's exit record counts its opens; a `.env` read
+/// in the middle of the flood is still refused and recorded.
+#[test]
+#[ignore = "needs root: loads BPF programs and creates cgroups"]
+fn an_open_flood_at_decisions_keeps_the_audit_small_and_a_dotenv_read_in_it_is_refused() {
+    if !can_run("an_open_flood_at_decisions_keeps_the_audit_small_and_a_dotenv_read_in_it_is_refused") {
+        return;
+    }
+    const OPENS: u64 = 200_000;
+    let dir = TempDir::new("flood");
+    let target = dir.path().join("flooded.txt");
+    write_file(&target, "x\n");
+    write_file(&dir.path().join(".env"), "TOKEN=flood-test\n");
+    let verdict = dir.path().join("cat-status");
+    // The .env read happens halfway through the flood, from a child of the flooding process.
+    let flood = format!(
+        "import os, subprocess\n\
+         for i in range({OPENS}):\n    os.close(os.open({target:?}, os.O_RDONLY))\n    \
+         if i == {half}:\n        \
+         rc = subprocess.run(['cat', {env:?}], stdout=subprocess.DEVNULL).returncode\n        \
+         open({verdict:?}, 'w').write(str(rc))\n",
+        target = target.display().to_string(),
+        env = dir.path().join(".env").display().to_string(),
+        verdict = verdict.display().to_string(),
+        half = OPENS / 2,
+    );
+    let guard = Guard::start();
+    let out = guard.launch("flood", &["/usr/bin/python3", "-c", &flood]);
+    assert!(out.status.success(), "{out:?}\n{}", guard.dump());
+    guard.settle("flood");
+
+    let records = guard.session_records("flood");
+    let refusal = records
+        .iter()
+        .find(|r| r["event"] == "open" && r["rule"] == "dotenv")
+        .unwrap_or_else(|| panic!("no record of the .env read in the flood\n{}", guard.dump()));
+    assert_eq!(refusal["verdict"], guard.refusal(), "{refusal}");
+    let rc: i32 = std::fs::read_to_string(&verdict).expect("the flood wrote cat's status").trim().parse().unwrap();
+    assert_ne!(rc, 0, "cat of .env succeeded in the flood");
+    let python_exit = records
+        .iter()
+        .find(|r| r["event"] == "exit" && r["counts"]["opens"].as_u64().is_some_and(|n| n >= OPENS))
+        .unwrap_or_else(|| {
+            let exits: Vec<&Value> = records.iter().filter(|r| r["event"] == "exit").collect();
+            panic!("no exit record counts the {OPENS} opens: {exits:?}")
+        });
+    assert_eq!(python_exit["comm"], "python3", "{python_exit}");
+    let allowed_opens = records.iter().filter(|r| r["event"] == "open" && r["verdict"] == "allow").count();
+    assert_eq!(allowed_opens, 0, "allowed opens were recorded at the default level");
+    let size = std::fs::metadata(&guard.audit).unwrap().len();
+    assert!(size < 1 << 20, "the audit file is {size} bytes after the flood ({} records)", records.len());
+}

@@ -186,3 +186,58 @@ fn policy_escalations_hold_every_exec_and_freeze_the_session() {
     let _ = sleeper.kill();
     let _ = sleeper.wait();
 }
+
+/// A chain the policy gains on SIGHUP takes effect: its record appears once its stages happen.
+#[test]
+#[ignore = "needs root: loads BPF programs and creates cgroups"]
+fn a_chain_added_by_sighup_produces_its_record() {
+    if !can_run("a_chain_added_by_sighup_produces_its_record") {
+        return;
+    }
+    const CHAIN: &str = "read-then-connect";
+    let ws = workspace();
+    let guard = Guard::start_with(Some(POLICY), &[]);
+    let connect = "import socket\ntry:\n socket.create_connection(('127.0.0.3', 9), timeout=2)\nexcept PermissionError:\n print('EPERM')";
+    let stages = |session: &str| {
+        let out = ws.launch_cmd(&guard, session, &["cat", ".env"]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let out = ws.launch_cmd(&guard, session, &["python3", "-c", connect]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "EPERM", "{out:?}");
+        guard.wait_for("out-of-scope connect", |r| {
+            r["session"] == session && r["detector"] == "scope_network" && r["verdict"] == "deny"
+        })
+    };
+
+    // Before the reload the policy has no such chain.
+    stages("chain-before");
+    guard.settle("chain-before");
+    assert!(!guard.records().iter().any(|r| r["event"] == "chain" && r["rule"] == CHAIN), "{}", guard.dump());
+
+    let reloaded = format!(
+        "{POLICY}chains:\n  - id: {CHAIN}\n    description: a credential read, then a connection out of scope\n    stages: [credential_discovery, out_of_scope_use]\n    window_secs: 600\n    severity: high\n"
+    );
+    std::fs::write(guard.policy_path(), reloaded).unwrap();
+    // SAFETY: kill(2) on the daemon this test started.
+    assert_eq!(unsafe { libc::kill(guard.daemon_pid(), libc::SIGHUP) }, 0);
+    guard.wait_for("policy_reload", |r| r["event"] == "policy_reload");
+
+    let scope = stages("chain-after");
+    let cred = guard.wait_for("credential read", |r| {
+        r["session"] == "chain-after" && r["detector"] == "credential" && r["verdict"] == "audit"
+    });
+    let chain = guard.wait_for("the reloaded chain's record", |r| {
+        r["event"] == "chain" && r["rule"] == CHAIN && r["details"]["complete"] == true
+    });
+    assert_eq!(chain["session"], "chain-after");
+    assert_eq!(chain["severity"], "high");
+    let stages = chain["details"]["stages"].as_array().unwrap();
+    let got: Vec<(&str, u64)> =
+        stages.iter().map(|s| (s["stage"].as_str().unwrap(), s["seq"].as_u64().unwrap())).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("credential_discovery", cred["seq"].as_u64().unwrap()),
+            ("out_of_scope_use", scope["seq"].as_u64().unwrap())
+        ]
+    );
+}

@@ -7,40 +7,15 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use guard_daemon::mountinfo;
 
 /// The cgroup2 mount point, from /proc/self/mountinfo (never hard-coded: it is
 /// /sys/fs/cgroup on most hosts, /sys/fs/cgroup/unified on hybrid ones).
 pub fn cgroup2_mount() -> Result<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
-    parse_cgroup2_mount(&info).context("no cgroup2 file system is mounted (see /proc/self/mountinfo)")
-}
-
-pub fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        // `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER`
-        let (head, tail) = line.split_once(" - ")?;
-        if tail.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        head.split_whitespace().nth(4).map(|p| PathBuf::from(unescape(p)))
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            out.push((bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let entries = mountinfo::read_self().context("finding the cgroup2 mount")?;
+    mountinfo::cgroup2_mount(&entries)
+        .map(Path::to_path_buf)
+        .context("no cgroup2 file system is mounted (see /proc/self/mountinfo)")
 }
 
 /// Directory of guard session `name`: `<cgroup2 mount>/guard/<name>`.
@@ -90,29 +65,4 @@ pub fn own_cgroup() -> String {
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_hybrid_cgroup2_mount() {
-        let info = "\
-25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
-40 25 0:37 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
-41 40 0:38 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
-42 40 0:39 / /sys/fs/cgroup/systemd rw shared:11 - cgroup cgroup rw,xattr,name=systemd
-";
-        assert_eq!(parse_cgroup2_mount(info), Some(PathBuf::from("/sys/fs/cgroup/unified")));
-    }
-
-    #[test]
-    fn finds_unified_mount_without_optional_fields_and_escapes() {
-        let info = "30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(parse_cgroup2_mount(info), Some(PathBuf::from("/sys/fs/cgroup")));
-        let info = "30 1 0:26 / /mnt/my\\040cg rw - cgroup2 none rw\n";
-        assert_eq!(parse_cgroup2_mount(info), Some(PathBuf::from("/mnt/my cg")));
-        assert_eq!(parse_cgroup2_mount("30 1 0:26 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"), None);
-    }
 }

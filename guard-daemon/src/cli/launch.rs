@@ -61,15 +61,11 @@ pub struct LaunchArgs {
     pub unconfined: bool,
     /// This session's record level (decisions, writes or all), instead of the policy's: the
     /// daemon sets it in the kernel before the command starts. Root only.
-    #[arg(long, value_name = "LEVEL", value_parser = parse_record_level)]
+    #[arg(long, value_name = "LEVEL", value_parser = super::run::parse_record_level)]
     pub record: Option<RecordLevel>,
     /// The command to run and its arguments (put `--` before it if it has options).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<OsString>,
-}
-
-fn parse_record_level(text: &str) -> Result<RecordLevel, String> {
-    RecordLevel::parse(text).ok_or_else(|| format!("unknown record level '{text}' (decisions, writes or all)"))
 }
 
 pub fn main(args: LaunchArgs) -> anyhow::Result<ExitCode> {

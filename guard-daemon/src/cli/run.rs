@@ -1,7 +1,6 @@
 //! `guard run`: the daemon, in the foreground.
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::ExitCode,
     sync::{Arc, Mutex},
@@ -15,9 +14,7 @@ use guard_common::Config;
 use guard_engine::{
     audit::RecordLevel,
     control::{HookStatus, StatusReport},
-    provenance::ProvenanceStore,
-    records::Recorder,
-    trajectory::Trajectory,
+    engine::{Engine, EngineSettings},
 };
 use signal_hook::{
     consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1},
@@ -30,8 +27,9 @@ use crate::{
     audit_sink::{AuditSink, FLUSH_EVERY, Rotation},
     cgroup::{Cgroup2, SessionIndex},
     control::{ControlConfig, ControlServer},
-    daemon::{Daemon, RESCAN_EVERY, Shared, clock_base, ensure_mounted, now_unix_ns},
+    daemon::{Daemon, Host, RESCAN_EVERY, Shared, clock_base, ensure_mounted, now_unix_ns},
     kernel::{Kernel, btf, pins::Pins, tier},
+    procs::RealProcs,
     sys::RealSys,
 };
 
@@ -67,7 +65,7 @@ pub struct RunArgs {
     pub record: Option<RecordLevel>,
 }
 
-fn parse_record_level(text: &str) -> Result<RecordLevel, String> {
+pub(crate) fn parse_record_level(text: &str) -> Result<RecordLevel, String> {
     RecordLevel::parse(text).ok_or_else(|| {
         let known: Vec<&str> = RecordLevel::ALL.iter().map(|level| level.as_str()).collect();
         format!("unknown record level {text:?}: expected one of {}", known.join(", "))
@@ -187,6 +185,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // Everything of this run is in place: only now do the programs of an earlier run go.
     let retired = kernel.retire_previous(&root_ids)?;
+    // Loading parsed the kernel's BTF and the object file (tens of MB, freed by now): hand
+    // that heap back, or it stays in the daemon's resident memory for its whole life.
+    // SAFETY: malloc_trim only returns free memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
     let ring = kernel.take_ring_buffer()?;
     // SAFETY: the AsyncFd owns the RingBuf, which owns the fd: it stays open while registered.
     let mut ring = unsafe { AsyncFd::register(ring) }
@@ -224,29 +226,21 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Loading and attaching can take longer than the heartbeat stays fresh (seconds under an
     // emulator): beat again, or the first held exec after the start record fails closed.
     kernel.heartbeat(&kernel.stats()?)?;
-    let clock = clock_base();
+    let engine = Engine::new(
+        EngineSettings { fingerprint_key: fingerprint_key()?, clock: clock_base(), enforce: config.enforce != 0 },
+        policy.engine_policy(),
+    );
     let mut daemon = Daemon {
-        kernel,
+        engine,
+        host: Host { kernel, procs: Box::new(RealProcs::default()), sys: Box::new(RealSys), sessions },
         policy_path: args.policy.clone(),
-        evaluator: policy.evaluator.clone(),
         enforce: config.enforce != 0,
-        recorder: Recorder::new(policy.rule_infos(), clock),
-        clock,
-        trajectory: Trajectory::new(policy.compiled.chains.clone()),
-        provenance: ProvenanceStore::new(fingerprint_key()?),
         sink,
-        sessions,
         shared,
         started: Instant::now(),
         base,
         audit_records: 0,
         last_dropped: 0,
-        pending: BTreeMap::new(),
-        seen_sessions: Default::default(),
-        escalated: Default::default(),
-        consumer_use: Default::default(),
-        workspaces: Default::default(),
-        next_hold_id: 0,
         stop_requested: None,
         audit_down: None,
         cgroup2_mount: cgroup2.mount.clone(),
@@ -256,7 +250,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         policy,
     };
     daemon.protect_audit_files()?;
-    let mut start = daemon.recorder.daemon_record(
+    let mut start = daemon.engine.daemon_record(
         "start",
         now_unix_ns(),
         format!(
@@ -313,7 +307,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 daemon.flush_audit();
             }
             _ = tick.tick() => {
-                daemon.expire_holds();
+                daemon.tick();
                 daemon.refresh_status();
             }
                         Some(call) = calls.recv() => {
@@ -373,7 +367,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let keep_pins = daemon.stop_requested == Some(true);
-    let Daemon { kernel, mut recorder, mut sink, .. } = daemon;
+    let Daemon { host: Host { kernel, .. }, mut engine, mut sink, .. } = daemon;
     drop(ring);
     let pin_dir = kernel.pin_dir().to_path_buf();
     let outcome = if keep_pins {
@@ -387,7 +381,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Err(err) => format!("detaching failed ({err:#}); pins may remain in {}", pin_dir.display()),
         }
     };
-    let stop = recorder.daemon_record("stop", now_unix_ns(), format!("guard stopped on {why}; {outcome}"));
+    let stop = engine.daemon_record("stop", now_unix_ns(), format!("guard stopped on {why}; {outcome}"));
     sink.write(&stop).context("writing the stop record")?;
     sink.sync().context("flushing the audit stream")?;
     Ok(ExitCode::SUCCESS)
@@ -396,4 +390,48 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// How long ago a heartbeat was written (CLOCK_MONOTONIC, as the kernel side reads it).
 fn heartbeat_age_ns(heartbeat_ns: u64) -> u64 {
     crate::daemon::monotonic_ns().saturating_sub(heartbeat_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    /// The clap error for `args`, as the user sees it.
+    fn refused(args: &[&str]) -> String {
+        match Cli::try_parse_from(std::iter::once("guard").chain(args.iter().copied())) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn record_levels_on_the_command_line() {
+        for (args, level) in [
+            (&["run", "--record", "decisions"][..], "decisions"),
+            (&["run", "--record", "writes"][..], "writes"),
+            (&["launch", "--record", "all", "--", "/bin/true"][..], "all"),
+        ] {
+            let cli = Cli::try_parse_from(std::iter::once("guard").chain(args.iter().copied())).unwrap();
+            let parsed = match cli.command {
+                Command::Run(run) => run.record,
+                Command::Launch(launch) => launch.record,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(parsed.map(|l| l.as_str()), Some(level));
+        }
+        // Unknown, differently cased, empty or missing: refused, naming the option, the value
+        // and the levels there are.
+        for bad in ["everything", "ALL", ""] {
+            for command in ["run", "launch"] {
+                let tail: &[&str] = if command == "launch" { &["--", "/bin/true"] } else { &[] };
+                let err = refused(&[&[command, "--record", bad][..], tail].concat());
+                assert!(err.contains("--record"), "{err}");
+                assert!(err.contains(&format!("unknown record level {bad:?}")), "{err}");
+                assert!(err.contains("decisions, writes, all"), "{err}");
+            }
+        }
+        assert!(refused(&["run", "--record"]).contains("--record"));
+    }
 }

@@ -492,7 +492,7 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
 
-    const DENY_CONNECT: &str = r#"{"ts":"2026-11-25T09:20:00.123456789Z","seq":7,"session":"s-1","cgroup_id":5,"pid":1234,"ppid":1,"comm":"curl","exe":"/usr/bin/curl","event":"connect","verdict":"deny","detector":"scope_net","rule":"net-scope","severity":"high","mitre":null,"reason":"outside the allow-list","addr":"203.0.113.9","port":443,"proto":"tcp"}"#;
+    const DENY_CONNECT: &str = r#"{"ts":"2026-11-25T09:20:00.123456789Z","seq":7,"session":"s-1","cgroup_id":5,"pid":1234,"ppid":1,"comm":"curl","exe":"/usr/bin/curl","event":"connect","verdict":"deny","detector":"scope_network","rule":"net-scope","severity":"high","mitre":null,"reason":"outside the allow-list","addr":"203.0.113.9","port":443,"proto":"tcp"}"#;
     const KILL_EXEC: &str = r#"{"ts":"2026-11-25T09:20:01.000000000Z","seq":8,"session":"s-2","cgroup_id":6,"pid":99,"ppid":1,"comm":"bash","exe":null,"event":"exec","verdict":"kill","detector":"destructive","rule":"no-rm-rf","severity":"critical","mitre":null,"reason":null,"path":"/usr/bin/rm","argv":["rm","-rf","/home/me/my project"]}"#;
     const ALLOW_OPEN: &str = r#"{"ts":"2026-11-25T09:20:02.5Z","seq":9,"session":"s-1","cgroup_id":5,"pid":1234,"ppid":1,"comm":"cat","exe":null,"event":"open","verdict":"allow","detector":null,"rule":null,"severity":null,"mitre":null,"reason":null,"path":"/etc/host\u001b[2Jname"}"#;
     const DAEMON_START: &str = r#"{"ts":"2026-11-25T09:19:59.000000001Z","seq":1,"session":null,"cgroup_id":null,"pid":null,"ppid":null,"comm":null,"exe":null,"event":"start","verdict":null,"detector":null,"rule":null,"severity":null,"mitre":null,"reason":"daemon started","details":{"tier":"host"}}"#;

@@ -4,6 +4,7 @@
 //! the machine; the cgroup sock_addr programs are moreover attached only to session roots.
 
 pub mod btf;
+pub mod handle;
 pub mod pins;
 pub mod tier;
 

@@ -16,10 +16,10 @@ use guard_common::{
     watch,
 };
 
-use super::{consumer, dropped, enforcing, escalation, fill_header, sent};
+use super::{Governed, consumer, dropped, enforcing, escalation, fill_header, governed, sent};
 use crate::{
-    kread::{self, read_at},
-    maps, session,
+    kread::{self, read},
+    maps,
 };
 
 const SIGKILL: u32 = 9;
@@ -28,21 +28,18 @@ const SIGSTOP: u32 = 19;
 /// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`.
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
-    let Some(session) = session::current() else { return 0 };
-    let off = maps::offsets();
-    if off.valid == 0 {
-        return 0;
-    }
+    let Some(task) = governed() else { return 0 };
+    let off = &task.off;
     let old_pid: u32 = ctx.arg(1);
     let bprm: u64 = ctx.arg(2);
-    let file: u64 = read_at(bprm, off.bprm_file).unwrap_or(0);
-    let identity = kread::file_identity(&off, file);
+    let file = read(bprm, off.bprm_file()).unwrap_or(0);
+    let identity = kread::file_identity(off, file);
 
     let Some(mut entry) = maps::EVENTS.reserve::<ExecEvent>(0) else {
         dropped();
         // The daemon will never hear of this exec. A watched one cannot be judged: kill it
         // rather than let it run unjudged or leave it stopped forever.
-        if lookup_watch(&off, file, &identity, None).is_some() && enforcing(guard_common::mode::ENFORCE) {
+        if lookup_watch(off, file, &identity, None).is_some() && enforcing(guard_common::mode::ENFORCE) {
             // SAFETY: plain helper call; signals the current (exec'ing) process.
             unsafe { bpf_send_signal(SIGKILL) };
             maps::bump(stat::KILLED);
@@ -51,11 +48,11 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
     };
     // SAFETY: the reservation is exactly one ExecEvent; every field is written below.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.header, kind::EXEC, &session, &off);
+    fill_header(&mut ev.header, kind::EXEC, &task);
     ev.file = identity;
     ev.old_pid = old_pid;
-    ev.args_len = read_args(&off, &mut ev.args, &mut ev.header.flags);
-    let filename: u64 = read_at(bprm, off.bprm_filename).unwrap_or(0);
+    ev.args_len = read_args(off, &mut ev.args, &mut ev.header.flags);
+    let filename = read(bprm, off.bprm_filename()).unwrap_or(0);
     // SAFETY: bprm->filename is a kernel string; the helper bounds the copy.
     let filename_len = match unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut ev.filename) } {
         Ok(bytes) => bytes.len(),
@@ -65,7 +62,7 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         }
     };
 
-    let verdict = judge(&off, &session, file, &identity, &ev.args, (&ev.filename, filename_len));
+    let verdict = judge(&task, file, &identity, &ev.args, (&ev.filename, filename_len));
     // Whatever the old image was allowed to read, the new one is not, until judged.
     consumer::forget((aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32);
     if let Some((act, rule)) = verdict {
@@ -90,9 +87,10 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
     }
     let act = ev.header.action;
     let ev_time = ev.header.ktime_ns;
-    // Submit before signalling so the daemon learns of a hold no later than it takes effect.
-    entry.submit(0);
-    sent(stat::EXEC);
+    // Signal and list the hold before the daemon can read of it: it may judge and send
+    // SIGCONT at once, and a SIGCONT discards a pending SIGSTOP only if that is already
+    // queued. Nothing takes effect before this program returns: the signal is acted on at the
+    // return to user space, so no instruction of the new image runs either way.
     match act {
         action::KILL => {
             // SAFETY: plain helper call; signals the current (exec'ing) process.
@@ -101,7 +99,7 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         }
         action::HOLD => {
             let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
-            let info = HeldInfo { session_id: session.session_id, since_ns: ev_time };
+            let info = HeldInfo { session_id: task.session.session_id, since_ns: ev_time };
             // Listed first, flagged second: the daemon clears the flag only after checking the
             // list is empty, so it can never miss this entry.
             let _ = maps::HELD.insert(&((pid_tgid >> 32) as u32), &info, 0);
@@ -115,24 +113,25 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         }
         _ => {}
     }
+    entry.submit(0);
+    sent(stat::EXEC);
     0
 }
 
 /// What to do with this exec: `None` lets it run unremarked.
 #[inline(always)]
 fn judge(
-    off: &guard_common::KernelOffsets,
-    session: &session::Session,
+    task: &Governed,
     file: u64,
     identity: &guard_common::DevIno,
     args: &[u8; ARGS_LEN],
     filename: (&[u8; PATH_LEN], usize),
 ) -> Option<(u32, u32)> {
-    let esc = escalation(session.session_id);
+    let esc = escalation(task.session.session_id);
     if esc & escalation::FREEZE != 0 {
         return Some((action::HOLD, u32::MAX));
     }
-    let watch = lookup_watch(off, file, identity, Some(filename))?;
+    let watch = lookup_watch(&task.off, file, identity, Some(filename))?;
     match watch.kind {
         watch::DENY => {
             if enforcing(watch.mode) {
@@ -248,9 +247,9 @@ fn lookup_watch(
 fn read_args(off: &guard_common::KernelOffsets, args: &mut [u8; ARGS_LEN], event_flags: &mut u32) -> u32 {
     args[0] = 0;
     let task = kread::current_task();
-    let mm: u64 = read_at(task, off.task_mm).unwrap_or(0);
-    let arg_start: u64 = read_at(mm, off.mm_arg_start).unwrap_or(0);
-    let arg_end: u64 = read_at(mm, off.mm_arg_end).unwrap_or(0);
+    let mm = read(task, off.task_mm()).unwrap_or(0);
+    let arg_start = read(mm, off.mm_arg_start()).unwrap_or(0);
+    let arg_end = read(mm, off.mm_arg_end()).unwrap_or(0);
     if arg_start == 0 || arg_end <= arg_start {
         return 0;
     }

@@ -20,9 +20,9 @@ use guard_common::{
     flags, kind, stat,
 };
 
-use super::{consumer, dropped, enforcing, fill_header, mark_credential, sent, workspace_pending};
+use super::{consumer, dropped, enforcing, fill_header, governed, mark_credential, sent, workspace_pending};
 use crate::{
-    kread::{self, read_at},
+    kread::{self, read},
     maps, session,
 };
 
@@ -42,7 +42,7 @@ const ARG2: usize = 32;
 
 #[inline(always)]
 fn save(filename_ptr: u64, open_flags: u64, dfd: i64) {
-    if session::current().is_none() {
+    if governed().is_none() {
         return;
     }
     let args = OpenArgs { filename_ptr, flags: open_flags, dfd };
@@ -97,11 +97,8 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
     // SAFETY: copy out of the map before removing the entry.
     let Some(args) = (unsafe { maps::OPEN_ARGS.get(&pid_tgid) }).copied() else { return 0 };
     let _ = maps::OPEN_ARGS.remove(&pid_tgid);
-    let Some(session) = session::current() else { return 0 };
-    let off = maps::offsets();
-    if off.valid == 0 {
-        return 0;
-    }
+    let Some(task) = governed() else { return 0 };
+    let (session, off) = (&task.session, &task.off);
     let ret = arg(&ctx, ARG0) as i64;
     // On the lsm tier the file_open hook already judged this open, refused it or reported its
     // verdict: here it is only counted and, at its record level, recorded as allowed.
@@ -122,14 +119,14 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
     j.consumer = u32::MAX;
     j.writes = u32::from(args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0);
     if ret >= 0 {
-        let file = kread::fd_file(&off, kread::current_task(), ret as u64);
-        let identity = kread::file_identity(&off, file);
+        let file = kread::fd_file(off, kread::current_task(), ret as u64);
+        let identity = kread::file_identity(off, file);
         j.identity = identity;
-        let dentry = kread::file_dentry(&off, file);
-        let name_ptr = kread::dentry_name_ptr(&off, dentry);
+        let dentry = kread::file_dentry(off, file);
+        let name_ptr = kread::dentry_name_ptr(off, dentry);
         j.name_ptr = name_ptr;
         consumer::confirm_script(&identity, name_ptr);
-        let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
+        let f_flags = read(file, off.file_f_flags()).unwrap_or(0);
         let writes = (f_flags as u64 & O_ACCMODE) != 0 || args.flags & (O_CREAT | O_TRUNC) != 0;
         j.writes = u32::from(writes);
         let access = Access {
@@ -139,7 +136,7 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
             reads_or_empties: (f_flags as u64 & O_ACCMODE) != O_WRONLY,
             writes,
         };
-        if !lsm && let Some(v) = judge_open(&off, &session, file, &identity, dentry, name_ptr, access) {
+        if !lsm && let Some(v) = judge_open(off, session, file, &identity, dentry, name_ptr, access) {
             j.detector = v.detector;
             j.rule = v.rule;
             j.action = if v.enforced { action::KILL } else { action::AUDIT };
@@ -179,7 +176,7 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: the reservation is exactly one OpenEvent; every field is written below.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.header, kind::OPEN, &session, &off);
+    fill_header(&mut ev.header, kind::OPEN, &task);
     // SAFETY (the reads): this CPU's scratch slot.
     unsafe {
         ev.header.action = act;
@@ -310,9 +307,9 @@ pub fn judge_open(
         });
     }
     // Escape and tampering: cgroupfs (moving to another cgroup), bpffs, guard's own files.
-    let inode: u64 = read_at(file, off.file_f_inode).unwrap_or(0);
-    let sb: u64 = read_at(inode, off.inode_i_sb).unwrap_or(0);
-    let magic: u64 = read_at(sb, off.sb_s_magic).unwrap_or(0);
+    let inode = read(file, off.file_f_inode()).unwrap_or(0);
+    let sb = read(inode, off.inode_i_sb()).unwrap_or(0);
+    let magic = read(sb, off.sb_s_magic()).unwrap_or(0);
     // guard's own files, and the consumers' binaries and scripts (rewriting one would make
     // any code a consumer).
     // SAFETY: presence check only.
@@ -423,7 +420,7 @@ pub fn credential_match(off: &KernelOffsets, identity: &DevIno, dentry: u64, nam
 /// (`/proc/self` is a symlink the open already followed to the numeric directory.)
 #[inline(always)]
 fn own_proc_dir(off: &KernelOffsets, dentry: u64) -> bool {
-    let parent: u64 = read_at(dentry, off.dentry_d_parent).unwrap_or(0);
+    let parent = read(dentry, off.dentry_d_parent()).unwrap_or(0);
     let name_ptr = kread::dentry_name_ptr(off, parent);
     let mut digits = [0u8; 12];
     // SAFETY: kernel string, bounded copy.
@@ -480,7 +477,7 @@ fn under_dir(off: &KernelOffsets, dentry: u64, listed: impl Fn(&DevIno) -> bool)
         if listed(&dir) {
             return true;
         }
-        let parent: u64 = read_at(current, off.dentry_d_parent).unwrap_or(0);
+        let parent = read(current, off.dentry_d_parent()).unwrap_or(0);
         if parent == current {
             // The root of this filesystem: nothing above it here.
             return false;

@@ -12,10 +12,10 @@ use aya_ebpf::{
 };
 use guard_common::{ExecWatch, FsEvent, NAME_LEN, OpenEvent, action, detector, fsop, kind, protect, stat, watch};
 
-use super::{dropped, enforcing, file, fill_header, sent};
+use super::{Governed, dropped, enforcing, file, fill_header, governed, sent};
 use crate::{
-    kread::{self, read_at},
-    maps, session,
+    kread::{self, read},
+    maps,
 };
 
 const EPERM: i32 = -1;
@@ -30,36 +30,45 @@ pub fn guard_lsm_probe(_ctx: LsmContext) -> i32 {
     0
 }
 
-/// `file_open(struct file *file)`.
-#[lsm(hook = "file_open")]
-pub fn guard_lsm_file_open(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(1);
+/// The prologue of the hooks that pass an earlier LSM program's refusal on (`previous`, the
+/// hook's last argument): that first, then the common one (`governed`), then `hook`.
+#[inline(always)]
+fn after(previous: i32, hook: impl FnOnce(&Governed) -> i32) -> i32 {
     if previous != 0 {
         return previous;
     }
-    let Some(session) = session::current() else { return 0 };
-    let off = maps::offsets();
-    if off.valid == 0 {
-        return 0;
+    match governed() {
+        Some(task) => hook(&task),
+        None => 0,
     }
-    let file: u64 = ctx.arg(0);
-    let identity = kread::file_identity(&off, file);
-    let dentry = kread::file_dentry(&off, file);
-    let name_ptr = kread::dentry_name_ptr(&off, dentry);
-    let f_flags: u32 = read_at(file, off.file_f_flags).unwrap_or(0);
+}
+
+/// `file_open(struct file *file)`.
+#[lsm(hook = "file_open")]
+pub fn guard_lsm_file_open(ctx: LsmContext) -> i32 {
+    after(ctx.arg(1), |task| file_open(task, ctx.arg(0)))
+}
+
+#[inline(always)]
+fn file_open(task: &Governed, file: u64) -> i32 {
+    let off = &task.off;
+    let identity = kread::file_identity(off, file);
+    let dentry = kread::file_dentry(off, file);
+    let name_ptr = kread::dentry_name_ptr(off, dentry);
+    let f_flags = read(file, off.file_f_flags()).unwrap_or(0);
     // O_TRUNC is still in f_flags here: the truncation comes after this hook.
     let access = file::Access {
         reads_or_empties: f_flags & O_ACCMODE != O_WRONLY || (f_flags & O_TRUNC != 0 && f_flags & O_CREAT == 0),
         writes: f_flags & O_ACCMODE != 0 || f_flags & O_TRUNC != 0,
     };
-    let Some(verdict) = file::judge_open(&off, &session, file, &identity, dentry, name_ptr, access) else {
+    let Some(verdict) = file::judge_open(off, &task.session, file, &identity, dentry, name_ptr, access) else {
         return 0;
     };
     let act = if verdict.enforced { action::DENY } else { action::AUDIT };
     if let Some(mut entry) = maps::EVENTS.reserve::<OpenEvent>(0) {
         // SAFETY: the reservation is exactly one OpenEvent; every field is written below.
         let ev = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut ev.header, kind::OPEN, &session, &off);
+        fill_header(&mut ev.header, kind::OPEN, task);
         ev.header.action = act;
         ev.header.detector = verdict.detector;
         ev.header.rule = verdict.rule;
@@ -110,18 +119,13 @@ pub fn guard_lsm_file_open(ctx: LsmContext) -> i32 {
 /// hold (tracepoint) still judges argv for everything the policy watches.
 #[lsm(hook = "bprm_check_security")]
 pub fn guard_lsm_bprm_check(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(1);
-    if previous != 0 {
-        return previous;
-    }
-    let Some(_session) = session::current() else { return 0 };
-    let off = maps::offsets();
-    if off.valid == 0 {
-        return 0;
-    }
-    let bprm: u64 = ctx.arg(0);
-    let file: u64 = read_at(bprm, off.bprm_file).unwrap_or(0);
-    let identity = kread::file_identity(&off, file);
+    after(ctx.arg(1), |task| bprm_check(task, ctx.arg(0)))
+}
+
+#[inline(always)]
+fn bprm_check(task: &Governed, bprm: u64) -> i32 {
+    let file = read(bprm, task.off.bprm_file()).unwrap_or(0);
+    let identity = kread::file_identity(&task.off, file);
     // SAFETY: copy of a plain value.
     let Some(w) = (unsafe { maps::EXEC_WATCH_INODES.get(&identity) }).copied() else { return 0 };
     if deny_exec(&w) {
@@ -138,20 +142,16 @@ fn deny_exec(w: &ExecWatch) -> bool {
 
 /// Judge a change to `dentry` (the thing removed, renamed or truncated).
 #[inline(always)]
-fn judge_change(dentry: u64, op: u32) -> i32 {
-    let Some(session) = session::current() else { return 0 };
-    let off = maps::offsets();
-    if off.valid == 0 {
-        return 0;
-    }
-    let identity = kread::dentry_identity(&off, dentry);
+fn judge_change(task: &Governed, dentry: u64, op: u32) -> i32 {
+    let (session, off) = (&task.session, &task.off);
+    let identity = kread::dentry_identity(off, dentry);
     // SAFETY: copy of a plain value.
     let credential = unsafe { maps::CRED_INODES.get(&identity) }.copied();
     let (det, rule, enforced) = if let Some(rule) = credential {
         (detector::CREDENTIAL, rule.rule, enforcing(rule.mode))
     } else {
         let Some(cfg) = maps::config() else { return 0 };
-        if cfg.write_scope == 0 || file::under_write_root(&off, dentry, session.session_id) {
+        if cfg.write_scope == 0 || file::under_write_root(off, dentry, session.session_id) {
             return 0;
         }
         let pending = super::workspace_pending(cfg.write_scope, session.session_id);
@@ -160,7 +160,7 @@ fn judge_change(dentry: u64, op: u32) -> i32 {
     if let Some(mut entry) = maps::EVENTS.reserve::<FsEvent>(0) {
         // SAFETY: the reservation is exactly one FsEvent; every field is written below.
         let ev = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut ev.header, kind::FS_CHANGE, &session, &off);
+        fill_header(&mut ev.header, kind::FS_CHANGE, task);
         ev.header.action = if enforced { action::DENY } else { action::AUDIT };
         ev.header.detector = det;
         ev.header.rule = rule;
@@ -168,7 +168,7 @@ fn judge_change(dentry: u64, op: u32) -> i32 {
         ev.op = op;
         ev._pad = 0;
         ev.name[0] = 0;
-        let name_ptr = kread::dentry_name_ptr(&off, dentry);
+        let name_ptr = kread::dentry_name_ptr(off, dentry);
         // SAFETY: kernel string, bounded copy.
         let _ = unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.name) };
         entry.submit(0);
@@ -187,51 +187,35 @@ fn judge_change(dentry: u64, op: u32) -> i32 {
 /// `inode_unlink(struct inode *dir, struct dentry *dentry)`.
 #[lsm(hook = "inode_unlink")]
 pub fn guard_lsm_inode_unlink(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(2);
-    if previous != 0 {
-        return previous;
-    }
-    judge_change(ctx.arg(1), fsop::UNLINK)
+    after(ctx.arg(2), |task| judge_change(task, ctx.arg(1), fsop::UNLINK))
 }
 
 /// `inode_rmdir(struct inode *dir, struct dentry *dentry)`.
 #[lsm(hook = "inode_rmdir")]
 pub fn guard_lsm_inode_rmdir(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(2);
-    if previous != 0 {
-        return previous;
-    }
-    judge_change(ctx.arg(1), fsop::RMDIR)
+    after(ctx.arg(2), |task| judge_change(task, ctx.arg(1), fsop::RMDIR))
 }
 
 /// `inode_rename(struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
 /// struct dentry *new_dentry)`: judged on what is moved away.
 #[lsm(hook = "inode_rename")]
 pub fn guard_lsm_inode_rename(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(4);
-    if previous != 0 {
-        return previous;
-    }
-    judge_change(ctx.arg(1), fsop::RENAME)
+    after(ctx.arg(4), |task| judge_change(task, ctx.arg(1), fsop::RENAME))
 }
 
 /// `path_truncate(const struct path *path)`.
 #[lsm(hook = "path_truncate")]
 pub fn guard_lsm_path_truncate(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(1);
-    if previous != 0 {
-        return previous;
-    }
-    let off = maps::offsets();
-    let path: u64 = ctx.arg(0);
-    let dentry: u64 = read_at(path, off.path_dentry).unwrap_or(0);
-    judge_change(dentry, fsop::TRUNCATE)
+    after(ctx.arg(1), |task| {
+        let path: u64 = ctx.arg(0);
+        judge_change(task, read(path, task.off.path_dentry()).unwrap_or(0), fsop::TRUNCATE)
+    })
 }
 
 /// Report a refused attempt on a held task, the daemon, or bpf().
 #[inline(always)]
-fn report_self(session: &session::Session, target: u32, what: u32, detail: u32) {
-    super::protect::report(session, action::DENY, target, what, detail);
+fn report_self(task: &Governed, target: u32, what: u32, detail: u32) {
+    super::protect::report(task, action::DENY, target, what, detail);
     maps::bump(stat::DENIED);
 }
 
@@ -255,37 +239,29 @@ fn protected_task(tgid: u32) -> Option<u32> {
 /// `task_kill(struct task_struct *p, struct kernel_siginfo *info, int sig, const struct cred *cred)`.
 #[lsm(hook = "task_kill")]
 pub fn guard_lsm_task_kill(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(4);
-    if previous != 0 {
-        return previous;
-    }
-    let Some(session) = session::current() else { return 0 };
-    let off = maps::offsets();
-    let task: u64 = ctx.arg(0);
-    let sig: u64 = ctx.arg(2);
-    let target: u32 = read_at(task, off.task_tgid).unwrap_or(0);
-    let Some(what) = protected_task(target) else { return 0 };
-    report_self(&session, target, what, sig as u32);
-    EPERM
+    after(ctx.arg(4), |task| {
+        let target_task: u64 = ctx.arg(0);
+        let sig: u64 = ctx.arg(2);
+        let target = read(target_task, task.off.task_tgid()).unwrap_or(0);
+        let Some(what) = protected_task(target) else { return 0 };
+        report_self(task, target, what, sig as u32);
+        EPERM
+    })
 }
 
 /// `ptrace_access_check(struct task_struct *child, unsigned int mode)`.
 #[lsm(hook = "ptrace_access_check")]
 pub fn guard_lsm_ptrace(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(2);
-    if previous != 0 {
-        return previous;
-    }
-    let Some(session) = session::current() else { return 0 };
-    let off = maps::offsets();
-    let task: u64 = ctx.arg(0);
-    let mode: u64 = ctx.arg(1);
-    let target: u32 = read_at(task, off.task_tgid).unwrap_or(0);
-    if protected_task(target).is_none() {
-        return 0;
-    }
-    report_self(&session, target, protect::PTRACE, mode as u32);
-    EPERM
+    after(ctx.arg(2), |task| {
+        let child: u64 = ctx.arg(0);
+        let mode: u64 = ctx.arg(1);
+        let target = read(child, task.off.task_tgid()).unwrap_or(0);
+        if protected_task(target).is_none() {
+            return 0;
+        }
+        report_self(task, target, protect::PTRACE, mode as u32);
+        EPERM
+    })
 }
 
 /// `bpf(int cmd, union bpf_attr *attr, unsigned int size, ...)`: no bpf() from sessions.
@@ -293,11 +269,11 @@ pub fn guard_lsm_ptrace(ctx: LsmContext) -> i32 {
 /// the only BPF LSM user it expects, and refuses only for session tasks.)
 #[lsm(hook = "bpf")]
 pub fn guard_lsm_bpf(ctx: LsmContext) -> i32 {
-    let Some(session) = session::current() else { return 0 };
+    let Some(task) = governed() else { return 0 };
     let cmd: u64 = ctx.arg(0);
     if !enforcing(guard_common::mode::ENFORCE) {
         return 0;
     }
-    report_self(&session, 0, protect::BPF, cmd as u32);
+    report_self(&task, 0, protect::BPF, cmd as u32);
     EPERM
 }

@@ -12,11 +12,31 @@ pub mod refusal;
 use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_ktime_get_ns};
 use guard_common::{EventHeader, KernelOffsets, action, detector, stat};
 
-use crate::{kread, maps, session::Session};
+use crate::{kread, maps, session, session::Session};
+
+/// A task some program governs: its session, and the kernel offsets to read its objects with.
+pub struct Governed {
+    pub session: Session,
+    pub off: KernelOffsets,
+}
+
+/// Every program's prologue. A task outside every registered session (one cached lookup) gets
+/// `None`, and so does every task until the loader has filled the offsets in: the caller then
+/// returns its "allow" at once.
+#[inline(always)]
+pub fn governed() -> Option<Governed> {
+    let session = session::current()?;
+    let off = maps::offsets();
+    if !off.is_valid() {
+        return None;
+    }
+    Some(Governed { session, off })
+}
 
 /// Fill the common head of an event in place (ring buffer memory is not zeroed).
 #[inline(always)]
-pub fn fill_header(header: &mut EventHeader, kind: u32, session: &Session, off: &KernelOffsets) {
+pub fn fill_header(header: &mut EventHeader, kind: u32, task: &Governed) {
+    let (session, off) = (&task.session, &task.off);
     let pid_tgid = bpf_get_current_pid_tgid();
     header.kind = kind;
     header.action = action::ALLOW;
@@ -26,11 +46,11 @@ pub fn fill_header(header: &mut EventHeader, kind: u32, session: &Session, off: 
     header.session_id = session.session_id;
     header.pid = pid_tgid as u32;
     header.tgid = (pid_tgid >> 32) as u32;
-    let task = kread::current_task();
-    header.ppid = if off.valid != 0 { kread::parent_tgid(off, task) } else { 0 };
+    let current = kread::current_task();
+    header.ppid = kread::parent_tgid(off, current);
     // The thread group leader's start time names the process across pid reuse.
-    let leader: u64 = if off.valid != 0 { kread::read_at(task, off.task_group_leader).unwrap_or(0) } else { 0 };
-    header.start_ns = kread::read_at(leader, off.task_start_time).unwrap_or(0);
+    let leader = kread::read(current, off.task_group_leader()).unwrap_or(0);
+    header.start_ns = kread::read(leader, off.task_start_time()).unwrap_or(0);
     header.detector = detector::NONE;
     header.rule = u32::MAX;
     header.flags = 0;
@@ -77,7 +97,7 @@ pub fn escalation(session_id: u64) -> u32 {
     // SAFETY (both): copies of plain u32s.
     let flags = unsafe { maps::SESSION_FLAGS.get(&session_id) }.copied().unwrap_or(0);
     let touched = unsafe { maps::SESSIONS.get(&session_id) }.is_some_and(|state| state.credential_touched != 0);
-    if touched { flags | guard_common::escalation::DENY_NET | guard_common::escalation::HOLD_EXEC } else { flags }
+    guard_common::escalation::effective(flags, touched)
 }
 
 /// With `$CWD` roots (`scope` carries `WRITE_SCOPE_SESSION_CWD`), a session whose workspace the

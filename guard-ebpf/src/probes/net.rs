@@ -7,8 +7,8 @@
 use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
 use guard_common::{NetEvent, PortSet, action, detector, escalation, flags, kind, stat};
 
-use super::{dropped, enforcing, escalation, fill_header, sent};
-use crate::{maps, session};
+use super::{Governed, dropped, enforcing, escalation, fill_header, governed, sent};
+use crate::maps;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -39,7 +39,7 @@ pub fn guard_sendmsg6(ctx: SockAddrContext) -> i32 {
 /// *4 programs, `user_ip6` in the *6 ones.
 #[inline(always)]
 fn handle4(ctx: &SockAddrContext, event_kind: u32, kind_stat: u32) -> i32 {
-    let Some(session) = session::current() else { return ALLOW };
+    let Some(task) = governed() else { return ALLOW };
     // SAFETY: the context pointer is valid for the program's duration.
     let sa = unsafe { &*ctx.sock_addr };
     let v4 = sa.user_ip4.to_ne_bytes();
@@ -48,12 +48,12 @@ fn handle4(ctx: &SockAddrContext, event_kind: u32, kind_stat: u32) -> i32 {
     // user_port holds the port in network byte order in its low 16 bits.
     let port = u16::from_be(sa.user_port as u16);
     let dest = Dest { family: AF_INET, is_v4: true, mapped: false, v4, addr, port };
-    finish(&session, sa.type_, sa.protocol, &dest, event_kind, kind_stat)
+    finish(&task, sa.type_, sa.protocol, &dest, event_kind, kind_stat)
 }
 
 #[inline(always)]
 fn handle6(ctx: &SockAddrContext, event_kind: u32, kind_stat: u32) -> i32 {
-    let Some(session) = session::current() else { return ALLOW };
+    let Some(task) = governed() else { return ALLOW };
     // SAFETY: the context pointer is valid for the program's duration.
     let sa = unsafe { &*ctx.sock_addr };
     let w0 = sa.user_ip6[0];
@@ -69,7 +69,7 @@ fn handle6(ctx: &SockAddrContext, event_kind: u32, kind_stat: u32) -> i32 {
     let mapped = w0 == 0 && w1 == 0 && u32::from_be(w2) == 0xffff;
     let port = u16::from_be(sa.user_port as u16);
     let dest = Dest { family: AF_INET6, is_v4: mapped, mapped, v4: w3.to_ne_bytes(), addr, port };
-    finish(&session, sa.type_, sa.protocol, &dest, event_kind, kind_stat)
+    finish(&task, sa.type_, sa.protocol, &dest, event_kind, kind_stat)
 }
 
 struct Dest {
@@ -82,21 +82,13 @@ struct Dest {
 }
 
 #[inline(always)]
-fn finish(
-    session: &session::Session,
-    sock_type: u32,
-    protocol: u32,
-    dest: &Dest,
-    event_kind: u32,
-    kind_stat: u32,
-) -> i32 {
-    let (act, rule) = judge(session.session_id, dest.is_v4, &dest.v4, &dest.addr, dest.port);
+fn finish(task: &Governed, sock_type: u32, protocol: u32, dest: &Dest, event_kind: u32, kind_stat: u32) -> i32 {
+    let (act, rule) = judge(task.session.session_id, dest.is_v4, &dest.v4, &dest.addr, dest.port);
     maps::count(maps::Count::Connect, act == action::DENY);
-    let off = maps::offsets();
     if let Some(mut entry) = maps::EVENTS.reserve::<NetEvent>(0) {
         // SAFETY: the reservation is exactly one NetEvent; every field is written below.
         let ev = unsafe { &mut *entry.as_mut_ptr() };
-        fill_header(&mut ev.header, event_kind, session, &off);
+        fill_header(&mut ev.header, event_kind, task);
         ev.family = dest.family;
         ev.port = dest.port;
         ev.sock_type = sock_type;

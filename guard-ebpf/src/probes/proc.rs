@@ -4,23 +4,20 @@
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use guard_common::{ExitEvent, ForkEvent, kind, stat};
 
-use super::{consumer, dropped, fill_header, sent};
+use super::{consumer, dropped, fill_header, governed, sent};
 use crate::{
-    kread::{self, read_at},
-    maps, session,
+    kread::{self, read},
+    maps,
 };
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn guard_sched_fork(ctx: BtfTracePointContext) -> i32 {
-    let Some(session) = session::current() else { return 0 };
-    let off = maps::offsets();
-    if off.valid == 0 {
-        return 0;
-    }
+    let Some(task) = governed() else { return 0 };
+    let off = &task.off;
     let child: u64 = ctx.arg(1);
-    let child_pid: u32 = read_at(child, off.task_pid).unwrap_or(0);
-    let child_tgid: u32 = read_at(child, off.task_tgid).unwrap_or(0);
+    let child_pid = read(child, off.task_pid()).unwrap_or(0);
+    let child_tgid = read(child, off.task_tgid()).unwrap_or(0);
     if child_pid != child_tgid {
         // A new thread, not a new process.
         return 0;
@@ -31,10 +28,10 @@ pub fn guard_sched_fork(ctx: BtfTracePointContext) -> i32 {
     };
     // SAFETY: the reservation is exactly one ForkEvent; every field is written below.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.header, kind::FORK, &session, &off);
+    fill_header(&mut ev.header, kind::FORK, &task);
     ev.child_pid = child_pid;
     ev.child_tgid = child_tgid;
-    ev.child_start_ns = read_at(child, off.task_start_time).unwrap_or(0);
+    ev.child_start_ns = read(child, off.task_start_time()).unwrap_or(0);
     entry.submit(0);
     consumer::inherit((aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32, child_tgid);
     sent(stat::FORK);
@@ -53,12 +50,7 @@ pub fn guard_sched_exit(_ctx: BtfTracePointContext) -> i32 {
         // SAFETY: a plain u32 store into map memory.
         unsafe { (*state).exited = 1 };
     }
-    let Some(session) = session::current() else { return 0 };
-    let off = maps::offsets();
-    if off.valid == 0 {
-        return 0;
-    }
-    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    let Some(task) = governed() else { return 0 };
     if pid_tgid as u32 != (pid_tgid >> 32) as u32 {
         // A thread other than the leader: the process lives on.
         return 0;
@@ -74,8 +66,8 @@ pub fn guard_sched_exit(_ctx: BtfTracePointContext) -> i32 {
     };
     // SAFETY: as above.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.header, kind::EXIT, &session, &off);
-    ev.start_ns = read_at(kread::current_task(), off.task_start_time).unwrap_or(0);
+    fill_header(&mut ev.header, kind::EXIT, &task);
+    ev.start_ns = read(kread::current_task(), task.off.task_start_time()).unwrap_or(0);
     ev.counts = counts;
     entry.submit(0);
     sent(stat::EXIT);

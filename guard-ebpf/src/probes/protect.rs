@@ -12,8 +12,8 @@ use aya_ebpf::{
 };
 use guard_common::{SelfEvent, kind, protect, stat};
 
-use super::{dropped, fill_header, sent};
-use crate::{kread::read_at, maps, session};
+use super::{Governed, dropped, fill_header, governed, sent};
+use crate::{kread::read, maps};
 
 const SIGKILL: u32 = 9;
 const SIGSTOP: u32 = 19;
@@ -21,15 +21,14 @@ const SIGSTOP: u32 = 19;
 /// Report a self-protection event; `act` is what happened (kill on the host tier, deny on the
 /// lsm tier, hold for a re-stopped task). Shared with the lsm programs.
 #[inline(always)]
-pub fn report(session: &session::Session, act: u32, target_tgid: u32, what: u32, detail: u32) {
-    let off = maps::offsets();
+pub fn report(task: &Governed, act: u32, target_tgid: u32, what: u32, detail: u32) {
     let Some(mut entry) = maps::EVENTS.reserve::<SelfEvent>(0) else {
         dropped();
         return;
     };
     // SAFETY: the reservation is exactly one SelfEvent; every field is written below.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.header, kind::SELF_PROTECT, session, &off);
+    fill_header(&mut ev.header, kind::SELF_PROTECT, task);
     ev.header.action = act;
     ev.header.detector = guard_common::detector::SELF_PROTECT;
     ev.target_tgid = target_tgid;
@@ -53,22 +52,21 @@ fn is_daemon(tgid: u32) -> bool {
 }
 
 /// Every system call: a held task running again was continued by someone else. One array
-/// lookup when nothing is held.
+/// lookup when nothing is held (before the prologue: it runs for every task on the host).
 #[tracepoint(category = "raw_syscalls", name = "sys_enter")]
 pub fn guard_raw_sys_enter(_ctx: TracePointContext) -> u32 {
     match maps::HELD_ANY.get(0) {
         Some(&flag) if flag != 0 => {}
         _ => return 0,
     }
+    let Some(task) = governed() else { return 0 };
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if !is_held(tgid) {
         return 0;
     }
     // SAFETY: plain helper call; stops the current task again.
     unsafe { bpf_send_signal(SIGSTOP) };
-    if let Some(session) = session::current() {
-        report(&session, guard_common::action::HOLD, tgid, protect::ESCAPED_HOLD, SIGSTOP);
-    }
+    report(&task, guard_common::action::HOLD, tgid, protect::ESCAPED_HOLD, SIGSTOP);
     0
 }
 
@@ -76,14 +74,10 @@ pub fn guard_raw_sys_enter(_ctx: TracePointContext) -> u32 {
 /// int result)`, in the sender's context.
 #[btf_tracepoint(function = "signal_generate")]
 pub fn guard_signal_generate(ctx: BtfTracePointContext) -> i32 {
-    let Some(session) = session::current() else { return 0 };
-    let off = maps::offsets();
-    if off.valid == 0 {
-        return 0;
-    }
+    let Some(task) = governed() else { return 0 };
     let sig: u64 = ctx.arg(0);
-    let task: u64 = ctx.arg(2);
-    let target: u32 = read_at(task, off.task_tgid).unwrap_or(0);
+    let target_task: u64 = ctx.arg(2);
+    let target = read(target_task, task.off.task_tgid()).unwrap_or(0);
     let sender = (bpf_get_current_pid_tgid() >> 32) as u32;
     if target == 0 || target == sender {
         // Signals a task sends itself (our own SIGSTOP at exec among them).
@@ -103,14 +97,14 @@ pub fn guard_signal_generate(ctx: BtfTracePointContext) -> i32 {
     // SAFETY: plain helper call; the sender dies (the kernel defers it while IRQs are off).
     unsafe { bpf_send_signal(SIGKILL) };
     maps::bump(stat::KILLED);
-    report(&session, guard_common::action::KILL, target, what, sig as u32);
+    report(&task, guard_common::action::KILL, target, what, sig as u32);
     0
 }
 
 /// `ptrace(request, pid, addr, data)` at entry.
 #[tracepoint(category = "syscalls", name = "sys_enter_ptrace")]
 pub fn guard_enter_ptrace(ctx: TracePointContext) -> u32 {
-    let Some(session) = session::current() else { return 0 };
+    let Some(task) = governed() else { return 0 };
     // SAFETY: fixed syscall tracepoint layout (args at 16, 24, ...).
     let request = unsafe { ctx.read_at::<u64>(16) }.unwrap_or(0) as u32;
     // SAFETY: as above.
@@ -121,6 +115,6 @@ pub fn guard_enter_ptrace(ctx: TracePointContext) -> u32 {
     // SAFETY: plain helper call.
     unsafe { bpf_send_signal(SIGKILL) };
     maps::bump(stat::KILLED);
-    report(&session, guard_common::action::KILL, pid, protect::PTRACE, request);
+    report(&task, guard_common::action::KILL, pid, protect::PTRACE, request);
     0
 }

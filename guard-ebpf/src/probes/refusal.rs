@@ -16,8 +16,8 @@ use aya_ebpf::{
 };
 use guard_common::{RefusalEvent, SyscallArgs, action, detector, kind, stat};
 
-use super::{dropped, enforcing, fill_header, sent};
-use crate::{maps, session};
+use super::{Governed, dropped, enforcing, fill_header, governed, sent};
+use crate::maps;
 
 const SIGKILL: u32 = 9;
 const EACCES: i64 = 13;
@@ -37,7 +37,7 @@ fn read_u64(ctx: &TracePointContext, offset: usize) -> u64 {
 /// Entry of every watched syscall.
 #[tracepoint(category = "syscalls", name = "sys_enter_unlinkat")]
 pub fn guard_enter_watched(ctx: TracePointContext) -> u32 {
-    let Some(session) = session::current() else { return 0 };
+    let Some(task) = governed() else { return 0 };
     // SAFETY: as above.
     let nr = unsafe { ctx.read_at::<i32>(NR) }.unwrap_or(-1) as u32;
     let args = SyscallArgs { args: [read_u64(&ctx, ARG0), read_u64(&ctx, ARG1)] };
@@ -46,7 +46,7 @@ pub fn guard_enter_watched(ctx: TracePointContext) -> u32 {
         // SAFETY: plain helper call; the task dies on its way back to user space.
         unsafe { bpf_send_signal(SIGKILL) };
         maps::bump(stat::KILLED);
-        report(&session, action::KILL, nr, 0, &args);
+        report(&task, action::KILL, nr, 0, &args);
         return 0;
     }
     let _ = maps::SYSCALL_ARGS.insert(&bpf_get_current_pid_tgid(), &args, 0);
@@ -56,7 +56,7 @@ pub fn guard_enter_watched(ctx: TracePointContext) -> u32 {
 /// Exit of every watched syscall: an EACCES or EPERM for a session process is a refusal.
 #[tracepoint(category = "syscalls", name = "sys_exit_unlinkat")]
 pub fn guard_exit_watched(ctx: TracePointContext) -> u32 {
-    let Some(session) = session::current() else { return 0 };
+    let Some(task) = governed() else { return 0 };
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out before the entry is removed.
     let saved = unsafe { maps::SYSCALL_ARGS.get(&pid_tgid) }.copied();
@@ -71,20 +71,19 @@ pub fn guard_exit_watched(ctx: TracePointContext) -> u32 {
     let nr = unsafe { ctx.read_at::<i32>(NR) }.unwrap_or(-1) as u32;
     // A seccomp-refused call never reached the entry: no arguments were saved.
     let args = saved.unwrap_or_default();
-    report(&session, action::DENY, nr, ret as i32, &args);
+    report(&task, action::DENY, nr, ret as i32, &args);
     0
 }
 
 #[inline(always)]
-fn report(session: &session::Session, act: u32, nr: u32, ret: i32, args: &SyscallArgs) {
-    let off = maps::offsets();
+fn report(task: &Governed, act: u32, nr: u32, ret: i32, args: &SyscallArgs) {
     let Some(mut entry) = maps::EVENTS.reserve::<RefusalEvent>(0) else {
         dropped();
         return;
     };
     // SAFETY: the reservation is exactly one RefusalEvent; every field is written below.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.header, kind::REFUSAL, session, &off);
+    fill_header(&mut ev.header, kind::REFUSAL, task);
     ev.header.action = act;
     ev.header.detector = detector::CONFINEMENT;
     ev.nr = nr;

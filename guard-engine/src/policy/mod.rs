@@ -147,9 +147,8 @@
 //!   other problems (bad CIDR, port, regex, glob, name pattern, path, duplicate id, empty
 //!   list...) are collected and reported together.
 
-pub mod chains;
+// Bottom-up: value types, then the model, then the written form, validation and compilation.
 pub mod compile;
-pub mod destructive_rules;
 mod error;
 pub mod model;
 pub mod names;
@@ -162,20 +161,22 @@ mod validate;
 mod tests;
 
 pub use crate::audit::{RecordLevel, Severity};
-pub use chains::{
-    ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, INCIDENT_CHAIN_ID, MAX_CHAIN_WINDOW_SECS,
-    ProvenanceSettings,
-};
+// The model's parts keep their old paths (`policy::chains`, `policy::destructive_rules`).
 pub use compile::{
     CompileContext, CompiledConsumer, CompiledCredentialPath, CompiledCredentials, CompiledFiles, CompiledName,
-    CompiledNetwork, CompiledPolicy, CredentialPathMatcher, RuleMeta, UnresolvedHost,
+    CompiledNetwork, CompiledPolicy, CredentialPathMatcher, ExecWatch, RuleMeta, UnresolvedHost, exec_watch_set,
 };
-pub use destructive_rules::{Condition, DestructiveRule, OperandSelection, ScriptCondition};
 pub use error::{PolicyError, Problem};
 pub use model::{
     AuditSettings, CredentialPath, CredentialRule, DEFAULT_AUDIT_KEEP, DestructiveSection, Detector, ExecAction,
     FileScope, MAX_AUDIT_KEEP, MIN_AUDIT_MAX_BYTES, Mode, NetworkScope, Policy,
 };
+pub use model::{
+    ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, INCIDENT_CHAIN_ID, MAX_CHAIN_WINDOW_SECS,
+    ProvenanceSettings, StageKind, WatchKind,
+};
+pub use model::{Condition, DestructiveRule, OperandSelection, ScriptCondition};
+pub use model::{chains, destructive_rules};
 pub use names::{NamePattern, NameShape};
 pub use network::{
     AllowEntry, AllowTarget, AllowedPorts, LpmPrefix, LpmTables, NetEntry, TooManyPorts, build_lpm_tables,

@@ -6,8 +6,7 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::chains::{RawChain, RawEscalations, RawProvenance};
-use super::{ExecAction, Mode, OperandSelection};
+use super::model::{ExecAction, Mode, OperandSelection};
 use crate::audit::{RecordLevel, Severity};
 
 pub(crate) type SpannedList = Spanned<Vec<Spanned<String>>>;
@@ -141,6 +140,37 @@ pub(crate) struct RawScript {
     pub split: Option<Spanned<String>>,
     pub matches: Spanned<String>,
     pub unless: Option<Spanned<String>>,
+}
+
+/// An extra escalation a policy may ask for in `escalations.on_credential`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum EscalationAction {
+    FreezeSession,
+    HoldAllExec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChain {
+    pub id: Spanned<String>,
+    pub description: Option<Spanned<String>>,
+    pub stages: SpannedList,
+    pub window_secs: Option<Spanned<u64>>,
+    pub severity: Option<Spanned<Severity>>,
+    pub mitre: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEscalations {
+    pub on_credential: Option<Spanned<Vec<Spanned<EscalationAction>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProvenance {
+    pub enabled: Option<bool>,
 }
 
 /// `confinement`: what `guard launch` applies before it execs the agent.

@@ -59,6 +59,11 @@ pub fn status_ok(bin: &Path, socket: Option<&Path>) -> bool {
 }
 
 impl Daemon {
+    /// The daemon's audit file.
+    pub fn audit(&self) -> &Path {
+        &self.audit
+    }
+
     /// The daemon's private control socket.
     pub fn socket(&self) -> &Path {
         &self.socket

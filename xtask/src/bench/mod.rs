@@ -6,8 +6,12 @@
 //! median is reported. Add a row by adding a `Workload` to `WORKLOADS`.
 
 mod daemon;
+mod engine;
+mod flood;
+mod goals;
 pub mod report;
 pub mod worker;
+mod workloads;
 
 use std::{
     path::{Path, PathBuf},
@@ -232,6 +236,22 @@ pub struct BenchArgs {
     /// getppid-confined, open-confined).
     #[arg(long = "only", value_name = "KEY")]
     pub only: Vec<String>,
+    /// Stages to run (repeatable; default: all): `micro` (the table), `engine` (the engine alone
+    /// on one core), `flood` (end to end with no loss, daemon memory after 1M events),
+    /// `workloads` (real developer work).
+    #[arg(long = "stage", value_enum)]
+    pub stages: Vec<Stage>,
+    /// Real workloads to run (keys, repeatable: cargo-build, git, pip, engine-tests).
+    #[arg(long = "workload", value_name = "KEY")]
+    pub workloads: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    Micro,
+    Engine,
+    Flood,
+    Workloads,
 }
 
 /// Samples (ns per op) of one (workload, condition) cell.
@@ -296,8 +316,15 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     if let Some(unknown) = args.only.iter().find(|key| !WORKLOADS.iter().any(|w| w.key == key.as_str())) {
         bail!("--only {unknown}: no such workload");
     }
+    let stage = |s: Stage| args.stages.is_empty() || args.stages.contains(&s);
+    if let Some(unknown) =
+        args.workloads.iter().find(|key| !workloads::REAL_WORKLOADS.iter().any(|w| w.key == key.as_str()))
+    {
+        bail!("--workload {unknown}: no such workload");
+    }
     let mut cells: Vec<Cell> = Vec::new();
-    for w in WORKLOADS.iter().filter(|w| args.only.is_empty() || args.only.iter().any(|key| key == w.key)) {
+    let micro = WORKLOADS.iter().filter(|_| stage(Stage::Micro));
+    for w in micro.filter(|w| args.only.is_empty() || args.only.iter().any(|key| key == w.key)) {
         for &condition in w.conditions {
             if condition.needs_daemon() && args.absent_only {
                 continue;
@@ -345,7 +372,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     // Guard running.
     let mut daemon_info = None;
     let mut extras = Vec::new();
-    if !args.absent_only {
+    let mut figures = goals::Figures::default();
+    if !args.absent_only && !cells.is_empty() {
         let bin = guard_bin.clone().context("internal: no guard binary")?;
         let start_began = Instant::now();
         let mut daemon = Daemon::start(&bin, &args.daemon_args)?;
@@ -404,12 +432,46 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             "start to enforcing (`guard run` spawned → its `start` record written, programs attached): {:.2} s",
             start_to_enforcing.as_secs_f64()
         ));
-        extras.extend(daemon_extras(&bin, &socket, daemon.pid()));
+        let (lines, p99) = daemon_extras(&bin, &socket, daemon.pid());
+        extras.extend(lines);
+        figures.hold_p99_us = p99;
+        figures.start_to_enforcing_s = Some(start_to_enforcing.as_secs_f64());
         daemon.stop()?;
         daemon.remove_sessions()?;
         daemon_info = Some(format!("{}{}", bin.display(), daemon_args_note(&args.daemon_args)));
     }
 
+    let mut sections = Vec::new();
+    if stage(Stage::Engine) {
+        let found = engine::run()?;
+        figures.engine_events_per_s = Some(found.events_per_s);
+        let body: String = found.lines().iter().map(|line| format!("- {line}\n")).collect();
+        sections.push(("The engine alone".to_string(), body));
+    }
+    if !args.absent_only && (stage(Stage::Flood) || stage(Stage::Workloads)) {
+        let bin = guard_bin.clone().context("internal: no guard binary")?;
+        let ready = Duration::from_secs(args.ready_timeout);
+        if stage(Stage::Flood) {
+            note!("== end to end flood and daemon memory");
+            let found = flood::run(&exe, &bin, &args.daemon_args, ready)?;
+            figures.end_to_end_events_per_s = found.sustained.as_ref().map(|p| p.achieved);
+            figures.rss_mib_after_1m =
+                found.rss_after.filter(|(events, _, _)| *events >= 1_000_000).map(|(_, _, kb)| kb as f64 / 1024.0);
+            figures.start_to_enforcing_s.get_or_insert(found.start_to_enforcing.as_secs_f64());
+            let body: String = found.lines().iter().map(|line| format!("- {line}\n")).collect();
+            sections.push(("End to end and memory".to_string(), body));
+        }
+        if stage(Stage::Workloads) {
+            note!("== real workloads");
+            let found = workloads::run(&bin, &args.daemon_args, ready, &args.workloads)?;
+            sections.push(("Real workloads".to_string(), found.markdown()));
+        }
+        daemon_info.get_or_insert_with(|| format!("{}{}", bin.display(), daemon_args_note(&args.daemon_args)));
+    }
+
+    if !args.absent_only {
+        sections.insert(0, ("Goals".to_string(), goals::markdown(&cells, &figures)));
+    }
     // The fuzz section (`cargo xtask fuzz --long`) is not this run's to redo: keep it.
     let previous = std::fs::read_to_string(&output).unwrap_or_default();
     let carried = report::marked_section(&previous, report::FUZZ_BEGIN, report::FUZZ_END);
@@ -421,6 +483,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         absent_only: args.absent_only,
         duration: started.elapsed(),
         extras: &extras,
+        sections: &sections,
         carried,
     });
     write_atomically(&output, &text)?;
@@ -431,8 +494,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 
 /// What the daemon says about itself after the run: hold round trips, events and drops, its
 /// resident memory.
-fn daemon_extras(bin: &Path, socket: &Path, pid: u32) -> Vec<String> {
+fn daemon_extras(bin: &Path, socket: &Path, pid: u32) -> (Vec<String>, Option<f64>) {
     let mut out = Vec::new();
+    let mut p99 = None;
     let status = Command::new(bin).args(["status", "--json", "--socket"]).arg(socket).output();
     let json = status
         .ok()
@@ -442,6 +506,7 @@ fn daemon_extras(bin: &Path, socket: &Path, pid: u32) -> Vec<String> {
         let c = &json["counters"];
         let holds = &c["hold_release_us"];
         if holds.is_object() {
+            p99 = holds["p99"].as_f64();
             out.push(format!(
                 "hold → judged → released (kernel hold to release, the `exec-held` rows' execs): p50 {} µs, p99 {} µs, max {} µs over the last {} holds",
                 holds["p50"], holds["p99"], holds["max"], holds["count"]
@@ -463,7 +528,7 @@ fn daemon_extras(bin: &Path, socket: &Path, pid: u32) -> Vec<String> {
             rss.trim_start_matches("VmRSS:").trim()
         ));
     }
-    out
+    (out, p99)
 }
 
 fn daemon_args_note(args: &[String]) -> String {

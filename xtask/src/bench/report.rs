@@ -141,13 +141,15 @@ pub struct Report<'a> {
     pub duration: Duration,
     /// Figures beside the table (hold latency, start time, memory, drops).
     pub extras: &'a [String],
+    /// Further sections (title, markdown body): goals, engine, flood, real workloads.
+    pub sections: &'a [(String, String)],
     /// The fuzz section of the file being replaced (markers included): kept, at the end.
     pub carried: Option<&'a str>,
 }
 
 /// The baseline median a cell is compared with (guard absent, or the unconfined session for
 /// the confinement rows).
-fn baseline(cells: &[Cell], cell: &Cell) -> Option<f64> {
+pub(super) fn baseline(cells: &[Cell], cell: &Cell) -> Option<f64> {
     let key = cell.workload.baseline.unwrap_or(cell.workload.key);
     let versus = cell.workload.versus;
     cells.iter().find(|c| c.workload.key == key && c.condition == versus && !c.samples.is_empty()).map(Cell::median)
@@ -249,6 +251,10 @@ pub fn render(r: &Report<'_>) -> String {
         }
         out.push('\n');
     }
+    for (title, body) in r.sections {
+        let _ = writeln!(out, "## {title}\n\n{}", body.trim_end());
+        out.push('\n');
+    }
     out.push_str("## Conditions\n\n");
     for c in Condition::ALL.into_iter().chain([Condition::Unconfined, Condition::InsideWrites, Condition::InsideAll]) {
         let measured = r.cells.iter().any(|cell| cell.condition == c && !cell.samples.is_empty());
@@ -316,6 +322,7 @@ fn op_description(op: super::worker::Op) -> &'static str {
              with `SO_LINGER` 0 (RST: no TIME_WAIT piles up over the run)"
         }
         Op::Getppid => "`getppid` (the cheapest system call: what every call pays for the seccomp filter)",
+        Op::Flood => "`openat` + `close` from several threads at a paced rate (the end-to-end flood)",
     }
 }
 
@@ -377,6 +384,7 @@ mod tests {
             absent_only: true,
             duration: Duration::ZERO,
             extras: &[],
+            sections: &[],
             carried: Some(&section),
         };
         let text = render(&report);

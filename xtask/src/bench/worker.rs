@@ -23,6 +23,9 @@ pub enum Op {
     Connect,
     /// getppid(2): the cheapest system call, so the cost of the seccomp filter shows.
     Getppid,
+    /// openat + close at a paced rate (`--rate`, per second, over `--threads`) for
+    /// `--seconds`: the end-to-end flood.
+    Flood,
 }
 
 impl Op {
@@ -32,6 +35,7 @@ impl Op {
             Op::Exec => "exec",
             Op::Connect => "connect",
             Op::Getppid => "getppid",
+            Op::Flood => "flood",
         }
     }
 }
@@ -52,6 +56,15 @@ pub struct WorkerArgs {
     /// An argument for the `exec` program (repeatable; e.g. `guard launch ... -- /bin/true`).
     #[arg(long = "arg", allow_hyphen_values = true)]
     pub args: Vec<String>,
+    /// `flood`: opens per second over all threads (0: as fast as they go).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// `flood`: how long.
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// `flood`: opening threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: u64,
 }
 
 pub fn main(args: &WorkerArgs) -> Result<()> {
@@ -60,6 +73,8 @@ pub fn main(args: &WorkerArgs) -> Result<()> {
     }
     let warmup = args.warmup.unwrap_or((args.iters / 10).max(1));
     let ns_per_op = match args.op {
+        // Its own report: a rate, not a time per operation.
+        Op::Flood => return flood(args),
         Op::Open => bench_open(warmup, args.iters)?,
         Op::Exec => bench_exec(&args.program, &args.args, warmup, args.iters)?,
         Op::Connect => bench_connect(warmup, args.iters)?,
@@ -90,6 +105,71 @@ fn timed(warmup: u64, iters: u64, mut op: impl FnMut() -> Result<()>) -> Result<
         op()?;
     }
     Ok(start.elapsed().as_nanos() as f64 / iters as f64)
+}
+
+/// Opens at `--rate` per second for `--seconds`; prints
+/// `{"op":"flood","opens":N,"seconds":S,"rate":N/S,"cgroup":..}`. Each thread paces itself
+/// every 64 opens, so the rate holds over the run, not only on average.
+fn flood(args: &WorkerArgs) -> Result<()> {
+    if !(args.seconds > 0.0 && args.seconds.is_finite()) {
+        bail!("--seconds must be a positive number");
+    }
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let path = std::env::temp_dir().join(format!("guard-bench-flood-{}", std::process::id()));
+    std::fs::write(&path, b"guard bench\n").with_context(|| format!("cannot create {}", path.display()))?;
+    let c_path = CString::new(path.as_os_str().as_bytes()).context("temp path contains NUL")?;
+    let duration = std::time::Duration::from_secs_f64(args.seconds);
+    let per_thread = args.rate as f64 / args.threads as f64;
+    let start = Instant::now();
+    let counts = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..args.threads)
+            .map(|_| {
+                let c_path = &c_path;
+                scope.spawn(move || -> Result<u64> {
+                    let mut done = 0u64;
+                    while start.elapsed() < duration {
+                        for _ in 0..64 {
+                            // SAFETY: a valid NUL-terminated path; the fd is closed right away.
+                            let fd = unsafe {
+                                libc::openat(libc::AT_FDCWD, c_path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC)
+                            };
+                            if fd < 0 {
+                                return Err(std::io::Error::last_os_error()).context("openat failed");
+                            }
+                            // SAFETY: fd was just opened by us.
+                            unsafe { libc::close(fd) };
+                        }
+                        done += 64;
+                        if per_thread > 0.0 {
+                            let due = std::time::Duration::from_secs_f64(done as f64 / per_thread);
+                            if let Some(ahead) = due.checked_sub(start.elapsed()) {
+                                std::thread::sleep(ahead);
+                            }
+                        }
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow::anyhow!("a flood thread panicked"))?)
+            .collect::<Result<Vec<u64>>>()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    let opens: u64 = counts?.iter().sum();
+    let line = serde_json::json!({
+        "op": "flood",
+        "opens": opens,
+        "seconds": elapsed,
+        "rate": opens as f64 / elapsed,
+        "cgroup": crate::cgroup::own_cgroup(),
+    });
+    writeln!(std::io::stdout().lock(), "{line}").context("cannot write the result")?;
+    Ok(())
 }
 
 fn bench_open(warmup: u64, iters: u64) -> Result<f64> {

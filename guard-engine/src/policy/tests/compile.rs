@@ -5,10 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net};
 
 use super::{assert_single_problem, parse_ok};
-use crate::destructive::WatchKind;
 use crate::policy::{
     AllowedPorts, CompileContext, CompiledPolicy, DEFAULT_POLICY_YAML, Detector, ExecAction, Mode, NetEntry, Severity,
-    build_lpm_tables, default_policy, lpm_port_allowed,
+    WatchKind, build_lpm_tables, default_policy, lpm_port_allowed,
 };
 
 fn homes() -> CompileContext {

@@ -11,7 +11,7 @@ const PROJECT: &str = "/home/alice/project";
 
 fn evaluator() -> &'static DestructiveEvaluator {
     static EVALUATOR: OnceLock<DestructiveEvaluator> = OnceLock::new();
-    EVALUATOR.get_or_init(|| default_policy().destructive_evaluator())
+    EVALUATOR.get_or_init(|| DestructiveEvaluator::new(&default_policy()))
 }
 
 fn exec_in(cwd: &str, argv: &[&str]) -> ExecContext {
@@ -455,7 +455,7 @@ destructive:
       match: {programs: [git]}
 ",
     );
-    let found = policy.destructive_evaluator().evaluate(&exec_in(PROJECT, &["git", "status"]));
+    let found = DestructiveEvaluator::new(&policy).evaluate(&exec_in(PROJECT, &["git", "status"]));
     assert_eq!(found.map(|found| found.rule_id), Some("high-git".to_string()));
 }
 
@@ -463,7 +463,7 @@ destructive:
 fn match_rule_index_is_the_compiled_index() {
     let policy = default_policy();
     let compiled = policy.compile(&crate::policy::CompileContext::default());
-    let found = policy.destructive_evaluator().evaluate(&exec_in(PROJECT, &["git", "reset", "--hard"]));
+    let found = DestructiveEvaluator::new(&policy).evaluate(&exec_in(PROJECT, &["git", "reset", "--hard"]));
     let index = found.as_ref().map(|found| found.rule as usize);
     assert_eq!(index.map(|index| compiled.rules[index].id.as_str()), Some("git-reset-hard"));
 }

@@ -1,78 +1,90 @@
-//! The match language of destructive-command rules, and its validation.
-//!
-//! A rule names `programs` (basenames) and conditions over the argument vector. Conditions
-//! are single-key mappings, combined with `all` (every one) and `any` (at least one):
-//!
-//! | condition | holds when |
-//! | --- | --- |
-//! | `flag: [-r, --recursive]` | one of the flags is present before `--`. A one-letter flag is also found inside a cluster (`-rf`, `-fr`, `-Rfv`); a long flag also as `--flag=value`. Single-dash long flags (`-delete`, `-destroy`) match whole words only. |
-//! | `subcommand: [ec2, terminate-instances]` | the words appear consecutively among the arguments before `--` (so options in front, like `aws --profile p ec2 ...`, do not hide them). |
-//! | `arg_regex: '^of=/dev/'` | some argument matches. |
-//! | `option_value: {options: [-X, --request], regex: '(?i)^delete$'}` | a value given to one of the options matches: `-X V`, `-XV`, `--request V`, `--request=V`. |
-//! | `script: {options: [-c], positional: false, stdin: true, split: ';', matches: RE, unless: RE}` | the text passed to the program (the values of `options`, the positional words joined by spaces when `positional`, the standard input when `stdin` and the shell script makes it visible: heredoc, here-string, `echo ... |`) has a piece (split on `split` when given) that matches `matches` and not `unless`. |
-//! | `outside_scratch: all \| leading` | an operand, resolved against the working directory, is not strictly below a scratch root, or cannot be resolved statically (`$VAR`, `~`, unknown working directory, operands read by `xargs`). `all`: every non-option word (`rm`); `leading`: the words before the first one starting with `-`, `(` or `!`, defaulting to `.` (`find`). |
-//! | `any: [...]`, `all: [...]`, `not: {...}` | combinators. |
+//! Validation of the `destructive` section and of its match language (described in
+//! [`destructive_rules`](crate::policy::destructive_rules)).
 
 use regex::Regex;
-use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use super::error::Problems;
-use super::model::{ExecAction, Mode};
-use super::raw::{RawCondition, RawOptionValue, RawScript, SpannedList};
+use super::{RuleIds, description_or, validate_mitre};
 use crate::audit::Severity;
+use crate::policy::error::Problems;
+use crate::policy::model::{
+    Condition, DEFAULT_DESTRUCTIVE_MITRE, DEFAULT_HOLD_TIMEOUT_SECS, DestructiveRule, DestructiveSection, ExecAction,
+    Mode, ScriptCondition,
+};
+use crate::policy::paths::{GLOB_META, RootPath};
+use crate::policy::raw::{RawCondition, RawDestructive, RawDestructiveRule, RawOptionValue, RawScript, SpannedList};
 
-/// Which words `outside_scratch` treats as paths.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OperandSelection {
-    /// Every non-option word (and every word after `--`).
-    All,
-    /// The words before the first expression word (`find PATH... EXPR`); `.` when none.
-    Leading,
+/// Longest accepted hold: a held process waits at most a day for a decision.
+const MAX_HOLD_TIMEOUT_SECS: u64 = 86_400;
+pub(super) fn validate_destructive(
+    section: &Spanned<RawDestructive>,
+    default_mode: Mode,
+    ids: &mut RuleIds,
+    problems: &mut Problems,
+) -> DestructiveSection {
+    let raw = &section.value;
+    let hold_timeout_secs = match &raw.hold_timeout_secs {
+        Some(timeout) if timeout.value == 0 || timeout.value > MAX_HOLD_TIMEOUT_SECS => {
+            problems.at_spanned(timeout, format!("hold_timeout_secs must be between 1 and {MAX_HOLD_TIMEOUT_SECS}"));
+            DEFAULT_HOLD_TIMEOUT_SECS
+        }
+        Some(timeout) => timeout.value,
+        None => DEFAULT_HOLD_TIMEOUT_SECS,
+    };
+    let mut scratch_roots = Vec::new();
+    if let Some(list) = &raw.scratch_roots {
+        for root in &list.value {
+            match RootPath::parse(&root.value, false) {
+                Ok(RootPath::Absolute(path)) if path == "/" => {
+                    problems.at_spanned(root, "scratch root `/` would let `rm -rf` anywhere");
+                }
+                Ok(RootPath::Absolute(path)) => {
+                    if !scratch_roots.contains(&path) {
+                        scratch_roots.push(path);
+                    }
+                }
+                Ok(_) => problems.at_spanned(root, format!("scratch root `{}` must be an absolute path", root.value)),
+                Err(message) => problems.at_spanned(root, message),
+            }
+        }
+    }
+    let rules = raw
+        .rules
+        .value
+        .iter()
+        .filter_map(|rule| validate_destructive_rule(rule, default_mode, ids, problems))
+        .collect();
+    DestructiveSection { hold_timeout_secs, scratch_roots, rules }
 }
 
-#[derive(Clone, Debug)]
-pub struct ScriptCondition {
-    pub options: Vec<String>,
-    pub positional: bool,
-    pub stdin: bool,
-    pub split: Option<String>,
-    pub matches: Regex,
-    pub unless: Option<Regex>,
-}
-
-#[derive(Clone, Debug)]
-pub enum Condition {
-    Flag(Vec<String>),
-    Subcommand(Vec<String>),
-    ArgRegex(Regex),
-    OptionValue { options: Vec<String>, regex: Regex },
-    Script(ScriptCondition),
-    OutsideScratch(OperandSelection),
-    Any(Vec<Condition>),
-    All(Vec<Condition>),
-    Not(Box<Condition>),
-}
-
-#[derive(Clone, Debug)]
-pub struct DestructiveRule {
-    pub id: String,
-    pub mode: Mode,
-    pub severity: Severity,
-    pub mitre: String,
-    pub description: String,
-    pub action: ExecAction,
-    /// Basenames of the executable or of `argv[0]`.
-    pub programs: Vec<String>,
-    /// Every one must hold.
-    pub all: Vec<Condition>,
-    /// When non-empty, at least one must hold.
-    pub any: Vec<Condition>,
+fn validate_destructive_rule(
+    rule: &Spanned<RawDestructiveRule>,
+    default_mode: Mode,
+    ids: &mut RuleIds,
+    problems: &mut Problems,
+) -> Option<DestructiveRule> {
+    let raw = &rule.value;
+    let id_ok = ids.claim(&raw.id, problems);
+    let mitre = validate_mitre(raw.mitre.as_ref(), DEFAULT_DESTRUCTIVE_MITRE, problems);
+    let matcher = &raw.matcher.value;
+    let programs = validate_programs(&matcher.programs, problems);
+    let all = matcher.all.as_ref().map(|list| validate_conditions(list, "all", problems)).unwrap_or_default();
+    let any = matcher.any.as_ref().map(|list| validate_conditions(list, "any", problems)).unwrap_or_default();
+    id_ok.then(|| DestructiveRule {
+        id: raw.id.value.clone(),
+        mode: raw.mode.as_ref().map_or(default_mode, |mode| mode.value),
+        severity: raw.severity.as_ref().map_or(Severity::High, |severity| severity.value),
+        mitre,
+        description: description_or(raw.description.as_ref(), &raw.id.value),
+        action: raw.action.as_ref().map_or(ExecAction::Kill, |action| action.value),
+        programs,
+        all,
+        any,
+    })
 }
 
 /// Validates `programs`: plain basenames the kernel can look up exactly.
-pub(crate) fn validate_programs(list: &SpannedList, problems: &mut Problems) -> Vec<String> {
+fn validate_programs(list: &SpannedList, problems: &mut Problems) -> Vec<String> {
     if list.value.is_empty() {
         problems.at_spanned(list, "`programs` must name at least one program");
     }
@@ -85,7 +97,7 @@ pub(crate) fn validate_programs(list: &SpannedList, problems: &mut Problems) -> 
             Some(format!(
                 "program `{name}`: give the basename, not a path (both the executable's and argv[0]'s basenames are matched)"
             ))
-        } else if name.contains(super::paths::GLOB_META) || name.contains(char::is_whitespace) {
+        } else if name.contains(GLOB_META) || name.contains(char::is_whitespace) {
             Some(format!(
                 "program `{name}`: exact basenames only (the kernel looks names up exactly; list variants such as mkfs.ext4 one by one)"
             ))
@@ -103,11 +115,7 @@ pub(crate) fn validate_programs(list: &SpannedList, problems: &mut Problems) -> 
 }
 
 /// Validates a list of conditions; `None` entries (invalid) are dropped after reporting.
-pub(crate) fn validate_conditions(
-    list: &Spanned<Vec<RawCondition>>,
-    key: &str,
-    problems: &mut Problems,
-) -> Vec<Condition> {
+fn validate_conditions(list: &Spanned<Vec<RawCondition>>, key: &str, problems: &mut Problems) -> Vec<Condition> {
     if list.value.is_empty() {
         problems.at_spanned(list, format!("`{key}` must hold at least one condition"));
     }
@@ -210,7 +218,7 @@ fn validate_flags(list: &SpannedList, key: &str, problems: &mut Problems) -> Opt
     valid.then(|| list.value.iter().map(|flag| flag.value.clone()).collect())
 }
 
-pub(crate) fn compile_regex(pattern: &Spanned<String>, problems: &mut Problems) -> Option<Regex> {
+fn compile_regex(pattern: &Spanned<String>, problems: &mut Problems) -> Option<Regex> {
     match Regex::new(&pattern.value) {
         Ok(regex) => Some(regex),
         Err(error) => {

@@ -1,5 +1,7 @@
 //! Compilation: the validated policy becomes plain data the daemon writes into BPF maps.
 
+mod exec_watch;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -8,14 +10,17 @@ use guard_common::{Config, NameKey, RuleRef};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
-use super::chains::{ChainSpec, EscalationPolicy, ProvenanceSettings};
-use super::model::{AuditSettings, CredentialPath, Detector, ExecAction, FILES_RULE_ID, Mode, NETWORK_RULE_ID, Policy};
+use super::model::{
+    AuditSettings, ChainSpec, CredentialPath, Detector, EscalationPolicy, ExecAction, FILES_RULE_ID, Mode,
+    NETWORK_RULE_ID, Policy, ProvenanceSettings,
+};
 use super::names::{NamePattern, NameShape};
 use super::network::{AllowTarget, AllowedPorts, LpmTables, NetEntry, build_lpm_tables};
 use super::paths::{GLOB_META, RootPath, join_below, normalize_absolute};
 use crate::audit::Severity;
 use crate::confinement::{Confinement, ConfinementSettings};
-use crate::destructive::{ExecWatch, exec_watch_set};
+
+pub use self::exec_watch::{ExecWatch, exec_watch_set};
 
 /// What compilation needs to know about the machine.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

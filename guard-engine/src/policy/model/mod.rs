@@ -1,10 +1,22 @@
 //! The validated policy. Only `parse_policy` builds one, so everything here already passed
 //! validation (patterns compile, ports fit the kernel, ids are unique).
+//!
+//! This is the bottom of the policy: the written form (`raw`), validation and compilation
+//! build on it, and the engine's evaluators (`destructive`, `trajectory`) read only it.
+
+pub mod chains;
+pub mod destructive_rules;
+pub mod interpreters;
 
 use serde::{Deserialize, Serialize};
 
-use super::chains::{ChainSpec, EscalationPolicy, ProvenanceSettings};
-use super::destructive_rules::DestructiveRule;
+pub use self::chains::{
+    ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, INCIDENT_CHAIN_ID, MAX_CHAIN_WINDOW_SECS,
+    ProvenanceSettings, StageKind,
+};
+pub use self::destructive_rules::{Condition, DestructiveRule, OperandSelection, ScriptCondition};
+pub use self::interpreters::WatchKind;
+pub(crate) use self::interpreters::{SHELLS, interpreter_script_flags};
 use super::names::NamePattern;
 use super::network::AllowEntry;
 use super::paths::RootPath;
@@ -57,36 +69,8 @@ impl ExecAction {
     }
 }
 
-/// The detector a rule belongs to (the audit record's `detector`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Detector {
-    Credential,
-    ScopeNetwork,
-    ScopeFile,
-    Destructive,
-}
-
-impl Detector {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Detector::Credential => "credential",
-            Detector::ScopeNetwork => "scope_network",
-            Detector::ScopeFile => "scope_file",
-            Detector::Destructive => "destructive",
-        }
-    }
-
-    /// `guard_common::detector::*`.
-    pub fn kernel_value(self) -> u32 {
-        match self {
-            Detector::Credential => guard_common::detector::CREDENTIAL,
-            Detector::ScopeNetwork => guard_common::detector::SCOPE_NET,
-            Detector::ScopeFile => guard_common::detector::SCOPE_FILE,
-            Detector::Destructive => guard_common::detector::DESTRUCTIVE,
-        }
-    }
-}
+/// The detector a rule belongs to (the audit record's `detector`): one enum with the kernel.
+pub use guard_common::Detector;
 
 /// A credential path as written: absolute or below every home, possibly a glob.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]

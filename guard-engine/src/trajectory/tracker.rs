@@ -1,361 +1,16 @@
-//! Trajectory: chains of significant events across the processes of one session.
-//!
-//! Single steps of an attack look plausible on their own; the seed incident was the chain
-//! credential discovery -> out-of-scope use -> irreversible action, spread over several
-//! processes of one session within minutes. The daemon derives a [`Significant`] event from
-//! each audit record ([`StageKind::from_record`]) and feeds it to [`Trajectory::observe`],
-//! which returns a [`ChainProgress`] each time a chain of the policy reaches a new stage; the
-//! daemon writes each as a `chain` audit record ([`ChainProgress::to_audit_record`]).
-//!
-//! # Semantics
-//!
-//! * Chains are matched per (session, chain), over every process of the session: the point is
-//!   that the stages may be taken by different processes.
-//! * Stages must happen in order (by `seq`, the order the daemon observes them) and the last
-//!   one within `window_secs` of the first one's wall-clock time (inclusive). An event of a
-//!   stage that is not the next one of any partial match changes nothing: out-of-order stages
-//!   never advance a chain.
-//! * For each depth the matcher keeps the partial match whose first stage is the most recent.
-//!   A second credential access while a match is in progress therefore does not extend the
-//!   running match's window (the report names the earliest start that still fits) but starts a
-//!   fresher candidate beside it: if the older one expires, the fresher one carries on. This
-//!   finds a complete chain whenever one exists inside the window, and the stages listed in
-//!   the final progress are the ones that form it (the `seq` of each record).
-//! * A [`ChainProgress`] is returned when a chain reaches a depth it had not reached
-//!   (counting only partial matches still inside their window): the first stage, then each
-//!   later one. Repeated events of a stage already reached do not re-emit. A completed chain is
-//!   reset, so the next first-stage event starts (and reports) it again.
-//! * Expiry: partial matches whose first stage is older than the window are dropped when the
-//!   session sees its next event, or for every session by [`Trajectory::expire`].
-//! * Processes are keyed by [`ProcessKey`] (pid and start time) so a reused pid never mixes
-//!   histories. [`Trajectory::fork`] and [`Trajectory::exit`] keep the lineage; an exited
-//!   process stays known (for its children's ancestry) until
-//!   [`TrajectoryLimits::exited_retained`] later exits have pushed it out.
-//! * Everything is bounded ([`TrajectoryLimits`]): histories drop their oldest entries;
-//!   sessions and processes beyond their caps are evicted least-recently-active first. An
-//!   evicted session loses its partial matches and its credential mark.
+//! [`Trajectory`]: per-session chain matching, process lineage and bounded histories.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::num::NonZeroUsize;
 
 use lru::LruCache;
-use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditRecord, Severity, Verdict, format_ts};
-use crate::policy::ChainSpec;
-
-/// A process, told apart from later processes that reuse its pid by its start time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ProcessKey {
-    pub pid: u32,
-    /// The task's start time (boot-relative ns) as the kernel reports it.
-    pub start_ns: u64,
-}
-
-/// The kind of step a significant event is. Serialised as the policy's stage names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum StageKind {
-    /// A credential was opened (killed, or let through in monitor mode).
-    #[serde(rename = "credential_discovery")]
-    CredentialAccess,
-    /// A network destination or file outside the session's scope (denied, killed or audited).
-    #[serde(rename = "out_of_scope_use")]
-    ScopeViolation,
-    /// A destructive command (killed, held or audited).
-    #[serde(rename = "destructive_action")]
-    DestructiveAttempt,
-    /// A session process signalled or traced a held task or the daemon.
-    #[serde(rename = "self_protection")]
-    SelfProtection,
-}
-
-impl StageKind {
-    pub const ALL: [StageKind; 4] = [
-        StageKind::CredentialAccess,
-        StageKind::ScopeViolation,
-        StageKind::DestructiveAttempt,
-        StageKind::SelfProtection,
-    ];
-
-    /// The name used for this stage in the policy's `chains` and in `chain` records.
-    pub fn stage_name(self) -> &'static str {
-        match self {
-            StageKind::CredentialAccess => "credential_discovery",
-            StageKind::ScopeViolation => "out_of_scope_use",
-            StageKind::DestructiveAttempt => "destructive_action",
-            StageKind::SelfProtection => "self_protection",
-        }
-    }
-
-    pub fn from_stage_name(name: &str) -> Option<Self> {
-        StageKind::ALL.into_iter().find(|kind| kind.stage_name() == name)
-    }
-
-    /// The stage an audit record represents, if any.
-    ///
-    /// A record is significant when a detector flagged it: any verdict but `allow` (the
-    /// detectors only produce kill/audit for credentials, deny/kill/audit for scope and
-    /// kill/hold/audit for destructive commands; a verdict they do not produce today still
-    /// counts, so a new enforcement path cannot hide a step). `self_protection` records count
-    /// whatever their verdict. `chain` records never count, so reports cannot feed back.
-    pub fn from_record(record: &AuditRecord) -> Option<Self> {
-        if record.event == "self_protection" {
-            return Some(StageKind::SelfProtection);
-        }
-        let flagged = matches!(record.verdict, Some(verdict) if verdict != Verdict::Allow);
-        // A credential read by its own consumer (kubectl and its kubeconfig) is no discovery.
-        if !flagged || (record.consumer.is_some() && record.detector.as_deref() == Some("credential")) {
-            return None;
-        }
-        match record.detector.as_deref()? {
-            "credential" => Some(StageKind::CredentialAccess),
-            "scope_network" | "scope_file" | "confinement" => Some(StageKind::ScopeViolation),
-            "destructive" => Some(StageKind::DestructiveAttempt),
-            "self_protection" => Some(StageKind::SelfProtection),
-            _ => None,
-        }
-    }
-}
-
-/// One significant event, as the daemon derives it from an audit record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Significant {
-    /// The audit record's `seq`.
-    pub seq: u64,
-    /// Wall clock, ns since the Unix epoch.
-    pub ts_ns: i128,
-    /// The session cgroup's id.
-    pub session: u64,
-    pub session_name: String,
-    pub process: ProcessKey,
-    pub kind: StageKind,
-}
-
-impl Significant {
-    /// The significant event for `record`, or `None` when the record is not one. The caller
-    /// supplies what the record does not carry: the session cgroup id, the process's start
-    /// time and the wall-clock time in ns.
-    pub fn from_record(record: &AuditRecord, session: u64, process: ProcessKey, ts_ns: i128) -> Option<Self> {
-        Some(Self {
-            seq: record.seq,
-            ts_ns,
-            session,
-            session_name: record.session.clone().unwrap_or_default(),
-            process,
-            kind: StageKind::from_record(record)?,
-        })
-    }
-}
-
-/// One entry of a session's or a process's history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct HistoryEntry {
-    pub seq: u64,
-    pub ts_ns: i128,
-    pub process: ProcessKey,
-    pub kind: StageKind,
-}
-
-/// A stage a chain reached, and the record that made it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct ReachedStage {
-    pub stage: StageKind,
-    pub seq: u64,
-    pub pid: u32,
-    pub process: ProcessKey,
-    pub ts_ns: i128,
-}
-
-/// A chain reached a new stage in a session.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ChainProgress {
-    pub chain_id: String,
-    pub description: String,
-    pub session: u64,
-    pub session_name: String,
-    /// In order; the last one is the stage just reached.
-    pub stages_reached: Vec<ReachedStage>,
-    pub stages_total: usize,
-    pub complete: bool,
-    pub severity: Severity,
-    pub mitre: Option<String>,
-    pub window_secs: u64,
-}
-
-impl ChainProgress {
-    /// `credential_discovery (seq 10, pid 100) -> out_of_scope_use (seq 12, pid 101)`.
-    pub fn stages_text(&self) -> String {
-        let mut text = String::new();
-        for (index, stage) in self.stages_reached.iter().enumerate() {
-            if index > 0 {
-                text.push_str(" -> ");
-            }
-            // Writing to a String cannot fail.
-            let _ = write!(text, "{} (seq {}, pid {})", stage.stage.stage_name(), stage.seq, stage.pid);
-        }
-        text
-    }
-
-    /// The `chain` audit record for this progress; the caller stamps `seq` (e.g.
-    /// `Recorder::stamp`) and may set `verdict` to what it did about it (`audit` here: the
-    /// record itself blocks nothing).
-    pub fn to_audit_record(&self) -> AuditRecord {
-        let last = self.stages_reached.last();
-        let state = if self.complete {
-            format!("complete ({}/{} stages)", self.stages_reached.len(), self.stages_total)
-        } else {
-            format!("reached stage {}/{}", self.stages_reached.len(), self.stages_total)
-        };
-        let stages: Vec<serde_json::Value> = self
-            .stages_reached
-            .iter()
-            .map(|stage| {
-                serde_json::json!({
-                    "stage": stage.stage.stage_name(),
-                    "seq": stage.seq,
-                    "pid": stage.pid,
-                    "ts": format_ts(stage.ts_ns),
-                })
-            })
-            .collect();
-        AuditRecord {
-            ts: format_ts(last.map_or(0, |stage| stage.ts_ns)),
-            seq: 0,
-            session: Some(self.session_name.clone()),
-            cgroup_id: Some(self.session),
-            pid: last.map(|stage| stage.pid),
-            event: "chain".into(),
-            verdict: Some(Verdict::Audit),
-            detector: Some("chain".into()),
-            rule: Some(self.chain_id.clone()),
-            severity: Some(self.severity),
-            mitre: self.mitre.clone(),
-            reason: Some(format!(
-                "chain {} {state} within {} s: {}",
-                self.chain_id,
-                self.window_secs,
-                self.stages_text()
-            )),
-            details: Some(serde_json::json!({
-                "chain": self.chain_id,
-                "description": self.description,
-                "complete": self.complete,
-                "stages_total": self.stages_total,
-                "window_secs": self.window_secs,
-                "stages": stages,
-            })),
-            ..Default::default()
-        }
-    }
-}
-
-/// Bounds on what the trajectory keeps. Zero caps are raised to one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TrajectoryLimits {
-    pub max_sessions: usize,
-    pub max_processes: usize,
-    /// Significant events kept per session.
-    pub session_history: usize,
-    /// Significant events kept per process.
-    pub process_history: usize,
-    /// Exited processes kept for their children's lineage.
-    pub exited_retained: usize,
-}
-
-impl Default for TrajectoryLimits {
-    fn default() -> Self {
-        // Worst case about 60 MiB: 16,384 processes x 64 entries x 48 bytes, plus 1,024
-        // sessions x 256 entries.
-        Self {
-            max_sessions: 1_024,
-            max_processes: 16_384,
-            session_history: 256,
-            process_history: 64,
-            exited_retained: 4_096,
-        }
-    }
-}
-
-/// Counts of significant events per stage kind (not bounded by the history).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct StageCounts {
-    pub credential_discovery: u64,
-    pub out_of_scope_use: u64,
-    pub destructive_action: u64,
-    pub self_protection: u64,
-}
-
-impl StageCounts {
-    pub fn get(&self, kind: StageKind) -> u64 {
-        match kind {
-            StageKind::CredentialAccess => self.credential_discovery,
-            StageKind::ScopeViolation => self.out_of_scope_use,
-            StageKind::DestructiveAttempt => self.destructive_action,
-            StageKind::SelfProtection => self.self_protection,
-        }
-    }
-
-    fn bump(&mut self, kind: StageKind) {
-        let count = match kind {
-            StageKind::CredentialAccess => &mut self.credential_discovery,
-            StageKind::ScopeViolation => &mut self.out_of_scope_use,
-            StageKind::DestructiveAttempt => &mut self.destructive_action,
-            StageKind::SelfProtection => &mut self.self_protection,
-        };
-        *count = count.saturating_add(1);
-    }
-}
-
-/// A chain's state in one session, for `guard status`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ChainState {
-    pub chain_id: String,
-    pub stages_total: usize,
-    /// Deepest live partial match (0: none in progress), as of the last event or `expire`.
-    pub stages_reached: usize,
-    pub completions: u64,
-    pub last_progress: Option<ChainProgress>,
-}
-
-/// What `guard status` shows about a session.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SessionSummary {
-    pub session: u64,
-    pub session_name: String,
-    pub credential_marked: bool,
-    pub counts: StageCounts,
-    pub last_ts_ns: i128,
-    pub chains: Vec<ChainState>,
-}
-
-/// Partial matches of one chain in one session.
-#[derive(Clone, Debug, Default)]
-struct ChainMatch {
-    /// `partial[k]`: the match with the most recent start that reached stages `0..=k`.
-    /// Complete matches are reported and reset, so there are `stages - 1` slots.
-    partial: Vec<Option<Vec<ReachedStage>>>,
-    completions: u64,
-    last_progress: Option<ChainProgress>,
-}
-
-impl ChainMatch {
-    fn new(stages: usize) -> Self {
-        Self { partial: vec![None; stages.saturating_sub(1)], completions: 0, last_progress: None }
-    }
-
-    fn depth(&self) -> usize {
-        self.partial.iter().rposition(Option::is_some).map_or(0, |index| index + 1)
-    }
-
-    fn expire(&mut self, now_ns: i128, window_ns: i128) {
-        for slot in &mut self.partial {
-            if slot.as_ref().and_then(|stages| stages.first()).is_some_and(|first| now_ns - first.ts_ns > window_ns) {
-                *slot = None;
-            }
-        }
-    }
-}
+use super::matcher::{ChainMatch, advance};
+use super::{
+    ChainProgress, ChainState, HistoryEntry, ProcessKey, ReachedStage, SessionSummary, Significant, StageCounts,
+    StageKind, TrajectoryLimits,
+};
+use crate::policy::model::ChainSpec;
 
 #[derive(Debug)]
 struct SessionState {
@@ -641,78 +296,57 @@ impl Trajectory {
     pub fn tracked_processes(&self) -> usize {
         self.processes.len()
     }
-}
 
-/// Feeds one stage to one chain's partial matches; returns the progress to report, if the
-/// chain reached a depth it had not reached.
-fn advance(
-    spec: &ChainSpec,
-    state: &mut ChainMatch,
-    reached: ReachedStage,
-    session: u64,
-    session_name: &str,
-) -> Option<ChainProgress> {
-    let stages = spec.stages.len();
-    if stages == 0 {
-        return None;
+    /// A rough count of the heap bytes held (tables, histories, partial matches), to show
+    /// that the state stays bounded.
+    pub fn memory_estimate(&self) -> usize {
+        use std::mem::size_of;
+        // An LRU node holds key, value and two links.
+        let link = 2 * size_of::<usize>();
+        let processes: usize = self
+            .processes
+            .iter()
+            .map(|(_, state)| {
+                size_of::<ProcessKey>()
+                    + size_of::<ProcessState>()
+                    + link
+                    + state.history.capacity() * size_of::<ProcessEntry>()
+            })
+            .sum();
+        let sessions: usize = self
+            .sessions
+            .iter()
+            .map(|(_, state)| {
+                let partial: usize = state
+                    .chains
+                    .iter()
+                    .map(|chain| {
+                        size_of::<ChainMatch>()
+                            + chain.partial.capacity() * size_of::<Option<Vec<ReachedStage>>>()
+                            + chain
+                                .partial
+                                .iter()
+                                .flatten()
+                                .map(|m| m.capacity() * size_of::<ReachedStage>())
+                                .sum::<usize>()
+                    })
+                    .sum();
+                size_of::<u64>()
+                    + size_of::<SessionState>()
+                    + link
+                    + state.name.capacity()
+                    + state.history.capacity() * size_of::<HistoryEntry>()
+                    + partial
+            })
+            .sum();
+        processes + sessions + self.exited.capacity() * size_of::<ProcessKey>()
     }
-    if state.partial.len() != stages - 1 {
-        *state = ChainMatch::new(stages);
-    }
-    state.expire(reached.ts_ns, spec.window_ns());
-    let depth_before = state.depth();
-    let report = |stages_reached: Vec<ReachedStage>, complete: bool| ChainProgress {
-        chain_id: spec.id.clone(),
-        description: spec.description.clone(),
-        session,
-        session_name: session_name.to_string(),
-        stages_reached,
-        stages_total: stages,
-        complete,
-        severity: spec.severity,
-        mitre: spec.mitre.clone(),
-        window_secs: spec.window_secs,
-    };
-    // Deepest stage first, so one event never fills two stages of the same match (a chain
-    // may list a kind twice) and each extension reads the state before this event.
-    let mut deepest_new: Option<usize> = None;
-    for index in (0..stages).rev() {
-        if spec.stages[index] != reached.stage {
-            continue;
-        }
-        let extended = if index == 0 {
-            vec![reached]
-        } else {
-            let Some(prefix) = state.partial[index - 1].as_ref() else {
-                continue;
-            };
-            let mut extended = prefix.clone();
-            extended.push(reached);
-            extended
-        };
-        if index == stages - 1 {
-            // Complete: report it and start over, so the chain can be reported again.
-            state.partial.iter_mut().for_each(|slot| *slot = None);
-            state.completions = state.completions.saturating_add(1);
-            return Some(report(extended, true));
-        }
-        let start = extended[0].ts_ns;
-        let fresher = state.partial[index].as_ref().is_none_or(|current| start > current[0].ts_ns);
-        if fresher {
-            state.partial[index] = Some(extended);
-            deepest_new = deepest_new.max(Some(index));
-        }
-    }
-    let index = deepest_new?;
-    if index < depth_before {
-        return None;
-    }
-    state.partial[index].clone().map(|stages_reached| report(stages_reached, false))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::Severity;
 
     const SECOND: i128 = 1_000_000_000;
     const T0: i128 = 1_700_000_000 * SECOND;
@@ -934,35 +568,6 @@ mod tests {
         // An exited parent stays known for its children's lineage.
         trajectory.exit(process(11));
         assert_eq!(trajectory.ancestors(process(12)), vec![process(11), process(10)]);
-    }
-
-    #[test]
-    fn records_map_to_stages() {
-        let record = |event: &str, detector: Option<&str>, verdict: Option<Verdict>| AuditRecord {
-            event: event.into(),
-            detector: detector.map(str::to_string),
-            verdict,
-            ..Default::default()
-        };
-        let cases = [
-            (record("open", Some("credential"), Some(Verdict::Kill)), Some(Cred)),
-            (record("open", Some("credential"), Some(Verdict::Audit)), Some(Cred)),
-            (record("open", Some("credential"), Some(Verdict::Allow)), None),
-            (record("connect", Some("scope_network"), Some(Verdict::Deny)), Some(Scope)),
-            (record("open", Some("scope_file"), Some(Verdict::Audit)), Some(Scope)),
-            (record("exec", Some("destructive"), Some(Verdict::Hold)), Some(Destroy)),
-            (record("exec", Some("destructive"), Some(Verdict::Kill)), Some(Destroy)),
-            (record("exec", None, Some(Verdict::Allow)), None),
-            (record("chain", Some("chain"), Some(Verdict::Audit)), None),
-            (record("self_protection", None, Some(Verdict::Deny)), Some(StageKind::SelfProtection)),
-        ];
-        for (record, expected) in cases {
-            assert_eq!(StageKind::from_record(&record), expected, "{record:?}");
-        }
-        for kind in StageKind::ALL {
-            assert_eq!(StageKind::from_stage_name(kind.stage_name()), Some(kind));
-            assert_eq!(serde_json::to_value(kind).ok(), Some(serde_json::Value::from(kind.stage_name())));
-        }
     }
 
     #[test]

@@ -1,122 +1,21 @@
-//! The session-level sections: `chains` (trajectory detection), `escalations` (what a session
-//! that touched a credential may no longer do) and `provenance` (secret fingerprints).
-//!
-//! The written forms (`Raw*`) are parsed here beside their validation so `raw.rs` only names
-//! them; the validated forms are plain data copied into [`super::CompiledPolicy`].
+//! Validation of the session-level sections: `chains`, `escalations` and `provenance`.
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
 use serde_saphyr::{Location, Spanned};
 
-use super::error::Problems;
-use super::raw::SpannedList;
-use super::validate::{id_is_well_formed, validate_mitre};
+use super::{id_is_well_formed, validate_mitre};
 use crate::audit::Severity;
-use crate::trajectory::StageKind;
-
-/// Id of the built-in chain (see [`ChainSpec::incident`]).
-pub const INCIDENT_CHAIN_ID: &str = "incident";
-/// `window_secs` when a chain leaves it out, and the incident chain's window.
-pub const DEFAULT_CHAIN_WINDOW_SECS: u64 = 600;
-/// Longest accepted window: state older than a day is not kept.
-pub const MAX_CHAIN_WINDOW_SECS: u64 = 86_400;
-
-/// A sequence of stages that, reached in order within `window_secs` by any processes of one
-/// session, is reported as an attack (see [`crate::trajectory`]).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct ChainSpec {
-    pub id: String,
-    pub description: String,
-    /// At least two when written in a policy, in the order they must happen.
-    pub stages: Vec<StageKind>,
-    /// Measured from the first stage's time to the last stage's time.
-    pub window_secs: u64,
-    pub severity: Severity,
-    pub mitre: Option<String>,
-}
-
-impl ChainSpec {
-    /// The seed incident: credential discovery, then out-of-scope use, then an irreversible
-    /// action, within ten minutes. Always present unless the policy says `chains: []` or
-    /// redefines a chain with the id `incident`.
-    pub fn incident() -> Self {
-        Self {
-            id: INCIDENT_CHAIN_ID.into(),
-            description: "credential discovery, then out-of-scope use, then a destructive action".into(),
-            stages: vec![StageKind::CredentialAccess, StageKind::ScopeViolation, StageKind::DestructiveAttempt],
-            window_secs: DEFAULT_CHAIN_WINDOW_SECS,
-            severity: Severity::Critical,
-            mitre: Some("T1485".into()),
-        }
-    }
-
-    pub fn window_ns(&self) -> i128 {
-        i128::from(self.window_secs) * 1_000_000_000
-    }
-}
-
-/// What happens to a session once it touched a credential (a `credential` record).
-///
-/// Always on, whatever the policy says: the session's out-of-scope network use is denied and
-/// its destructive commands are held for approval, whatever the matching rule's mode or
-/// action. These flags add to that.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
-pub struct EscalationPolicy {
-    /// Freeze the whole session cgroup (`cgroup.freeze`) until an operator thaws it.
-    pub freeze_session: bool,
-    /// Hold every exec of the session for approval, not only destructive ones.
-    pub hold_all_exec: bool,
-}
-
-/// Provenance tracking of secrets (see [`crate::provenance`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct ProvenanceSettings {
-    /// Learn fingerprints of secrets read from credential files and flag their later use.
-    /// Redaction of known token formats in the audit stream stays on regardless.
-    pub enabled: bool,
-}
-
-impl Default for ProvenanceSettings {
-    fn default() -> Self {
-        Self { enabled: true }
-    }
-}
-
-/// An extra escalation a policy may ask for in `escalations.on_credential`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum EscalationAction {
-    FreezeSession,
-    HoldAllExec,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawChain {
-    pub id: Spanned<String>,
-    pub description: Option<Spanned<String>>,
-    pub stages: SpannedList,
-    pub window_secs: Option<Spanned<u64>>,
-    pub severity: Option<Spanned<Severity>>,
-    pub mitre: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawEscalations {
-    pub on_credential: Option<Spanned<Vec<Spanned<EscalationAction>>>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawProvenance {
-    pub enabled: Option<bool>,
-}
+use crate::policy::error::Problems;
+use crate::policy::model::{
+    ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, INCIDENT_CHAIN_ID, MAX_CHAIN_WINDOW_SECS,
+    ProvenanceSettings, StageKind,
+};
+use crate::policy::raw::{EscalationAction, RawChain, RawEscalations, RawProvenance};
 
 /// The validated `chains` list: the built-in incident chain when the section is absent, the
 /// written chains plus the incident chain (unless redefined) otherwise, nothing for `[]`.
-pub(crate) fn validate_chains(
+pub(super) fn validate_chains(
     section: Option<&Spanned<Vec<Spanned<RawChain>>>>,
     problems: &mut Problems,
     warnings: &mut Vec<String>,
@@ -200,7 +99,7 @@ pub(crate) fn validate_chains(
     chains
 }
 
-pub(crate) fn validate_escalations(section: Option<&Spanned<RawEscalations>>) -> EscalationPolicy {
+pub(super) fn validate_escalations(section: Option<&Spanned<RawEscalations>>) -> EscalationPolicy {
     let mut policy = EscalationPolicy::default();
     let actions = section.and_then(|section| section.value.on_credential.as_ref());
     // Listing an action twice is harmless: it is the same flag.
@@ -213,7 +112,7 @@ pub(crate) fn validate_escalations(section: Option<&Spanned<RawEscalations>>) ->
     policy
 }
 
-pub(crate) fn validate_provenance(
+pub(super) fn validate_provenance(
     section: Option<&Spanned<RawProvenance>>,
     warnings: &mut Vec<String>,
 ) -> ProvenanceSettings {
@@ -230,10 +129,11 @@ pub(crate) fn validate_provenance(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::audit::Severity;
+    use crate::policy::model::{ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, Policy, StageKind};
     use crate::policy::{CompileContext, Problem, default_policy, parse_policy};
 
-    fn parse_ok(yaml: &str) -> super::super::Policy {
+    fn parse_ok(yaml: &str) -> Policy {
         parse_policy("test.yaml", yaml).unwrap_or_else(|error| panic!("expected the policy to parse:\n{error}"))
     }
 

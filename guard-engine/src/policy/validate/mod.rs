@@ -1,29 +1,26 @@
 //! From the written policy (`raw`) to the validated one (`model`), collecting every problem.
 
+mod chains;
+mod destructive;
+
 use std::collections::HashMap;
 
 use serde_saphyr::{Location, Spanned};
 
-use super::chains::{validate_chains, validate_escalations, validate_provenance};
-use super::destructive_rules::{DestructiveRule, validate_conditions, validate_programs};
+use self::chains::{validate_chains, validate_escalations, validate_provenance};
+use self::destructive::validate_destructive;
 use super::error::Problems;
 use super::model::{
-    AuditSettings, CredentialPath, CredentialRule, DEFAULT_CREDENTIAL_MITRE, DEFAULT_DESTRUCTIVE_MITRE,
-    DEFAULT_FILES_MITRE, DEFAULT_HOLD_TIMEOUT_SECS, DEFAULT_NETWORK_MITRE, DestructiveSection, ExecAction,
-    FILES_RULE_ID, FileScope, MAX_AUDIT_KEEP, MIN_AUDIT_MAX_BYTES, Mode, NETWORK_RULE_ID, NetworkScope, Policy,
+    AuditSettings, CredentialPath, CredentialRule, DEFAULT_CREDENTIAL_MITRE, DEFAULT_FILES_MITRE,
+    DEFAULT_HOLD_TIMEOUT_SECS, DEFAULT_NETWORK_MITRE, DestructiveSection, FILES_RULE_ID, FileScope, MAX_AUDIT_KEEP,
+    MIN_AUDIT_MAX_BYTES, Mode, NETWORK_RULE_ID, NetworkScope, Policy,
 };
 use super::names::NamePattern;
 use super::network::{AllowTarget, build_lpm_tables, largest_merged_port_count, parse_allow_entry};
 use super::paths::{GLOB_META, RootPath, normalize_absolute, normalize_relative};
-use super::raw::{
-    RawAudit, RawConfinement, RawCredentialRule, RawDestructive, RawDestructiveRule, RawFileScope, RawNetworkScope,
-    RawPolicy, SpannedList,
-};
+use super::raw::{RawAudit, RawConfinement, RawCredentialRule, RawFileScope, RawNetworkScope, RawPolicy, SpannedList};
 use crate::audit::Severity;
 use crate::confinement::{ConfinementSettings, SyscallGroup};
-
-/// Longest accepted hold: a held process waits at most a day for a decision.
-const MAX_HOLD_TIMEOUT_SECS: u64 = 86_400;
 
 pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
     let mode = raw.mode.as_ref().map_or(Mode::Enforce, |mode| mode.value);
@@ -510,71 +507,4 @@ fn validate_files(section: &Spanned<RawFileScope>, default_mode: Mode, problems:
         write_roots,
         read_allow,
     }
-}
-
-fn validate_destructive(
-    section: &Spanned<RawDestructive>,
-    default_mode: Mode,
-    ids: &mut RuleIds,
-    problems: &mut Problems,
-) -> DestructiveSection {
-    let raw = &section.value;
-    let hold_timeout_secs = match &raw.hold_timeout_secs {
-        Some(timeout) if timeout.value == 0 || timeout.value > MAX_HOLD_TIMEOUT_SECS => {
-            problems.at_spanned(timeout, format!("hold_timeout_secs must be between 1 and {MAX_HOLD_TIMEOUT_SECS}"));
-            DEFAULT_HOLD_TIMEOUT_SECS
-        }
-        Some(timeout) => timeout.value,
-        None => DEFAULT_HOLD_TIMEOUT_SECS,
-    };
-    let mut scratch_roots = Vec::new();
-    if let Some(list) = &raw.scratch_roots {
-        for root in &list.value {
-            match RootPath::parse(&root.value, false) {
-                Ok(RootPath::Absolute(path)) if path == "/" => {
-                    problems.at_spanned(root, "scratch root `/` would let `rm -rf` anywhere");
-                }
-                Ok(RootPath::Absolute(path)) => {
-                    if !scratch_roots.contains(&path) {
-                        scratch_roots.push(path);
-                    }
-                }
-                Ok(_) => problems.at_spanned(root, format!("scratch root `{}` must be an absolute path", root.value)),
-                Err(message) => problems.at_spanned(root, message),
-            }
-        }
-    }
-    let rules = raw
-        .rules
-        .value
-        .iter()
-        .filter_map(|rule| validate_destructive_rule(rule, default_mode, ids, problems))
-        .collect();
-    DestructiveSection { hold_timeout_secs, scratch_roots, rules }
-}
-
-fn validate_destructive_rule(
-    rule: &Spanned<RawDestructiveRule>,
-    default_mode: Mode,
-    ids: &mut RuleIds,
-    problems: &mut Problems,
-) -> Option<DestructiveRule> {
-    let raw = &rule.value;
-    let id_ok = ids.claim(&raw.id, problems);
-    let mitre = validate_mitre(raw.mitre.as_ref(), DEFAULT_DESTRUCTIVE_MITRE, problems);
-    let matcher = &raw.matcher.value;
-    let programs = validate_programs(&matcher.programs, problems);
-    let all = matcher.all.as_ref().map(|list| validate_conditions(list, "all", problems)).unwrap_or_default();
-    let any = matcher.any.as_ref().map(|list| validate_conditions(list, "any", problems)).unwrap_or_default();
-    id_ok.then(|| DestructiveRule {
-        id: raw.id.value.clone(),
-        mode: raw.mode.as_ref().map_or(default_mode, |mode| mode.value),
-        severity: raw.severity.as_ref().map_or(Severity::High, |severity| severity.value),
-        mitre,
-        description: description_or(raw.description.as_ref(), &raw.id.value),
-        action: raw.action.as_ref().map_or(ExecAction::Kill, |action| action.value),
-        programs,
-        all,
-        any,
-    })
 }

@@ -44,7 +44,7 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "event_decode",
-        covers: "ring-buffer records → decode, audit record and its JSON line, trajectory, consumer judgement",
+        covers: "ring-buffer records → the engine (`Engine::on_event`): decode, audit records, held-exec judgement, trajectory, provenance",
     },
     Target {
         name: "destructive_eval",

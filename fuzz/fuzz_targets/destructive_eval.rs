@@ -21,7 +21,7 @@ use libfuzzer_sys::fuzz_target;
 
 fn evaluator() -> &'static DestructiveEvaluator {
     static EVALUATOR: OnceLock<DestructiveEvaluator> = OnceLock::new();
-    EVALUATOR.get_or_init(|| default_policy().destructive_evaluator())
+    EVALUATOR.get_or_init(|| DestructiveEvaluator::new(&default_policy()))
 }
 
 #[derive(Arbitrary, Debug)]

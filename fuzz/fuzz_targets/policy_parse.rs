@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use guard_engine::destructive::ExecContext;
+use guard_engine::destructive::{DestructiveEvaluator, ExecContext};
 use guard_engine::policy::{CompileContext, lpm_port_allowed, parse_policy};
 use libfuzzer_sys::fuzz_target;
 
@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // The evaluator the daemon builds from the same policy, on a couple of commands.
-    let evaluator = policy.destructive_evaluator();
+    let evaluator = DestructiveEvaluator::new(&policy);
     for argv in [&["rm", "-rf", "/srv/data"][..], &["sh", "-c", "cd /tmp && git push --force origin main"]] {
         let exec = ExecContext {
             exe: format!("/usr/bin/{}", argv[0]),

@@ -44,7 +44,7 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "event_decode",
-        covers: "ring-buffer records → decode, audit record and its JSON line, trajectory, consumer judgement",
+        covers: "ring-buffer records → the engine (`Engine::on_event`): decode, audit records, held-exec judgement, trajectory, provenance",
     },
     Target {
         name: "destructive_eval",
@@ -159,7 +159,10 @@ pub fn test_stage() -> (bool, String) {
                 .collect();
             let total: u64 = runs.iter().map(|run| run.stats.runs).sum();
             if failed.is_empty() {
-                (true, format!("passed ({} targets, {total} inputs, no crash, no hang over 1 s)", runs.len()))
+                (
+                    true,
+                    format!("passed ({} targets, {} inputs, no crash, no hang over 1 s)", runs.len(), thousands(total)),
+                )
             } else {
                 (false, format!("FAILED: {}", failed.join("; ")))
             }

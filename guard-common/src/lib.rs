@@ -282,6 +282,9 @@ pub mod flags {
     pub const CONSUMER_READ: u32 = 1 << 5;
     /// exec: held only so the daemon can judge whether the program is a credential consumer.
     pub const CONSUMER_HOLD: u32 = 1 << 6;
+    /// exec: a session's first, held only until the daemon has registered the session's
+    /// workspace (`$CWD` write root), so its first writes are judged against it.
+    pub const WORKSPACE_HOLD: u32 = 1 << 7;
 }
 
 /// Rule modes as the kernel sees them.

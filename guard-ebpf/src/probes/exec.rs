@@ -16,7 +16,7 @@ use guard_common::{
     watch,
 };
 
-use super::{Governed, consumer, dropped, enforcing, escalation, fill_header, governed, sent};
+use super::{Governed, consumer, dropped, enforcing, escalation, fill_header, governed, sent, workspace_pending};
 use crate::{
     kread::{self, read},
     maps,
@@ -74,11 +74,18 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         // judge, from argv and the environment, whether this image is the consumer.
         ev.header.action = action::HOLD;
         ev.header.flags |= flags::CONSUMER_HOLD;
+    } else if maps::config().is_some_and(|cfg| workspace_pending(cfg.write_scope | cfg.read_scope, task.session.session_id))
+    {
+        // The session's first exec (`guard launch`'s command): held until the daemon made
+        // its workspace a root, else the first writes race that registration and are only
+        // recorded.
+        ev.header.action = action::HOLD;
+        ev.header.flags |= flags::WORKSPACE_HOLD;
     }
     if ev.header.action == action::HOLD && !maps::daemon_alive() {
-        // No one to ask. A hold only for the consumer judgement lets the image run without
-        // a grant (its credential reads get the rule's mode); any other hold fails closed.
-        if ev.header.flags & flags::CONSUMER_HOLD != 0 {
+        // No one to ask. A hold only for the consumer judgement or the workspace lets the
+        // image run (without a grant; writes recorded as before); any other fails closed.
+        if ev.header.flags & (flags::CONSUMER_HOLD | flags::WORKSPACE_HOLD) != 0 {
             ev.header.action = action::ALLOW;
         } else {
             ev.header.action = action::KILL;

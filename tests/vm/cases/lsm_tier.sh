@@ -113,7 +113,10 @@ t_lsm_rmtree_and_trunc_leave_protected_files_intact() {
     # In-process recursive delete (no exec of rm): every unlink refused.
     run launch agent guard-actor rmtree /srv/protected
     assert_eq "$OUT" EPERM "rmtree of a protected directory (stderr: $ERR)"
-    [ -f /srv/protected/a.txt ] && [ -f /srv/protected/sub/b.txt ] || fail "files were deleted"
+    if ! [ -f /srv/protected/a.txt ] || ! [ -f /srv/protected/sub/b.txt ]; then
+        echo "the stream's last records:"; tail -n 25 "$GUARD_AUDIT" | cut -c1-400
+        fail "files were deleted"
+    fi
     expect_record "the unlink refusal" event=unlink session=agent verdict=deny detector=scope_file
     # O_TRUNC on a credential: refused before the truncation.
     run launch agent guard-actor open .env --write --trunc

@@ -220,6 +220,13 @@ pub fn run_targets(targets: &[&'static Target], budget: Budget) -> Result<Option
 fn fuzz_command(toolchain: &str, root: &Path) -> Command {
     let mut cmd = Command::new("rustup");
     cmd.args(["run", toolchain, "cargo", "fuzz"]).current_dir(root);
+    // One build directory per machine, not per checkout: CI's clean clone would otherwise
+    // compile every dependency afresh (8-14 min on 2 cores); only the workspace crates rebuild.
+    if std::env::var_os("CARGO_TARGET_DIR").is_none()
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        cmd.env("CARGO_TARGET_DIR", Path::new(&home).join(".cache/guard/fuzz-target"));
+    }
     cmd
 }
 

@@ -58,6 +58,27 @@ pub fn status_ok(bin: &Path, socket: Option<&Path>) -> bool {
     }
 }
 
+/// `guard status --json --socket S`, parsed.
+pub fn status_json(bin: &Path, socket: &Path) -> Result<serde_json::Value> {
+    let out = Command::new(bin)
+        .args(["status", "--json", "--socket"])
+        .arg(socket)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run guard status")?;
+    if !out.status.success() {
+        bail!("guard status failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).context("guard status --json printed no JSON")
+}
+
+/// A process's resident memory (VmRSS, kB).
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()
+}
+
 impl Daemon {
     /// The daemon's audit file.
     pub fn audit(&self) -> &Path {

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::daemon::Daemon;
+use super::daemon::{self, Daemon, rss_kb};
 use crate::{note, util};
 
 /// One paced flood and what the daemon counted meanwhile.
@@ -118,16 +118,7 @@ pub fn run(exe: &Path, bin: &Path, daemon_args: &[String], ready_timeout: Durati
 
 /// `guard status --json`'s (events, dropped) counters.
 fn counters(bin: &Path, socket: &Path) -> Result<(u64, u64)> {
-    let out = Command::new(bin)
-        .args(["status", "--json", "--socket"])
-        .arg(socket)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run guard status")?;
-    if !out.status.success() {
-        bail!("guard status failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("guard status --json printed no JSON")?;
+    let json = daemon::status_json(bin, socket)?;
     let field = |name: &str| {
         json["counters"][name].as_u64().with_context(|| format!("guard status --json has no counters.{name}"))
     };
@@ -160,12 +151,6 @@ fn flood(exe: &Path, bin: &Path, socket: &Path, session: &str, rate: u64, second
         bail!("the flood ran in cgroup {}, not in session {session}", value["cgroup"]);
     }
     value["rate"].as_f64().filter(|r| r.is_finite()).with_context(|| format!("bad flood result {value}"))
-}
-
-fn rss_kb(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 impl FloodReport {

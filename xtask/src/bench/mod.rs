@@ -497,11 +497,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 fn daemon_extras(bin: &Path, socket: &Path, pid: u32) -> (Vec<String>, Option<f64>) {
     let mut out = Vec::new();
     let mut p99 = None;
-    let status = Command::new(bin).args(["status", "--json", "--socket"]).arg(socket).output();
-    let json = status
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    let json = daemon::status_json(bin, socket).ok();
     if let Some(json) = &json {
         let c = &json["counters"];
         let holds = &c["hold_release_us"];
@@ -519,14 +515,9 @@ fn daemon_extras(bin: &Path, socket: &Path, pid: u32) -> (Vec<String>, Option<f6
     } else {
         out.push("`guard status --json` failed after the run: no daemon figures".to_string());
     }
-    if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        && let Some(rss) = text.lines().find(|l| l.starts_with("VmRSS:"))
-    {
+    if let Some(rss) = daemon::rss_kb(pid) {
         let events = json.as_ref().map_or("?".to_string(), |j| j["counters"]["events"].to_string());
-        out.push(format!(
-            "daemon resident memory after the run ({events} events): {}",
-            rss.trim_start_matches("VmRSS:").trim()
-        ));
+        out.push(format!("daemon resident memory after the run ({events} events): {rss} kB"));
     }
     (out, p99)
 }

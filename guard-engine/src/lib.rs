@@ -11,6 +11,7 @@ pub mod control;
 pub mod destructive;
 pub mod engine;
 pub mod event;
+pub mod exposure;
 pub mod policy;
 pub mod provenance;
 pub mod records;

@@ -1,6 +1,6 @@
 //! [`SecretExtractor`]: the secrets worth learning from a text, an environment or an argv.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use secrecy::SecretString;
 
@@ -41,10 +41,12 @@ impl SecretExtractor {
     }
 }
 
-/// The learnable finds, deduplicated by value, at most [`MAX_LEARNED_PER_CALL`].
+/// The learnable finds, deduplicated by value, at most [`MAX_LEARNED_PER_CALL`]. A value found
+/// both under a name and by its format (`GITHUB_TOKEN=ghp_…`) keeps the first find's name and
+/// takes the format's kind.
 fn collect_learnable<'a>(finds: impl Iterator<Item = (String, &'a str, Found)>) -> Vec<ExtractedSecret> {
     let mut secrets: Vec<ExtractedSecret> = Vec::new();
-    let mut seen: HashSet<blake3::Hash> = HashSet::new();
+    let mut seen: HashMap<blake3::Hash, usize> = HashMap::new();
     for (location, text, found) in finds {
         let Some(value) = text.get(found.range.clone()) else {
             continue;
@@ -53,9 +55,17 @@ fn collect_learnable<'a>(finds: impl Iterator<Item = (String, &'a str, Found)>) 
             continue;
         }
         // Deduplicate without keeping a second copy of the value around.
-        if !seen.insert(blake3::hash(canonical(value).as_bytes())) {
+        let hash = blake3::hash(canonical(value).as_bytes());
+        if let Some(&index) = seen.get(&hash) {
+            if let Some(known) = secrets.get_mut(index)
+                && found.kind.is_known_format()
+                && !known.kind.is_known_format()
+            {
+                known.kind = found.kind;
+            }
             continue;
         }
+        seen.insert(hash, secrets.len());
         secrets.push(ExtractedSecret {
             name: found.name,
             kind: found.kind,

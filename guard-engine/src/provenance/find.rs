@@ -129,7 +129,10 @@ pub(super) fn find_in_file(text: &str) -> Vec<(String, Found)> {
         let body = line.trim_end_matches(['\n', '\r']);
         let trimmed = body.trim_start();
         let in_block = armoured.iter().any(|block| block.start <= offset && offset < block.end);
-        let comment = trimmed.starts_with('#') || trimmed.starts_with(';') || trimmed.starts_with("//");
+        // `//registry.npmjs.org/:_authToken=…` (.npmrc) is no comment: `//` then a host is.
+        let slash_comment =
+            trimmed.strip_prefix("//").is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric()));
+        let comment = trimmed.starts_with('#') || trimmed.starts_with(';') || slash_comment;
         let mut here = Vec::new();
         if !in_block && !comment {
             if let Some(captures) = LINE_PAIR.captures(body)
@@ -258,7 +261,7 @@ pub(super) fn lookup_candidates(text: &str, found: &[Found]) -> Vec<Range<usize>
 
 /// The bytes fingerprinted for a candidate: a PEM block's body without whitespace or `\n`
 /// escapes, anything else as is.
-pub(super) fn canonical(candidate: &str) -> std::borrow::Cow<'_, str> {
+pub fn canonical(candidate: &str) -> std::borrow::Cow<'_, str> {
     match PEM_BLOCK.captures(candidate).and_then(|captures| captures.get(1)) {
         Some(body) => std::borrow::Cow::Owned(
             body.as_str().replace("\\n", "").replace("\\r", "").chars().filter(|c| !c.is_whitespace()).collect(),

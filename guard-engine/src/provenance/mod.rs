@@ -14,7 +14,7 @@
 //!
 //! * Known token formats anywhere: AWS access key ids (`AKIA…`, `ASIA…`), GitHub
 //!   (`gh[pousr]_…`, `github_pat_…`), GitLab (`glpat-…`), Slack (`xox[baprs]-…`), Stripe,
-//!   Google API keys, npm, `sk-…` AI API keys, JWTs, and PEM private-key blocks (the
+//!   Google API keys, npm, PyPI (`pypi-AgE…`), `sk-…` AI API keys, JWTs, and PEM private-key blocks (the
 //!   fingerprint is of the body without whitespace or `\n` escapes, so the same key read from
 //!   a PEM file and from a JSON string matches).
 //! * Values in credential positions: URL passwords (`scheme://user:PASS@`), `Authorization:`
@@ -55,6 +55,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Serialize, Serializer};
 
 pub use self::extractor::SecretExtractor;
+pub use self::find::canonical as canonical_secret;
 pub use self::store::ProvenanceStore;
 
 /// Fingerprints kept by [`ProvenanceStore::new`].
@@ -121,6 +122,7 @@ pub enum SecretKind {
     StripeKey,
     GoogleApiKey,
     NpmToken,
+    PypiToken,
     AiApiKey,
     Jwt,
     PrivateKey,
@@ -149,6 +151,7 @@ impl SecretKind {
                 | SecretKind::StripeKey
                 | SecretKind::GoogleApiKey
                 | SecretKind::NpmToken
+                | SecretKind::PypiToken
                 | SecretKind::AiApiKey
                 | SecretKind::Jwt
                 | SecretKind::PrivateKey

@@ -22,6 +22,8 @@ pub(super) static TOKEN_FORMATS: LazyLock<Vec<(SecretKind, Regex)>> = LazyLock::
         (SecretKind::StripeKey, r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}\b"),
         (SecretKind::GoogleApiKey, r"\bAIza[0-9A-Za-z_-]{35}\b"),
         (SecretKind::NpmToken, r"\bnpm_[A-Za-z0-9]{36}\b"),
+        // PyPI API tokens are macaroons: `pypi-` then base64 that starts with `AgE`.
+        (SecretKind::PypiToken, r"\bpypi-AgE[A-Za-z0-9_-]{50,}"),
         (SecretKind::AiApiKey, r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}"),
         (SecretKind::Jwt, r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
     ]

@@ -242,6 +242,16 @@ pub fn processes(sys: &dyn Sys, path: &Path) -> Result<Vec<u32>, CgroupError> {
         .collect()
 }
 
+/// The processes of the cgroup at `path` and of every cgroup below it.
+pub fn subtree_processes(sys: &dyn Sys, path: &Path) -> Result<Vec<u32>, CgroupError> {
+    let mut pids = Vec::new();
+    walk(sys, path, &mut |cgroup, _| {
+        pids.extend(processes(sys, cgroup)?);
+        Ok(())
+    })?;
+    Ok(pids)
+}
+
 /// Child cgroup directories of `path`, sorted by name.
 fn child_cgroups(sys: &dyn Sys, path: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     let mut out: Vec<PathBuf> = sys

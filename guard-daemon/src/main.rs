@@ -10,6 +10,7 @@ mod confine;
 mod consumers;
 mod control;
 mod daemon;
+mod exposure_scan;
 mod hold;
 mod kernel;
 mod policy_load;

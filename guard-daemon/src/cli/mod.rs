@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod audit;
 pub mod decide;
+pub mod exposure;
 pub mod launch;
 pub mod pending;
 pub mod policy;
@@ -57,6 +58,8 @@ pub enum Command {
     Deny(decide::DecideArgs),
     /// Stop the daemon cleanly (root): detach everything, or keep it pinned for an upgrade.
     Stop(stop::StopArgs),
+    /// Audit credential exposure: what a user or session can read, and what protects it.
+    Exposure(exposure::ExposureArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -72,5 +75,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approve(args) => decide::approve(args),
         Command::Deny(args) => decide::deny(args),
         Command::Stop(args) => stop::main(args),
+        Command::Exposure(args) => exposure::main(args),
     }
 }

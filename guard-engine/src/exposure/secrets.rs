@@ -38,7 +38,10 @@ pub fn in_text(text: &str, credential_file: bool) -> Vec<SecretHit> {
     SecretExtractor::new()
         .from_text(text)
         .into_iter()
-        .filter(|secret| credential_file || secret.kind != SecretKind::BareToken)
+        .filter(|secret| {
+            credential_file
+                || counts_outside_credential_files(secret.kind, secret.name.as_deref(), secret.expose_value())
+        })
         .map(|secret| SecretHit {
             kind: secret.kind,
             fingerprint: fingerprint(secret.expose_value()),
@@ -46,6 +49,45 @@ pub fn in_text(text: &str, credential_file: bool) -> Vec<SecretHit> {
             at: secret.location.clone(),
         })
         .collect()
+}
+
+/// Key-name fragments that say "secret" strongly enough outside a credential file.
+const STRONG_NAMES: [&str; 9] =
+    ["token", "secret", "passw", "apikey", "credential", "privatekey", "accesskey", "authkey", "webhook"];
+/// Shortest value of a named secret outside a credential file.
+const MIN_LOOSE_NAMED_LEN: usize = 16;
+
+/// Outside the files a rule names (dotfiles, a workspace: scripts and source code) only known
+/// formats, URL passwords and values that look like tokens under a name that says secret
+/// count; `key = lookup(x)` in a Python file and `token: ${{ secrets.X }}` in a workflow do not.
+fn counts_outside_credential_files(kind: SecretKind, name: Option<&str>, value: &str) -> bool {
+    match kind {
+        kind if kind.is_known_format() => true,
+        SecretKind::UrlPassword | SecretKind::Authorization => true,
+        SecretKind::Named => {
+            let folded: String = name
+                .unwrap_or("")
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            STRONG_NAMES.iter().any(|marker| folded.contains(marker)) && looks_like_token(value)
+        }
+        _ => false,
+    }
+}
+
+/// One run of token characters, long enough, mixing letters and digits (or cases).
+fn looks_like_token(value: &str) -> bool {
+    let classes = [
+        value.bytes().any(|b| b.is_ascii_lowercase()),
+        value.bytes().any(|b| b.is_ascii_uppercase()),
+        value.bytes().any(|b| b.is_ascii_digit()),
+    ];
+    value.len() >= MIN_LOOSE_NAMED_LEN
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.+/=~:".contains(&b))
+        && !value.starts_with(['/', '.', '~'])
+        && classes.iter().filter(|present| **present).count() >= 2
 }
 
 /// Secrets in an environment: `(variable, hit)` for every variable whose name says secret

@@ -217,3 +217,16 @@ fn renderings_name_the_file_kind_and_fingerprint_but_never_the_value() {
         assert!(!output.contains(GITHUB) && !output.contains("Zq3vL8mR2tY7"), "value leaked: {output}");
     }
 }
+
+#[test]
+fn source_code_and_workflow_references_are_no_secrets_outside_credential_files() {
+    let python = "def add(key):\n    key = lookup(item)\n    ac_pwd = '/usr/src/build'\n";
+    let workflow =
+        "steps:\n  - with:\n      token: ${{ secrets.GITHUB_TOKEN }}\n      private-key: ${{ secrets.APP_KEY }}\n";
+    assert!(in_text(python, false).is_empty(), "{:?}", in_text(python, false));
+    assert!(in_text(workflow, false).is_empty(), "{:?}", in_text(workflow, false));
+    // A token of no known format under a name that says token still counts.
+    let rc = "export DEPLOY_TOKEN=Qm9vdHN0cmFwOnZhbGlkYXRlZDE3\n";
+    let hits = in_text(rc, false);
+    assert_eq!((hits.len(), hits[0].kind, hits[0].name.as_deref()), (1, SecretKind::Named, Some("DEPLOY_TOKEN")));
+}

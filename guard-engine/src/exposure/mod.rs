@@ -40,6 +40,10 @@ pub struct SecretHit {
     pub name: Option<String>,
     /// `line 4`, `private key`, or `env` for environment variables.
     pub at: String,
+    /// Other findings holding the same secret (same fingerprint), by [`Location::label`]:
+    /// where a session's environment variable came from, or copies of one token.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_in: Vec<String>,
 }
 
 /// Where a finding is.
@@ -193,6 +197,7 @@ impl Report {
             let env = |f: &Finding| matches!(f.location, Location::Env { .. });
             (env(a), a.location.label()).cmp(&(env(b), b.location.label()))
         });
+        link_copies(&mut findings);
         let count = |status| findings.iter().filter(|f| f.protection.status == status).count();
         let summary = Summary {
             findings: findings.len(),
@@ -207,6 +212,32 @@ impl Report {
     /// 1 when a readable finding is not protected by an enforcing rule, else 0.
     pub fn exit_status(&self) -> u8 {
         if self.summary.exposed > 0 { EXIT_EXPOSED } else { 0 }
+    }
+}
+
+/// Fills each secret's `also_in` with the other findings that hold the same fingerprint.
+fn link_copies(findings: &mut [Finding]) {
+    let mut holders: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for finding in findings.iter() {
+        let label = finding.location.label();
+        for secret in &finding.secrets {
+            let labels = holders.entry(secret.fingerprint.clone()).or_default();
+            if !labels.contains(&label) {
+                labels.push(label.clone());
+            }
+        }
+    }
+    for finding in findings.iter_mut() {
+        let label = finding.location.label();
+        for secret in &mut finding.secrets {
+            secret.also_in = holders
+                .get(&secret.fingerprint)
+                .into_iter()
+                .flatten()
+                .filter(|other| **other != label)
+                .cloned()
+                .collect();
+        }
     }
 }
 

@@ -65,6 +65,9 @@ fn block(out: &mut String, finding: &Finding) {
             secret.fingerprint,
             secret.at
         );
+        if !secret.also_in.is_empty() {
+            let _ = writeln!(out, "               same secret in: {}", secret.also_in.join(", "));
+        }
     }
     if finding.is_exposed()
         && let Some(advice) = &finding.advice

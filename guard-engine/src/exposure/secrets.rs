@@ -47,6 +47,7 @@ pub fn in_text(text: &str, credential_file: bool) -> Vec<SecretHit> {
             fingerprint: fingerprint(secret.expose_value()),
             name: secret.name.clone(),
             at: secret.location.clone(),
+            also_in: Vec::new(),
         })
         .collect()
 }
@@ -103,6 +104,7 @@ pub fn in_environment(pairs: &[(String, String)]) -> Vec<(String, SecretHit)> {
                 fingerprint: fingerprint(secret.expose_value()),
                 name: secret.name.clone(),
                 at: "env".into(),
+                also_in: Vec::new(),
             };
             Some((var, hit))
         })

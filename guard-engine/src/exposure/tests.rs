@@ -109,12 +109,12 @@ fn access_follows_owner_group_other_and_directory_search() {
     let mine = Perm { mode: 0o600, uid: 1000, gid: 1000 };
     assert_eq!(user.can_read(&[root_dir.clone(), dir(0o700)], &mine), Readable { readable: true, why: "owner".into() });
     let group = Perm { mode: 0o640, uid: 0, gid: 27 };
-    assert_eq!(user.can_read(&[root_dir.clone()], &group).why, "group 27");
+    assert_eq!(user.can_read(std::slice::from_ref(&root_dir), &group).why, "group 27");
     let others_only = Perm { mode: 0o604, uid: 0, gid: 5 };
-    assert!(user.can_read(&[root_dir.clone()], &others_only).readable);
+    assert!(user.can_read(std::slice::from_ref(&root_dir), &others_only).readable);
     // Owner bits apply to the owner even when the other bits would allow more.
     let owner_denied = Perm { mode: 0o044, uid: 1000, gid: 5 };
-    assert!(!user.can_read(&[root_dir.clone()], &owner_denied).readable);
+    assert!(!user.can_read(std::slice::from_ref(&root_dir), &owner_denied).readable);
     let closed_dir = ("/srv".to_string(), Perm { mode: 0o750, uid: 0, gid: 0 });
     let inside = user.can_read(&[root_dir, closed_dir], &Perm { mode: 0o644, uid: 0, gid: 0 });
     assert_eq!(inside, Readable { readable: false, why: "directory /srv not searchable".into() });
@@ -181,6 +181,7 @@ fn finding(path: &str, readable: bool, status: Status) -> Finding {
             fingerprint: fingerprint(GITHUB),
             name: None,
             at: "line 1".into(),
+            also_in: Vec::new(),
         }],
     }
 }
@@ -229,4 +230,12 @@ fn source_code_and_workflow_references_are_no_secrets_outside_credential_files()
     let rc = "export DEPLOY_TOKEN=Qm9vdHN0cmFwOnZhbGlkYXRlZDE3\n";
     let hits = in_text(rc, false);
     assert_eq!((hits.len(), hits[0].kind, hits[0].name.as_deref()), (1, SecretKind::Named, Some("DEPLOY_TOKEN")));
+}
+
+#[test]
+fn a_secret_held_in_two_places_names_the_other() {
+    let report = report(vec![finding("/a", true, Status::Unprotected), finding("/b", true, Status::Protected)]);
+    assert_eq!(report.findings[0].secrets[0].also_in, vec!["/b".to_string()]);
+    assert_eq!(report.findings[1].secrets[0].also_in, vec!["/a".to_string()]);
+    assert!(render::human(&report).contains("same secret in: /b"));
 }

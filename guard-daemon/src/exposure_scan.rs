@@ -126,13 +126,41 @@ impl<'a> Scanner<'a> {
             dotted && !skip.iter().any(|dir| entry.path() == dir) && !skipped_anywhere(entry)
         });
         self.walk(entries, home, FoundBy::HomeScan);
+        self.names_below(home);
         self.notes.push(format!(
-            "home scan: dotfiles and dot-directories of {} to depth {}, not {} nor {}",
+            "home scan: dotfiles and dot-directories of {} to depth {} (elsewhere in it, files a credential rule \
+             names), not {} nor {}",
             home.display(),
             self.limits.max_depth,
             HOME_SKIP.join(", "),
             SKIP_ANYWHERE.join(", ")
         ));
+    }
+
+    /// Files below the home's other directories (`~/projects/app/.env`) that a credential
+    /// rule names: listed and scanned; other files there are not read.
+    fn names_below(&mut self, home: &Path) {
+        let walk = WalkDir::new(home).min_depth(1).max_depth(self.limits.max_depth).follow_links(false);
+        let entries = walk.into_iter().filter_entry(|entry| {
+            let dotted = entry.depth() == 1 && entry.file_name().to_string_lossy().starts_with('.');
+            !dotted && !skipped_anywhere(entry) && !is_git_objects(entry.path())
+        });
+        let mut visited = 0usize;
+        for entry in entries.filter_map(Result::ok) {
+            visited += 1;
+            if visited > self.limits.max_entries {
+                self.notes.push(format!(
+                    "the search for credential names below {} stopped after {} entries",
+                    home.display(),
+                    self.limits.max_entries
+                ));
+                return;
+            }
+            let kind = entry.file_type();
+            if (kind.is_file() || kind.is_symlink()) && self.protector.names(&entry.file_name().to_string_lossy()) {
+                self.file(entry.path(), FoundBy::PolicyName);
+            }
+        }
     }
 
     /// Every file of a session's workspace.

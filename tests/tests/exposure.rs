@@ -305,3 +305,23 @@ fn a_session_process_environment_is_listed_by_variable_name_and_its_workspace_sc
     assert!(stdout.contains(&format!("in pid {pid}")), "{stdout}");
     drop(session);
 }
+
+#[test]
+fn a_credential_name_below_a_plain_directory_is_found_and_copies_are_linked() {
+    let home = prepared_home("exposure-project", false);
+    // Outside the dot-directories only files a credential rule names are read.
+    write_file(&home.path().join("projects/app/.env"), &format!("AWS_SECRET_ACCESS_KEY={AWS_SECRET}\n"));
+    write_file(&home.path().join("projects/app/README.md"), &format!("token {GITHUB_TOKEN}\n"));
+    let out = exposure(&["--home", home.path().to_str().expect("utf-8"), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report = json_report(&out);
+    let found = findings(&report, home.path());
+    let paths: Vec<&str> = found.keys().map(String::as_str).collect();
+    assert_eq!(paths, vec![".aws/credentials", ".env", "projects/app/.env"], "{report:#}");
+    let project = &found["projects/app/.env"];
+    assert_eq!(project["protection"]["rule"], "dotenv");
+    assert_eq!(project["found_by"], serde_json::json!(["policy_name"]));
+    // The same AWS secret as in ~/.aws/credentials: each names the other.
+    let aws_file = fs::canonicalize(home.path()).expect("canonical").join(".aws/credentials");
+    assert_eq!(project["secrets"][0]["also_in"], serde_json::json!([aws_file.display().to_string()]), "{project}");
+}

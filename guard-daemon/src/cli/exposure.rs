@@ -167,8 +167,8 @@ fn report(args: &ExposureArgs) -> anyhow::Result<Report> {
             .into(),
     );
     scan_notes.push(
-        "credential names (such as .env) are matched only in the trees scanned: the home's dotfiles, the policy's \
-         paths and the session's workspace"
+        "credential names (such as .env) are matched only in the home and the session's workspace, not across \
+         the whole disk"
             .into(),
     );
     Ok(Report::new(

@@ -54,6 +54,11 @@ impl<'a> Protector<'a> {
         Protection::unprotected(None)
     }
 
+    /// A credential rule names files called `name` (an exemption such as `!*.pub` does not count).
+    pub fn names(&self, name: &str) -> bool {
+        self.compiled.credentials.match_name(name).is_some()
+    }
+
     /// Environment variables of a session's processes: the processes hold them already, so
     /// no rule protects them; say what the `proc_environ` rule does cover.
     pub fn environment(&self) -> Protection {

@@ -142,6 +142,8 @@ fn default_policy_protection_of_home_files() {
     // Names below an exempted directory are no credentials.
     assert_eq!(protector.file("/etc/ssl/certs/server.key", None).status, Status::Unprotected);
     assert_eq!(protector.file("/srv/tls/server.key", None).rule.as_deref(), Some("keys-and-secret-files"));
+    assert!(protector.names(".env") && protector.names("id_rsa") && !protector.names("id_rsa.pub"));
+    assert!(!protector.names("notes.txt"));
 }
 
 #[test]

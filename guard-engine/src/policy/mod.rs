@@ -150,6 +150,7 @@
 // Bottom-up: value types, then the model, then the written form, validation and compilation.
 pub mod compile;
 mod error;
+pub mod merge;
 pub mod model;
 pub mod names;
 pub mod network;

@@ -158,6 +158,44 @@ credentials:
         assert!(hosts.iter().any(|h| h.host == "api.example.com"), "{hosts:?}");
     }
 
+    /// The agent recipes (`recipes/*.yaml`): each merges onto the default into a valid policy
+    /// whose compiled network scope holds the recipe's endpoint names and whose write roots
+    /// and credential rules include the recipe's.
+    #[test]
+    fn every_agent_recipe_merges_onto_the_default_and_compiles_its_endpoints() {
+        let recipes = [
+            ("claude-code", include_str!("../../../recipes/claude-code.yaml")),
+            ("codex", include_str!("../../../recipes/codex.yaml")),
+            ("aider", include_str!("../../../recipes/aider.yaml")),
+            ("cursor-agent", include_str!("../../../recipes/cursor-agent.yaml")),
+            ("github-actions", include_str!("../../../recipes/github-actions.yaml")),
+        ];
+        for (name, text) in recipes {
+            let merged = merge_policies(&default_layer(), &[Layer { name, text }])
+                .unwrap_or_else(|err| panic!("recipe {name}: {err}"));
+            let policy = parse_policy(name, &merged).expect("validated by merge");
+            let compiled = policy.compile(&CompileContext { homes: vec!["/home/u".into()] });
+            let recipe: Value = serde_saphyr::from_str(text).expect("recipe yaml");
+            let hosts = &compiled.network.as_ref().expect("network scope").hosts;
+            for entry in recipe["scope"]["network"]["allow"].as_array().expect("recipe allow list") {
+                let host = entry.as_str().expect("string").split(':').next().expect("host");
+                assert!(hosts.iter().any(|h| h.host == host), "{name}: {host} not in the compiled scope {hosts:?}");
+            }
+            let roots = &compiled.files.as_ref().expect("file scope").write_roots;
+            for root in recipe["scope"]["files"]["write_roots"].as_array().expect("recipe roots") {
+                let root = root.as_str().expect("string").replace("~/", "/home/u/");
+                assert!(roots.iter().any(|r| r.trim_end_matches('/') == root), "{name}: {root} not in {roots:?}");
+            }
+            for rule in recipe["credentials"]["rules"].as_array().into_iter().flatten() {
+                let id = rule["id"].as_str().expect("id");
+                let merged_rule = policy.credential_rules().iter().find(|r| r.id == id).expect("rule merged");
+                for consumer in rule["consumers"].as_array().into_iter().flatten() {
+                    assert!(merged_rule.consumers.iter().any(|c| c == consumer), "{name}: {consumer} not bound");
+                }
+            }
+        }
+    }
+
     #[test]
     fn an_invalid_result_names_the_problem_and_a_broken_snippet_its_file() {
         let bad =

@@ -391,3 +391,91 @@ fn github_actions_step_shell_runs_each_step_in_a_session() {
     // The runner itself is outside every session: its reads are not governed.
     assert!(fs::read_to_string(&creds).is_ok_and(|t| t.contains("OAuth")));
 }
+
+/// The endpoint names of every recipe, resolved by the daemon, are in the kernel's network
+/// scope (port 443 only); an address no recipe names, or another port, is not. The vendors'
+/// names do not resolve here, so the daemon runs in a mount namespace of its own whose
+/// /etc/hosts maps each name to a TEST-NET-2 address (198.51.100.0/24); nothing else on the
+/// machine sees that file. A session then connects (non-blocking, no reply expected) to each.
+#[test]
+#[ignore = "needs root (loads BPF programs, creates cgroups, a private mount namespace)"]
+fn every_recipes_endpoints_are_in_the_network_scope_and_nothing_else_is() {
+    let case = "every_recipes_endpoints_are_in_the_network_scope_and_nothing_else_is";
+    if !skip_unless_root(case)
+        || !ensure_tool(case, "unshare", "util-linux")
+        || !ensure_tool(case, "python3", "python3")
+    {
+        return;
+    }
+    let names = ["claude-code", "codex", "aider", "cursor-agent", "github-actions"];
+    let recipes: Vec<PathBuf> =
+        names.iter().map(|n| Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../recipes/{n}.yaml"))).collect();
+    let out = Command::new(guard_bin()).args(["policy", "merge"]).args(&recipes).output().expect("guard policy merge");
+    assert!(out.status.success(), "merging every recipe: {}", output_text(&out));
+    let mut policy: Value = serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).expect("merged policy");
+    policy["scope"]["network"]["mode"] = Value::from("enforce");
+    let mut hosts: Vec<String> = Vec::new();
+    for entry in policy["scope"]["network"]["allow"].as_array().expect("allow list") {
+        let entry = entry.as_str().expect("string");
+        let (host, port) = entry.rsplit_once(':').expect("recipes give host:port");
+        assert_eq!(port, "443", "{entry}");
+        if !hosts.iter().any(|h| h == host) {
+            hosts.push(host.to_string());
+        }
+    }
+    assert!(hosts.len() >= 15, "fewer endpoint names than the recipes list: {hosts:?}");
+    let dir = TempDir::new("recipe-hosts");
+    let address = |i: usize| format!("198.51.100.{}", 10 + i);
+    let table: String = hosts.iter().enumerate().map(|(i, h)| format!("{} {h}\n", address(i))).collect();
+    let hosts_file = dir.path().join("hosts");
+    write_file(&hosts_file, &format!("127.0.0.1 localhost\n{table}"));
+    let bind = format!("mount --bind '{}' /etc/hosts && exec \"$@\"", hosts_file.display());
+    let wrapper = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", &bind, "guard-run"];
+    let guard = Guard::start_through(&wrapper, Some(&policy_text(&policy)), &[], None);
+    let start = guard.wait_for("start record", |r| r["event"] == "start");
+    // Each name resolved through the private /etc/hosts (no `does not resolve` note).
+    let notes = start["details"].to_string();
+    assert!(!notes.contains("does not resolve"), "an endpoint name did not resolve: {notes}");
+
+    // In scope: every name's address on 443. Out of scope: the first one on 80, and an address
+    // no recipe names.
+    let outside = "198.51.100.250";
+    let mut targets: Vec<(String, u16)> = (0..hosts.len()).map(|i| (address(i), 443)).collect();
+    targets.push((address(0), 80));
+    targets.push((outside.to_string(), 443));
+    let list: Vec<String> = targets.iter().map(|(a, p)| format!("('{a}',{p})")).collect();
+    let script = format!(
+        "import socket, errno\nfor t in [{}]:\n    s = socket.socket(); s.setblocking(False)\n    r = s.connect_ex(t)\n    print(t[0], t[1], errno.errorcode.get(r, r))\n    s.close()\n",
+        list.join(",")
+    );
+    let home = Home::new("net");
+    let out = run_in(&guard, "net", dir.path(), &home.0, &[], &["/usr/bin/python3", "-c", &script]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    for (i, host) in hosts.iter().enumerate() {
+        let line = format!("{} 443 ", address(i));
+        let result =
+            text.lines().find(|l| l.starts_with(&line)).unwrap_or_else(|| panic!("no result for {host}: {text}"));
+        assert!(!result.ends_with("EPERM"), "{host} ({}) was refused: {text}", address(i));
+        guard.wait_for(&format!("allowed connect to {host}"), |r| {
+            r["session"] == "net"
+                && r["event"] == "connect"
+                && r["addr"] == address(i)
+                && r["port"] == 443
+                && r["verdict"] == "allow"
+        });
+    }
+    for (addr, port) in [(address(0), 80u16), (outside.to_string(), 443)] {
+        let line = format!("{addr} {port} EPERM");
+        assert!(text.lines().any(|l| l == line), "{addr}:{port} was not refused: {text}");
+        let record = guard.wait_for(&format!("refused connect to {addr}:{port}"), |r| {
+            r["session"] == "net"
+                && r["event"] == "connect"
+                && r["addr"] == addr.as_str()
+                && r["port"] == port
+                && r["verdict"] == "deny"
+        });
+        assert_eq!(record["detector"], "scope_network", "{record}");
+    }
+    println!("{} endpoint names in scope on 443; port 80 and {outside} refused", hosts.len());
+}

@@ -12,6 +12,7 @@ pub mod destructive;
 pub mod engine;
 pub mod event;
 pub mod policy;
+pub mod policy_merge;
 pub mod provenance;
 pub mod records;
 pub mod syscalls;

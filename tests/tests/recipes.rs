@@ -330,7 +330,7 @@ fn cursor_agent_recipe_needs_its_installer() {
     let case = "cursor_agent_recipe_needs_its_installer";
     if let Some(why) = unreachable("https://cursor.com/install") {
         println!(
-            "SKIPPED {case}: Cursor's agent CLI downloads from cursor.com, not reachable here ({why}); the recipe is not tested here beyond its policy (guard-engine policy::merge tests)"
+            "SKIPPED {case}: Cursor's agent CLI downloads from cursor.com, not reachable here ({why}); the recipe is not tested here beyond its policy (guard-engine policy_merge tests)"
         );
         return;
     }

@@ -8,9 +8,9 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use guard_engine::policy::{
-    CompileContext, DEFAULT_POLICY_YAML,
-    merge::{Layer, merge_policies},
+use guard_engine::{
+    policy::{CompileContext, DEFAULT_POLICY_YAML},
+    policy_merge::{Layer, merge_policies},
 };
 
 use crate::{policy_load, scan};

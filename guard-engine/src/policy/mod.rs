@@ -150,7 +150,6 @@
 // Bottom-up: value types, then the model, then the written form, validation and compilation.
 pub mod compile;
 mod error;
-pub mod merge;
 pub mod model;
 pub mod names;
 pub mod network;
@@ -167,6 +166,7 @@ pub use compile::{
     CompileContext, CompiledConsumer, CompiledCredentialPath, CompiledCredentials, CompiledFiles, CompiledName,
     CompiledNetwork, CompiledPolicy, CredentialPathMatcher, ExecWatch, RuleMeta, UnresolvedHost, exec_watch_set,
 };
+pub(crate) use error::from_yaml_error;
 pub use error::{PolicyError, Problem};
 pub use model::{
     AuditSettings, CredentialPath, CredentialRule, DEFAULT_AUDIT_KEEP, DestructiveSection, Detector, ExecAction,

@@ -14,7 +14,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{PolicyError, Problem, error::from_yaml_error, parse_policy};
+use crate::policy::{PolicyError, Problem, from_yaml_error, parse_policy};
 
 /// Lists whose entries are rules identified by their `id` (paths from the top of the file).
 const RULE_LISTS: &[&[&str]] = &[&["credentials", "rules"], &["destructive", "rules"], &["chains"]];
@@ -164,11 +164,11 @@ credentials:
     #[test]
     fn every_agent_recipe_merges_onto_the_default_and_compiles_its_endpoints() {
         let recipes = [
-            ("claude-code", include_str!("../../../recipes/claude-code.yaml")),
-            ("codex", include_str!("../../../recipes/codex.yaml")),
-            ("aider", include_str!("../../../recipes/aider.yaml")),
-            ("cursor-agent", include_str!("../../../recipes/cursor-agent.yaml")),
-            ("github-actions", include_str!("../../../recipes/github-actions.yaml")),
+            ("claude-code", include_str!("../../recipes/claude-code.yaml")),
+            ("codex", include_str!("../../recipes/codex.yaml")),
+            ("aider", include_str!("../../recipes/aider.yaml")),
+            ("cursor-agent", include_str!("../../recipes/cursor-agent.yaml")),
+            ("github-actions", include_str!("../../recipes/github-actions.yaml")),
         ];
         for (name, text) in recipes {
             let merged = merge_policies(&default_layer(), &[Layer { name, text }])

@@ -13,6 +13,11 @@
 //! `~/` entry gets a twin in the test's temporary HOME (the daemon expands `~` from passwd).
 //! That HOME lies outside every default write root (under /var/lib), so the recipe's write
 //! roots are what lets the tool write there.
+//!
+//! Cursor's agent CLI and the GitHub Actions runner download from their vendors' sites, which
+//! this machine cannot reach: the Cursor test prints SKIPPED, the Actions test runs the step
+//! shell line only. One more test checks every recipe's endpoint names in the kernel's network
+//! scope, through a private /etc/hosts.
 
 use std::{
     fs,
@@ -149,8 +154,8 @@ fn consumer_read(guard: &Guard, session: &str, file: &Path) -> Value {
     let path = file.display().to_string();
     guard.wait_for(&format!("consumer read of {path}"), |r| {
         r["session"] == session && r["event"] == "open" && r["verdict"] == "audit" && r["consumer"].is_string() && {
-            let opened = r["path"].as_str().unwrap_or_default();
-            opened == path || path.ends_with(opened.trim_start_matches("./"))
+            let opened = r["path"].as_str().unwrap_or_default().trim_start_matches("./");
+            !opened.is_empty() && (opened == path || path.ends_with(&format!("/{opened}")))
         }
     })
 }
@@ -346,7 +351,7 @@ fn github_actions_step_shell_runs_each_step_in_a_session() {
     }
     if let Some(why) = unreachable("https://github.com/actions/runner/releases") {
         println!(
-            "{case}: the Actions runner is not tested here (github.com: {why}); its step shell line is, run as the runner runs it"
+            "SKIPPED {case}, the runner itself: it downloads from github.com, not reachable here ({why}); the step shell line runs below, as the runner runs it"
         );
     }
     let home = Home::new("runner");

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod event;
 pub mod exposure;
 pub mod policy;
+pub mod policy_merge;
 pub mod provenance;
 pub mod records;
 pub mod syscalls;

@@ -166,6 +166,7 @@ pub use compile::{
     CompileContext, CompiledConsumer, CompiledCredentialPath, CompiledCredentials, CompiledFiles, CompiledName,
     CompiledNetwork, CompiledPolicy, CredentialPathMatcher, ExecWatch, RuleMeta, UnresolvedHost, exec_watch_set,
 };
+pub(crate) use error::from_yaml_error;
 pub use error::{PolicyError, Problem};
 pub use model::{
     AuditSettings, CredentialPath, CredentialRule, DEFAULT_AUDIT_KEEP, DestructiveSection, Detector, ExecAction,

@@ -11,6 +11,8 @@ pub mod control;
 pub mod destructive;
 pub mod engine;
 pub mod event;
+pub mod kubernetes;
+pub mod lifecycle;
 pub mod policy;
 pub mod provenance;
 pub mod records;

@@ -64,11 +64,11 @@ fn qos_dirs_follow_the_driver_and_the_root_prefix() {
 #[test]
 fn session_names_are_the_pod_uid() {
     let uid = "c42f9e07-1a6b-4b3d-8e5f-0d9a2c7b6e81";
-    let want = Some(format!("pod-{uid}"));
+    let name = format!("pod-{uid}");
+    let want = Some(name.clone());
     assert_eq!(session_name("kubepods-besteffort-podc42f9e07_1a6b_4b3d_8e5f_0d9a2c7b6e81.slice"), want);
     assert_eq!(session_name("kubepods-podc42f9e07_1a6b_4b3d_8e5f_0d9a2c7b6e81.slice"), want);
     assert_eq!(session_name(&format!("pod{uid}")), want);
-    let name = want.unwrap();
     assert!(name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     for not_a_pod in ["kubepods-besteffort.slice", "burstable", "pod", "podxyz", "kubepods-pod.slice", "s-123"] {
         assert_eq!(session_name(not_a_pod), None, "{not_a_pod}");

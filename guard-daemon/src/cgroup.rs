@@ -18,7 +18,7 @@ use std::{
 
 use guard_common::MAX_CGROUP_DEPTH;
 use guard_daemon::mountinfo::{self, MountInfoError};
-use guard_engine::{confinement::AppliedConfinement, control::SessionStatus};
+use guard_engine::{confinement::AppliedConfinement, control::SessionStatus, lifecycle::Created};
 
 use crate::sys::Sys;
 
@@ -171,15 +171,15 @@ pub fn confinement(sys: &dyn Sys, session: &Path) -> Option<AppliedConfinement> 
 /// CAP_SYS_ADMIN to set, so a session cannot mark a cgroup of someone else's for removal.
 pub const CREATED_XATTR: &str = "trusted.guard.created";
 
-/// Mark a session cgroup as created by `guard launch` (the value: the launching pid).
-pub fn mark_created(sys: &dyn Sys, session: &Path, pid: u32) -> Result<(), CgroupError> {
-    sys.set_xattr(session, CREATED_XATTR, pid.to_string().as_bytes())
+/// Mark a session cgroup as created by `guard launch` (`fresh` or `named`, and the pid).
+pub fn mark_created(sys: &dyn Sys, session: &Path, how: Created, pid: u32) -> Result<(), CgroupError> {
+    sys.set_xattr(session, CREATED_XATTR, how.marker(pid).as_bytes())
         .map_err(|err| CgroupError::io("setxattr", session, err))
 }
 
-/// Did `guard launch` create this cgroup?
-pub fn created_by_guard(sys: &dyn Sys, path: &Path) -> bool {
-    matches!(sys.get_xattr(path, CREATED_XATTR), Ok(Some(_)))
+/// How `guard launch` created this cgroup, if it did.
+pub fn created_by(sys: &dyn Sys, path: &Path) -> Created {
+    Created::of_marker(sys.get_xattr(path, CREATED_XATTR).ok().flatten().as_deref())
 }
 
 /// `populated` of the cgroup's `cgroup.events` (the kernel's word on whether any process is

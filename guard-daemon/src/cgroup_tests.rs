@@ -53,9 +53,11 @@ fn marks_and_emptiness_come_from_the_cgroup() {
     let sys = FakeSys::with_cgroup2("/cg");
     sys.mkdir(Path::new("/cg/guard")).unwrap();
     let (path, _) = create_session(&sys, Path::new("/cg/guard"), "a").unwrap();
-    assert!(!created_by_guard(&sys, &path));
-    mark_created(&sys, &path, 42).unwrap();
-    assert!(created_by_guard(&sys, &path));
+    assert_eq!(created_by(&sys, &path), Created::NotByGuard);
+    mark_created(&sys, &path, Created::Fresh, 42).unwrap();
+    assert_eq!(created_by(&sys, &path), Created::Fresh);
+    mark_created(&sys, &path, Created::Named, 42).unwrap();
+    assert_eq!(created_by(&sys, &path), Created::Named);
     assert_eq!(populated(&sys, &path), Some(false));
     sys.mkdir(&path.join("inner")).unwrap();
     join(&sys, &path.join("inner"), 7).unwrap();

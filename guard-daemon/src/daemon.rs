@@ -136,8 +136,9 @@ pub struct Daemon<K: KernelHandle = Kernel> {
     /// Identities of the audit files the kernel protects from sessions (the current file and
     /// its rotated predecessors), to follow rotations and reopens.
     pub protected_audit: Vec<guard_common::DevIno>,
-    /// Session cgroups guard created that the last clean-up look found empty ([`lifecycle`]).
-    pub empty_sessions: std::collections::HashSet<u64>,
+    /// Session cgroups guard created that clean-up looks found empty, and since when
+    /// ([`lifecycle`]).
+    pub empty_sessions: std::collections::HashMap<u64, Instant>,
 }
 
 impl<K: KernelHandle> Daemon<K> {

@@ -6,24 +6,63 @@
 //! daemon flushes the stream, removes the cgroup and records `session_end`. Emptiness must be
 //! seen on two consecutive looks (a second apart): the exit events of the last processes
 //! leave the kernel before the cgroup reads empty, and the second look lets the daemon write
-//! them, under the session's name, before the name's cgroup goes. Roots, cgroups guard did
-//! not create (adopted roots' units, systemd scopes, pods) are never removed.
+//! them, under the session's name, before the name's cgroup goes. A *named* session
+//! (`guard launch --session NAME`) is there to be joined again and keeps what the daemon
+//! knows of it (escalations, trajectory, record level: all keyed by the cgroup's id), so it
+//! goes only after [`NAMED_LINGER`] without a process. Roots, cgroups guard did not create
+//! (adopted roots' units, systemd scopes, pods) are never removed.
+
+use std::time::Duration;
+
+/// How long a named session stays empty before it is removed.
+pub const NAMED_LINGER: Duration = Duration::from_secs(600);
+
+/// How `guard launch` made the session (the marker's value says it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Created {
+    /// Not by guard (no marker).
+    #[default]
+    NotByGuard,
+    /// A fresh session (`s-<pid>`, no `--session`): it ends with its last process.
+    Fresh,
+    /// `--session NAME`: lingers for [`NAMED_LINGER`].
+    Named,
+}
+
+impl Created {
+    /// The marker value `guard launch` writes: `fresh <pid>` or `named <pid>`.
+    pub fn marker(self, pid: u32) -> String {
+        match self {
+            Created::Fresh => format!("fresh {pid}"),
+            Created::Named | Created::NotByGuard => format!("named {pid}"),
+        }
+    }
+
+    /// Reads a marker: anything but `fresh ...` is named (the cautious reading).
+    pub fn of_marker(value: Option<&[u8]>) -> Self {
+        match value {
+            None => Created::NotByGuard,
+            Some(value) if value.starts_with(b"fresh") => Created::Fresh,
+            Some(_) => Created::Named,
+        }
+    }
+}
 
 /// What the daemon sees of one session cgroup on one look.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Observation {
     /// The cgroup is a root itself (the session root, `--cgroup`, a policy root, a QoS root).
     pub is_root: bool,
-    /// `guard launch` created it (its marker xattr is there).
-    pub created_by_guard: bool,
+    /// How `guard launch` created it (its marker xattr), if it did.
+    pub created: Created,
     /// `cgroup.events` `populated`: `None` when it could not be read.
     pub populated: Option<bool>,
     /// Commands of the session held in the kernel or waiting for approval.
     pub outstanding_holds: usize,
     /// The audit stream takes writes (records can be written and flushed first).
     pub audit_writable: bool,
-    /// The previous look found it empty too.
-    pub empty_before: bool,
+    /// How long ago a previous look first found it empty (`None`: this is the first).
+    pub empty_for: Option<Duration>,
 }
 
 /// Why a session cgroup stays.
@@ -59,9 +98,11 @@ pub fn decide(seen: &Observation) -> Decision {
     if seen.is_root {
         return Decision::Keep(Keep::Root);
     }
-    if !seen.created_by_guard {
-        return Decision::Keep(Keep::NotCreatedByGuard);
-    }
+    let linger = match seen.created {
+        Created::NotByGuard => return Decision::Keep(Keep::NotCreatedByGuard),
+        Created::Fresh => Duration::ZERO,
+        Created::Named => NAMED_LINGER,
+    };
     match seen.populated {
         None => return Decision::Keep(Keep::Unknown),
         Some(true) => return Decision::Keep(Keep::Populated),
@@ -73,7 +114,10 @@ pub fn decide(seen: &Observation) -> Decision {
     if !seen.audit_writable {
         return Decision::Keep(Keep::AuditDown);
     }
-    if seen.empty_before { Decision::Remove } else { Decision::Wait }
+    match seen.empty_for {
+        Some(empty_for) if empty_for >= linger => Decision::Remove,
+        _ => Decision::Wait,
+    }
 }
 
 /// `populated` from the text of a `cgroup.events` file (`populated 0|1`, `frozen 0|1`).
@@ -92,32 +136,50 @@ mod tests {
     fn ended() -> Observation {
         Observation {
             is_root: false,
-            created_by_guard: true,
+            created: Created::Fresh,
             populated: Some(false),
             outstanding_holds: 0,
             audit_writable: true,
-            empty_before: true,
+            empty_for: Some(Duration::from_secs(1)),
         }
     }
 
     #[test]
-    fn an_ended_guard_session_is_removed_on_the_second_empty_look() {
-        assert_eq!(decide(&Observation { empty_before: false, ..ended() }), Decision::Wait);
-        assert!(decide(&Observation { empty_before: false, ..ended() }).seen_empty());
+    fn an_ended_fresh_session_is_removed_on_the_second_empty_look() {
+        assert_eq!(decide(&Observation { empty_for: None, ..ended() }), Decision::Wait);
+        assert!(decide(&Observation { empty_for: None, ..ended() }).seen_empty());
         assert_eq!(decide(&ended()), Decision::Remove);
+        assert_eq!(decide(&Observation { empty_for: Some(Duration::ZERO), ..ended() }), Decision::Remove);
+    }
+
+    #[test]
+    fn a_named_session_lingers_before_it_goes() {
+        let named =
+            |secs| Observation { created: Created::Named, empty_for: Some(Duration::from_secs(secs)), ..ended() };
+        assert_eq!(decide(&Observation { empty_for: None, ..named(0) }), Decision::Wait);
+        assert_eq!(decide(&named(1)), Decision::Wait);
+        assert_eq!(decide(&named(NAMED_LINGER.as_secs() - 1)), Decision::Wait);
+        assert_eq!(decide(&named(NAMED_LINGER.as_secs())), Decision::Remove);
+    }
+
+    #[test]
+    fn markers_say_how_the_session_was_made() {
+        assert_eq!(Created::of_marker(None), Created::NotByGuard);
+        assert_eq!(Created::of_marker(Some(Created::Fresh.marker(7).as_bytes())), Created::Fresh);
+        assert_eq!(Created::of_marker(Some(Created::Named.marker(7).as_bytes())), Created::Named);
+        // An older or unknown marker: guard's, but treated with the longer linger.
+        assert_eq!(Created::of_marker(Some(b"1234")), Created::Named);
     }
 
     #[test]
     fn roots_and_cgroups_guard_did_not_create_stay_whatever_else_holds() {
         assert_eq!(decide(&Observation { is_root: true, ..ended() }), Decision::Keep(Keep::Root));
         assert_eq!(
-            decide(&Observation { is_root: true, created_by_guard: false, ..ended() }),
+            decide(&Observation { is_root: true, created: Created::NotByGuard, ..ended() }),
             Decision::Keep(Keep::Root)
         );
-        assert_eq!(
-            decide(&Observation { created_by_guard: false, ..ended() }),
-            Decision::Keep(Keep::NotCreatedByGuard)
-        );
+        let foreign = Observation { created: Created::NotByGuard, empty_for: Some(NAMED_LINGER * 10), ..ended() };
+        assert_eq!(decide(&foreign), Decision::Keep(Keep::NotCreatedByGuard));
     }
 
     #[test]

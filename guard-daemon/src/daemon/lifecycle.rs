@@ -2,12 +2,13 @@
 //! nothing is left in them and their records are written ([`guard_engine::lifecycle`] decides).
 //!
 //! Looked at once a second (the event loop's tick): each root's children that carry guard's
-//! marker ([`cgroup::CREATED_XATTR`]) and their `cgroup.events`. Roots, cgroups without the
+//! marker ([`cgroup::CREATED_XATTR`]) and their `cgroup.events`; when each was first seen
+//! empty is kept in [`Daemon::empty_sessions`]. Roots, cgroups without the
 //! marker and the Kubernetes QoS roots' pods are never touched.
 
-use std::{collections::HashSet, io, path::PathBuf};
+use std::{collections::HashMap, io, path::PathBuf, time::Instant};
 
-use guard_engine::lifecycle::{Decision, Observation, decide};
+use guard_engine::lifecycle::{Created, Decision, Observation, decide};
 
 use super::{Daemon, now, now_unix_ns};
 use crate::{cgroup, kernel::handle::KernelHandle};
@@ -28,28 +29,30 @@ impl<K: KernelHandle> Daemon<K> {
         };
         let audit_writable = self.audit_down.is_none();
         let sys = self.host.sys.as_ref();
-        let mut empty = HashSet::new();
+        let now_at = Instant::now();
+        let mut empty = HashMap::new();
         let mut ended = Vec::new();
         for root in roots.iter().filter(|root| !kube.contains(root)) {
             let Ok(children) = cgroup::child_cgroups(sys, root) else { continue };
             for child in children.into_iter().filter(|child| !roots.contains(child)) {
-                if !cgroup::created_by_guard(sys, &child) {
+                let created = cgroup::created_by(sys, &child);
+                if created == Created::NotByGuard {
                     continue;
                 }
                 let Ok(id) = cgroup::cgroup_id(sys, &child) else { continue };
                 let name = cgroup::dir_name(&child);
                 let seen = Observation {
                     is_root: false,
-                    created_by_guard: true,
+                    created,
                     populated: cgroup::populated(sys, &child),
                     outstanding_holds: pending.iter().filter(|session| **session == name).count()
                         + held.iter().filter(|session| **session == id).count(),
                     audit_writable,
-                    empty_before: self.empty_sessions.contains(&id),
+                    empty_for: self.empty_sessions.get(&id).map(|since| now_at.duration_since(*since)),
                 };
                 let decision = decide(&seen);
                 if decision.seen_empty() {
-                    empty.insert(id);
+                    empty.insert(id, self.empty_sessions.get(&id).copied().unwrap_or(now_at));
                 }
                 if decision == Decision::Remove {
                     ended.push((name, id, child, root.clone()));

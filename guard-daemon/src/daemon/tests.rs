@@ -11,6 +11,7 @@ use std::{
 };
 
 use guard_common::{DevIno, action, escalation};
+use guard_engine::lifecycle::Created;
 use guard_engine::{
     consumer::ConsumerTable,
     control::{Request, Response, StatusReport},
@@ -288,7 +289,8 @@ fn ended_sessions_guard_created_are_removed_after_a_second_empty_look_and_record
         sys.mkdir(&Path::new(ROOT).join(name)).unwrap_or_else(|err| panic!("{err}"));
     }
     for name in ["ended", "busy"] {
-        crate::cgroup::mark_created(sys.as_ref(), &Path::new(ROOT).join(name), 1).unwrap_or_else(|err| panic!("{err}"));
+        crate::cgroup::mark_created(sys.as_ref(), &Path::new(ROOT).join(name), Created::Fresh, 1)
+            .unwrap_or_else(|err| panic!("{err}"));
     }
     sys.write_file(&Path::new(ROOT).join("busy/cgroup.procs"), b"77").unwrap_or_else(|err| panic!("{err}"));
     let exists = |rig: &Rig, name: &str| rig.daemon.host.sys.stat(&Path::new(ROOT).join(name)).is_ok();
@@ -316,7 +318,8 @@ fn ended_sessions_guard_created_are_removed_after_a_second_empty_look_and_record
 fn a_session_with_a_held_exec_is_not_removed() {
     let mut rig = rig(loaded("test", POLICY));
     let agent = Path::new(ROOT).join("agent");
-    crate::cgroup::mark_created(rig.daemon.host.sys.as_ref(), &agent, 1).unwrap_or_else(|err| panic!("{err}"));
+    crate::cgroup::mark_created(rig.daemon.host.sys.as_ref(), &agent, Created::Fresh, 1)
+        .unwrap_or_else(|err| panic!("{err}"));
     // Held in the kernel (and pending approval) while its cgroup reads empty (e.g. killed
     // from outside before the daemon noticed).
     rig.daemon.host.kernel.held.push((900, guard_common::HeldInfo { session_id: rig.session, since_ns: 1 }));

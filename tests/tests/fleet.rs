@@ -109,9 +109,8 @@ fn the_daemonset_has_the_mounts_privileges_and_metrics_it_needs() {
         .flatten()
         .filter_map(|m| Some((m["mountPath"].as_str()?, m["name"].as_str()?)))
         .collect();
-    let host_path = |volume: &str| {
-        spec["volumes"].as_array().into_iter().flatten().find(|v| v["name"] == volume).map(|v| v.clone())
-    };
+    let host_path =
+        |volume: &str| spec["volumes"].as_array().into_iter().flatten().find(|v| v["name"] == volume).cloned();
     for (path, host) in [
         ("/sys/fs/cgroup", "/sys/fs/cgroup"),
         ("/sys/fs/bpf", "/sys/fs/bpf"),

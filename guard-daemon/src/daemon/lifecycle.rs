@@ -18,6 +18,28 @@ impl<K: KernelHandle> Daemon<K> {
     pub fn reap_sessions(&mut self) {
         let roots: Vec<PathBuf> = self.host.sessions.roots().to_vec();
         let kube = self.host.sessions.kube_roots().to_vec();
+        let sys = self.host.sys.as_ref();
+        // The sessions guard created that read empty: most looks find none and stop here.
+        let mut candidates = Vec::new();
+        for root in roots.iter().filter(|root| !kube.contains(root)) {
+            let Ok(children) = cgroup::child_cgroups(sys, root) else { continue };
+            for child in children.into_iter().filter(|child| !roots.contains(child)) {
+                let created = cgroup::created_by(sys, &child);
+                if created == Created::NotByGuard {
+                    continue;
+                }
+                let populated = cgroup::populated(sys, &child);
+                if populated == Some(false)
+                    && let Ok(id) = cgroup::cgroup_id(sys, &child)
+                {
+                    candidates.push((child, root.clone(), id, created));
+                }
+            }
+        }
+        if candidates.is_empty() {
+            self.empty_sessions.clear();
+            return;
+        }
         let pending: Vec<String> = self.engine.pending_holds(now()).into_iter().map(|hold| hold.session).collect();
         let held: Vec<u64> = match self.host.kernel.held_tasks() {
             Ok(held) => held.into_iter().map(|(_, info)| info.session_id).collect(),
@@ -28,35 +50,26 @@ impl<K: KernelHandle> Daemon<K> {
             }
         };
         let audit_writable = self.audit_down.is_none();
-        let sys = self.host.sys.as_ref();
         let now_at = Instant::now();
         let mut empty = HashMap::new();
         let mut ended = Vec::new();
-        for root in roots.iter().filter(|root| !kube.contains(root)) {
-            let Ok(children) = cgroup::child_cgroups(sys, root) else { continue };
-            for child in children.into_iter().filter(|child| !roots.contains(child)) {
-                let created = cgroup::created_by(sys, &child);
-                if created == Created::NotByGuard {
-                    continue;
-                }
-                let Ok(id) = cgroup::cgroup_id(sys, &child) else { continue };
-                let name = cgroup::dir_name(&child);
-                let seen = Observation {
-                    is_root: false,
-                    created,
-                    populated: cgroup::populated(sys, &child),
-                    outstanding_holds: pending.iter().filter(|session| **session == name).count()
-                        + held.iter().filter(|session| **session == id).count(),
-                    audit_writable,
-                    empty_for: self.empty_sessions.get(&id).map(|since| now_at.duration_since(*since)),
-                };
-                let decision = decide(&seen);
-                if decision.seen_empty() {
-                    empty.insert(id, self.empty_sessions.get(&id).copied().unwrap_or(now_at));
-                }
-                if decision == Decision::Remove {
-                    ended.push((name, id, child, root.clone()));
-                }
+        for (child, root, id, created) in candidates {
+            let name = cgroup::dir_name(&child);
+            let seen = Observation {
+                is_root: false,
+                created,
+                populated: Some(false),
+                outstanding_holds: pending.iter().filter(|session| **session == name).count()
+                    + held.iter().filter(|session| **session == id).count(),
+                audit_writable,
+                empty_for: self.empty_sessions.get(&id).map(|since| now_at.duration_since(*since)),
+            };
+            let decision = decide(&seen);
+            if decision.seen_empty() {
+                empty.insert(id, self.empty_sessions.get(&id).copied().unwrap_or(now_at));
+            }
+            if decision == Decision::Remove {
+                ended.push((name, id, child, root));
             }
         }
         self.empty_sessions = empty;

@@ -18,7 +18,7 @@ use std::{
 
 use guard_common::MAX_CGROUP_DEPTH;
 use guard_daemon::mountinfo::{self, MountInfoError};
-use guard_engine::{confinement::AppliedConfinement, control::SessionStatus};
+use guard_engine::{confinement::AppliedConfinement, control::SessionStatus, lifecycle::Created};
 
 use crate::sys::Sys;
 
@@ -165,6 +165,29 @@ pub fn confinement(sys: &dyn Sys, session: &Path) -> Option<AppliedConfinement> 
     serde_json::from_slice(&raw).ok()
 }
 
+/// Extended attribute `guard launch` sets on the session cgroups it creates: the daemon
+/// removes such a cgroup once it has ended (see [`guard_engine::lifecycle`]); cgroups without
+/// it (adopted roots' children, systemd units, pods) are never removed. `trusted.*` needs
+/// CAP_SYS_ADMIN to set, so a session cannot mark a cgroup of someone else's for removal.
+pub const CREATED_XATTR: &str = "trusted.guard.created";
+
+/// Mark a session cgroup as created by `guard launch` (`fresh` or `named`, and the pid).
+pub fn mark_created(sys: &dyn Sys, session: &Path, how: Created, pid: u32) -> Result<(), CgroupError> {
+    sys.set_xattr(session, CREATED_XATTR, how.marker(pid).as_bytes())
+        .map_err(|err| CgroupError::io("setxattr", session, err))
+}
+
+/// How `guard launch` created this cgroup, if it did.
+pub fn created_by(sys: &dyn Sys, path: &Path) -> Created {
+    Created::of_marker(sys.get_xattr(path, CREATED_XATTR).ok().flatten().as_deref())
+}
+
+/// `populated` of the cgroup's `cgroup.events` (the kernel's word on whether any process is
+/// left in its subtree); `None` when unreadable.
+pub fn populated(sys: &dyn Sys, path: &Path) -> Option<bool> {
+    guard_engine::lifecycle::populated(&sys.read_to_string(&path.join("cgroup.events")).ok()?)
+}
+
 /// Checks a session name: 1-64 bytes of `[A-Za-z0-9._-]`, no leading dot (so no `.`, `..` or
 /// hidden names), hence no `/`.
 pub fn validate_session_name(name: &str) -> Result<(), CgroupError> {
@@ -253,7 +276,7 @@ pub fn subtree_processes(sys: &dyn Sys, path: &Path) -> Result<Vec<u32>, CgroupE
 }
 
 /// Child cgroup directories of `path`, sorted by name.
-fn child_cgroups(sys: &dyn Sys, path: &Path) -> Result<Vec<PathBuf>, CgroupError> {
+pub(crate) fn child_cgroups(sys: &dyn Sys, path: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     let mut out: Vec<PathBuf> = sys
         .read_dir(path)
         .map_err(|err| CgroupError::io("read directory", path, err))?
@@ -330,7 +353,7 @@ impl Session {
     }
 }
 
-fn dir_name(path: &Path) -> String {
+pub(crate) fn dir_name(path: &Path) -> String {
     match path.file_name() {
         Some(name) => name.to_string_lossy().into_owned(),
         None => path.display().to_string(),
@@ -349,6 +372,23 @@ fn count_processes(sys: &dyn Sys, top: &Path) -> Result<u32, CgroupError> {
 /// The sessions under `roots`: each root's child cgroups, plus the root itself when processes
 /// sit directly in it. A root that does not exist has no sessions.
 pub fn list_sessions(sys: &dyn Sys, roots: &[PathBuf]) -> Result<Vec<Session>, CgroupError> {
+    list_sessions_named(sys, roots, &[])
+}
+
+/// The name of the session cgroup `child` of `root`: a pod's `pod-<UID>` below a Kubernetes
+/// QoS root, else its directory name.
+fn session_name_of(kube_roots: &[PathBuf], root: &Path, child: &Path) -> String {
+    let dir = dir_name(child);
+    if kube_roots.iter().any(|kube| kube == root) {
+        guard_engine::kubernetes::session_name(&dir).unwrap_or(dir)
+    } else {
+        dir
+    }
+}
+
+/// [`list_sessions`] naming the sessions below `kube_roots` by pod. A child that is a root
+/// itself is listed as that root's (the deepest root wins, as in the kernel).
+fn list_sessions_named(sys: &dyn Sys, roots: &[PathBuf], kube_roots: &[PathBuf]) -> Result<Vec<Session>, CgroupError> {
     let mut out = Vec::new();
     for root in roots {
         let root_id = match cgroup_id(sys, root) {
@@ -376,7 +416,7 @@ pub fn list_sessions(sys: &dyn Sys, roots: &[PathBuf]) -> Result<Vec<Session>, C
             Err(err) if vanished(&err) => continue,
             Err(err) => return Err(err),
         };
-        for path in children {
+        for path in children.into_iter().filter(|child| !roots.contains(child)) {
             let found = cgroup_id(sys, &path).and_then(|id| count_processes(sys, &path).map(|n| (id, n)));
             let (id, procs) = match found {
                 Ok(found) => found,
@@ -384,7 +424,7 @@ pub fn list_sessions(sys: &dyn Sys, roots: &[PathBuf]) -> Result<Vec<Session>, C
                 Err(err) => return Err(err),
             };
             out.push(Session {
-                name: dir_name(&path),
+                name: session_name_of(kube_roots, root, &path),
                 path: path.clone(),
                 root: root.clone(),
                 id,
@@ -398,7 +438,6 @@ pub fn list_sessions(sys: &dyn Sys, roots: &[PathBuf]) -> Result<Vec<Session>, C
 
 /// Removes a session cgroup and the cgroups nested in it (deepest first). Fails with EBUSY
 /// while processes remain in it.
-#[cfg_attr(not(test), allow(dead_code, reason = "for the daemon's cleanup of empty sessions"))]
 pub fn remove_session(sys: &dyn Sys, path: &Path) -> Result<(), CgroupError> {
     let mut all = Vec::new();
     walk(sys, path, &mut |p, depth| {
@@ -435,6 +474,8 @@ pub struct SessionRef {
 #[derive(Debug, Default)]
 pub struct SessionIndex {
     roots: Vec<PathBuf>,
+    /// Kubernetes QoS roots: their sessions are pods, named `pod-<UID>`.
+    kube_roots: Vec<PathBuf>,
     root_ids: Vec<(PathBuf, u64)>,
     sessions: Vec<SessionRef>,
     by_cgroup: HashMap<u64, usize>,
@@ -449,6 +490,22 @@ impl SessionIndex {
 
     pub fn roots(&self) -> &[PathBuf] {
         &self.roots
+    }
+
+    /// Make `kube_roots` (also to be among the roots) name their sessions by pod.
+    pub fn with_kubernetes(mut self, kube_roots: Vec<PathBuf>) -> Self {
+        self.kube_roots = kube_roots;
+        self
+    }
+
+    /// The Kubernetes QoS roots.
+    pub fn kube_roots(&self) -> &[PathBuf] {
+        &self.kube_roots
+    }
+
+    /// The sessions in the cgroup tree now (for `guard status`), named as the index names them.
+    pub fn list(&self, sys: &dyn Sys) -> Result<Vec<Session>, CgroupError> {
+        list_sessions_named(sys, &self.roots, &self.kube_roots)
     }
 
     /// The ids of the roots that existed at the last scan (for the kernel's root map).
@@ -481,7 +538,8 @@ impl SessionIndex {
                 Err(err) if vanished(&err) => continue,
                 Err(err) => return Err(err),
             };
-            for child in children {
+            // A child that is a root itself is that root's (the deepest root wins).
+            for child in children.into_iter().filter(|child| !self.roots.contains(child)) {
                 let index = sessions.len();
                 let mut session_id = None;
                 walk(sys, &child, &mut |path, depth| {
@@ -494,7 +552,8 @@ impl SessionIndex {
                 })?;
                 // None: the session vanished before we could stat it.
                 if let Some(id) = session_id {
-                    sessions.push(SessionRef { name: dir_name(&child), id, path: child, root: root.clone() });
+                    let name = session_name_of(&self.kube_roots, root, &child);
+                    sessions.push(SessionRef { name, id, path: child, root: root.clone() });
                 }
             }
         }
@@ -527,6 +586,10 @@ impl SessionIndex {
         Ok(self.get(cgroup_id))
     }
 }
+
+#[cfg(test)]
+#[path = "cgroup_tests.rs"]
+mod lifecycle_tests;
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@
 
 mod audit;
 mod host;
+mod lifecycle;
 #[cfg(test)]
 mod tests;
 
@@ -135,6 +136,9 @@ pub struct Daemon<K: KernelHandle = Kernel> {
     /// Identities of the audit files the kernel protects from sessions (the current file and
     /// its rotated predecessors), to follow rotations and reopens.
     pub protected_audit: Vec<guard_common::DevIno>,
+    /// Session cgroups guard created that clean-up looks found empty, and since when
+    /// ([`lifecycle`]).
+    pub empty_sessions: std::collections::HashMap<u64, Instant>,
 }
 
 impl<K: KernelHandle> Daemon<K> {
@@ -457,9 +461,9 @@ impl<K: KernelHandle> Daemon<K> {
         }
         let sys = self.host.sys.as_ref();
         let mut sessions: Vec<guard_engine::control::SessionStatus> =
-            cgroup::list_sessions(sys, self.host.sessions.roots())
-                .map(|list| list.iter().map(|s| s.to_status()).collect())
-                .unwrap_or_default();
+            self.host.sessions.list(sys).map(|list| list.iter().map(|s| s.to_status()).collect()).unwrap_or_default();
+        // Live sessions first (a stable sort keeps the tree order within each group).
+        sessions.sort_by_key(|session| session.processes == 0);
         for session in &mut sessions {
             session.confinement = cgroup::confinement(sys, Path::new(&session.path));
             session.trajectory = self.engine.session_trajectory(session.cgroup_id);

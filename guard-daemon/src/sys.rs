@@ -355,6 +355,19 @@ mod fake {
         fn read_to_string(&self, path: &Path) -> io::Result<String> {
             let st = self.lock();
             Self::check(&st, FakeOp::Read, path)?;
+            // cgroupfs: `cgroup.events` says whether any cgroup.procs in the subtree has a pid.
+            if st.in_cgroupfs(path)
+                && path.file_name() == Some(OsStr::new("cgroup.events"))
+                && let Some(dir) = path.parent()
+                && st.is_dir(dir)
+            {
+                let populated = st.nodes.iter().any(|(p, node)| {
+                    p.starts_with(dir)
+                        && p.file_name() == Some(OsStr::new("cgroup.procs"))
+                        && matches!(node, Node::File { data, .. } if !data.is_empty())
+                });
+                return Ok(format!("populated {}\nfrozen 0\n", u8::from(populated)));
+            }
             match st.nodes.get(path) {
                 Some(Node::File { data, .. }) => {
                     String::from_utf8(data.clone()).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))

@@ -12,6 +12,8 @@ pub mod destructive;
 pub mod engine;
 pub mod event;
 pub mod exposure;
+pub mod kubernetes;
+pub mod lifecycle;
 pub mod policy;
 pub mod policy_merge;
 pub mod provenance;

@@ -24,6 +24,7 @@ use guard_engine::{
     audit::RecordLevel,
     confinement::{AppliedConfinement, Confinement},
     control::Request,
+    lifecycle::Created,
     policy::{CompileContext, default_policy},
 };
 
@@ -156,6 +157,8 @@ struct Target {
     name: String,
     path: PathBuf,
     created: bool,
+    /// No `--session`: a fresh `s-<pid>` session, removed once it ends.
+    fresh: bool,
 }
 
 /// Find cgroup2, create the root and the session, record the workspace: all from outside the
@@ -189,13 +192,29 @@ fn target(sys: &dyn Sys, args: &LaunchArgs) -> anyhow::Result<Target> {
     {
         log::debug!("recording the workspace of session {name}: {err}");
     }
-    Ok(Target { name, path, created })
+    Ok(Target { name, path, created, fresh: args.session.is_none() })
 }
 
 /// Move the launcher into the session.
 fn join(sys: &dyn Sys, target: Target) -> anyhow::Result<Placed> {
-    let Target { name, path, created } = target;
-    cgroup::join(sys, &path, sys.getpid()).with_context(|| format!("joining session {name}"))?;
+    let Target { name, path, mut created, fresh } = target;
+    let pid = sys.getpid();
+    match cgroup::join(sys, &path, pid) {
+        // The daemon removed the ended session between finding it and joining: make it anew.
+        Err(err) if !created && err.io_kind() == Some(std::io::ErrorKind::NotFound) => {
+            sys.mkdir(&path).with_context(|| format!("re-creating session {name}"))?;
+            created = true;
+            cgroup::join(sys, &path, pid)
+        }
+        joined => joined,
+    }
+    .with_context(|| format!("joining session {name}"))?;
+    // Marked once populated (by this launcher), so the daemon never takes it for ended before
+    // its first process is in. Without the mark the session is only never cleaned up.
+    let how = if fresh { Created::Fresh } else { Created::Named };
+    if created && let Err(err) = cgroup::mark_created(sys, &path, how, pid) {
+        log::warn!("marking session {name} as guard's: {err} (it will not be removed when it ends)");
+    }
     let id = cgroup::cgroup_id(sys, &path)?;
     Ok(Placed { name, path, id, created })
 }

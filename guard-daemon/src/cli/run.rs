@@ -132,6 +132,14 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    // Pods as sessions: the kubelet root and its QoS cgroups are roots (see kubernetes_roots).
+    let kube_roots = kubernetes_roots(&cgroup2, &policy.compiled)?;
+    for root in &kube_roots {
+        if !roots.contains(root) {
+            roots.push(root.clone());
+        }
+    }
+
     let offsets = btf::kernel_offsets(btf::VMLINUX_BTF).context("reading kernel structure offsets")?;
     let pin_dir = match &args.pin_dir {
         Some(dir) => dir.clone(),
@@ -164,7 +172,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tier::Tier::Lsm => "BPF LSM active and accepting programs: refusals happen before the operation".to_string(),
     };
 
-    let mut sessions = SessionIndex::new(roots.clone());
+    let mut sessions = SessionIndex::new(roots.clone()).with_kubernetes(kube_roots);
     sessions.rescan(&RealSys).context("scanning session cgroups")?;
     let root_paths: Vec<(PathBuf, u64)> = sessions.root_ids().iter().map(|(path, id)| (path.clone(), *id)).collect();
     let root_ids: Vec<u64> = root_paths.iter().map(|(_, id)| *id).collect();
@@ -176,8 +184,12 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     kernel.set_roots(&root_ids)?;
     kernel.write_policy(&policy.maps, Some)?;
     kernel.set_seccomp_kill(&policy.compiled.confinement.seccomp_syscalls())?;
+    // A cgroup program attached to a root covers the roots nested in it (and a nested one
+    // could not take its own).
     for (root, id) in &root_paths {
-        kernel.attach_cgroup(root, *id)?;
+        if !root_paths.iter().any(|(other, _)| other != root && root.starts_with(other)) {
+            kernel.attach_cgroup(root, *id)?;
+        }
     }
     kernel.attach_tracing(&tier_reason)?;
     if tier == tier::Tier::Lsm {
@@ -247,6 +259,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         record_override: args.record,
         hold_release_us: Default::default(),
         protected_audit: Vec::new(),
+        empty_sessions: Default::default(),
         policy,
     };
     daemon.protect_audit_files()?;
@@ -308,6 +321,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             _ = tick.tick() => {
                 daemon.tick();
+                daemon.reap_sessions();
                 daemon.refresh_status();
             }
                         Some(call) = calls.recv() => {
@@ -385,6 +399,20 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     sink.write(&stop).context("writing the stop record")?;
     sink.sync().context("flushing the audit stream")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Kubernetes roots of `kubernetes.enabled`: the kubelet's root (Guaranteed pods sit
+/// directly below it) and its Burstable and BestEffort cgroups, which the kubelet creates at
+/// its start. The kernel takes the deepest root, so each pod cgroup is a session.
+fn kubernetes_roots(cgroup2: &Cgroup2, policy: &guard_engine::policy::CompiledPolicy) -> anyhow::Result<Vec<PathBuf>> {
+    let Some(kube) = &policy.kubernetes else { return Ok(Vec::new()) };
+    let root = cgroup2.resolve_root(Path::new(&kube.root)).with_context(|| format!("kubernetes.root {}", kube.root))?;
+    let name = root.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let roots = guard_engine::kubernetes::qos_dirs(&name)
+        .into_iter()
+        .map(|(_, dir)| if dir.is_empty() { root.clone() } else { root.join(dir) })
+        .collect();
+    Ok(roots)
 }
 
 /// How long ago a heartbeat was written (CLOCK_MONOTONIC, as the kernel side reads it).

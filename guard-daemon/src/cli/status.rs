@@ -142,7 +142,9 @@ fn render(report: &StatusReport) -> String {
 }
 
 fn render_sessions<'a>(out: &mut String, sessions: impl Iterator<Item = (&'a str, u32, u64, &'a str)>) {
-    let rows: Vec<_> = sessions.collect();
+    let mut rows: Vec<_> = sessions.collect();
+    // Live sessions first, then the ended ones not cleaned up yet (or not guard's to remove).
+    rows.sort_by_key(|row| row.1 == 0);
     if rows.is_empty() {
         let _ = writeln!(out, "  (none)");
         return;
@@ -196,6 +198,15 @@ mod tests {
 
     use super::*;
     use crate::sys::FakeSys;
+
+    #[test]
+    fn live_sessions_come_first() {
+        let mut out = String::new();
+        let rows = [("ended-a", 0, 1, "/cg/guard/ended-a"), ("live", 2, 2, "/cg/guard/live"), ("ended-b", 0, 3, "/x")];
+        render_sessions(&mut out, rows.into_iter());
+        let order: Vec<&str> = out.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+        assert_eq!(order, ["live", "ended-a", "ended-b"], "{out}");
+    }
 
     #[test]
     fn renders_tiers_sessions_and_counters() {

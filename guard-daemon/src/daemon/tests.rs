@@ -11,6 +11,7 @@ use std::{
 };
 
 use guard_common::{DevIno, action, escalation};
+use guard_engine::lifecycle::Created;
 use guard_engine::{
     consumer::ConsumerTable,
     control::{Request, Response, StatusReport},
@@ -129,6 +130,7 @@ fn rig(policy: LoadedPolicy) -> Rig {
         record_override: None,
         hold_release_us: Default::default(),
         protected_audit: Vec::new(),
+        empty_sessions: Default::default(),
     };
     Rig { daemon, procs, session, dir }
 }
@@ -277,4 +279,55 @@ fn a_sighup_reload_that_adds_a_chain_produces_its_record() {
     let stages: Vec<&str> =
         chain["details"]["stages"].as_array().into_iter().flatten().filter_map(|s| s["stage"].as_str()).collect();
     assert_eq!(stages, ["credential_discovery", "destructive_action"]);
+}
+
+#[test]
+fn ended_sessions_guard_created_are_removed_after_a_second_empty_look_and_recorded() {
+    let mut rig = rig(loaded("test", POLICY));
+    let sys = &rig.daemon.host.sys;
+    for name in ["ended", "busy", "foreign"] {
+        sys.mkdir(&Path::new(ROOT).join(name)).unwrap_or_else(|err| panic!("{err}"));
+    }
+    for name in ["ended", "busy"] {
+        crate::cgroup::mark_created(sys.as_ref(), &Path::new(ROOT).join(name), Created::Fresh, 1)
+            .unwrap_or_else(|err| panic!("{err}"));
+    }
+    sys.write_file(&Path::new(ROOT).join("busy/cgroup.procs"), b"77").unwrap_or_else(|err| panic!("{err}"));
+    let exists = |rig: &Rig, name: &str| rig.daemon.host.sys.stat(&Path::new(ROOT).join(name)).is_ok();
+    rig.daemon.reap_sessions();
+    assert!(exists(&rig, "ended"), "one empty look is not enough: its last records may be in flight");
+    rig.daemon.reap_sessions();
+    assert!(!exists(&rig, "ended"));
+    assert!(exists(&rig, "busy") && exists(&rig, "foreign") && exists(&rig, "agent"));
+    let end = rig.find(|r| r["event"] == "session_end");
+    assert_eq!(end["session"], "ended");
+    assert_eq!(end["details"]["path"], format!("{ROOT}/ended"));
+    // The busy session's process leaves: it goes two looks later; the unmarked one stays.
+    rig.daemon
+        .host
+        .sys
+        .write_file(Path::new(&format!("{ROOT}/foreign/cgroup.procs")), b"77")
+        .unwrap_or_else(|err| panic!("{err}"));
+    rig.daemon.reap_sessions();
+    rig.daemon.reap_sessions();
+    assert!(!exists(&rig, "busy"), "its process moved out: it ended");
+    assert!(exists(&rig, "foreign"), "not guard's: never removed");
+}
+
+#[test]
+fn a_session_with_a_held_exec_is_not_removed() {
+    let mut rig = rig(loaded("test", POLICY));
+    let agent = Path::new(ROOT).join("agent");
+    crate::cgroup::mark_created(rig.daemon.host.sys.as_ref(), &agent, Created::Fresh, 1)
+        .unwrap_or_else(|err| panic!("{err}"));
+    // Held in the kernel (and pending approval) while its cgroup reads empty (e.g. killed
+    // from outside before the daemon noticed).
+    rig.daemon.host.kernel.held.push((900, guard_common::HeldInfo { session_id: rig.session, since_ns: 1 }));
+    for _ in 0..3 {
+        rig.daemon.reap_sessions();
+    }
+    assert!(rig.daemon.host.sys.stat(&agent).is_ok());
+    rig.daemon.host.kernel.held.clear();
+    rig.daemon.reap_sessions();
+    assert!(rig.daemon.host.sys.stat(&agent).is_err(), "removed once nothing is held (it was empty before)");
 }

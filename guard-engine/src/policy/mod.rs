@@ -65,6 +65,9 @@
 //!   max_bytes: 104857600        # rotate before the file passes this; >= 4096; default: no limit
 //!   keep: 5                     # rotated files kept (audit.jsonl.1 ..); 1..=100; default 5
 //!   record: decisions           # decisions | writes | all; default decisions; `guard run --record` overrides
+//! kubernetes:                   # optional; pods as sessions (see crate::kubernetes)
+//!   enabled: true               # default false
+//!   root: kubepods.slice        # the kubelet's cgroup root below the cgroup2 mount (or absolute); kubepods for cgroupfs
 //! ```
 //!
 //! The match language is described in [`destructive_rules`].
@@ -169,8 +172,9 @@ pub use compile::{
 pub(crate) use error::from_yaml_error;
 pub use error::{PolicyError, Problem};
 pub use model::{
-    AuditSettings, CredentialPath, CredentialRule, DEFAULT_AUDIT_KEEP, DestructiveSection, Detector, ExecAction,
-    FileScope, MAX_AUDIT_KEEP, MIN_AUDIT_MAX_BYTES, Mode, NetworkScope, Policy,
+    AuditSettings, CredentialPath, CredentialRule, DEFAULT_AUDIT_KEEP, DEFAULT_KUBERNETES_ROOT, DestructiveSection,
+    Detector, ExecAction, FileScope, KubernetesSettings, MAX_AUDIT_KEEP, MIN_AUDIT_MAX_BYTES, Mode, NetworkScope,
+    Policy,
 };
 pub use model::{
     ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, INCIDENT_CHAIN_ID, MAX_CHAIN_WINDOW_SECS,

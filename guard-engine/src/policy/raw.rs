@@ -24,6 +24,14 @@ pub(crate) struct RawPolicy {
     pub provenance: Option<Spanned<RawProvenance>>,
     pub confinement: Option<Spanned<RawConfinement>>,
     pub audit: Option<Spanned<RawAudit>>,
+    pub kubernetes: Option<Spanned<RawKubernetes>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKubernetes {
+    pub enabled: Option<Spanned<bool>>,
+    pub root: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

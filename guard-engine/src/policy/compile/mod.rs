@@ -11,8 +11,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use super::model::{
-    AuditSettings, ChainSpec, CredentialPath, Detector, EscalationPolicy, ExecAction, FILES_RULE_ID, Mode,
-    NETWORK_RULE_ID, Policy, ProvenanceSettings,
+    AuditSettings, ChainSpec, CredentialPath, Detector, EscalationPolicy, ExecAction, FILES_RULE_ID,
+    KubernetesSettings, Mode, NETWORK_RULE_ID, Policy, ProvenanceSettings,
 };
 use super::names::{NamePattern, NameShape};
 use super::network::{AllowTarget, AllowedPorts, LpmTables, NetEntry, build_lpm_tables};
@@ -174,6 +174,8 @@ pub struct CompiledPolicy {
     pub confinement: ConfinementSettings,
     /// Audit file rotation and record level (before `guard run --record` overrides it).
     pub audit: AuditSettings,
+    /// Pods as sessions (`kubernetes.enabled`).
+    pub kubernetes: Option<KubernetesSettings>,
     /// The policy's warnings plus compilation's (e.g. no home directories).
     pub warnings: Vec<String>,
 }
@@ -484,6 +486,7 @@ impl Policy {
             provenance: self.provenance,
             confinement: self.confinement.clone(),
             audit: self.audit,
+            kubernetes: self.kubernetes.clone(),
             warnings,
         }
     }

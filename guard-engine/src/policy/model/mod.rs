@@ -182,8 +182,20 @@ pub struct Policy {
     pub(crate) provenance: ProvenanceSettings,
     pub(crate) confinement: ConfinementSettings,
     pub(crate) audit: AuditSettings,
+    pub(crate) kubernetes: Option<KubernetesSettings>,
     pub(crate) warnings: Vec<String>,
 }
+
+/// The kubelet's cgroup root whose pods become sessions (`kubernetes:` with `enabled: true`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KubernetesSettings {
+    /// The kubelet's cgroup root, relative to the cgroup2 mount (`kubepods.slice` for the
+    /// systemd driver, `kubepods` for cgroupfs) or absolute inside it.
+    pub root: String,
+}
+
+/// The kubelet root when `kubernetes.root` is left out (the systemd driver, kubeadm's default).
+pub const DEFAULT_KUBERNETES_ROOT: &str = "kubepods.slice";
 
 impl Policy {
     /// The global default mode (used by rules that do not set one).
@@ -237,6 +249,11 @@ impl Policy {
     /// Rotation of the audit file and how much it records.
     pub fn audit(&self) -> AuditSettings {
         self.audit
+    }
+
+    /// Pods as sessions: `None` unless `kubernetes.enabled`.
+    pub fn kubernetes(&self) -> Option<&KubernetesSettings> {
+        self.kubernetes.as_ref()
     }
 
     /// Things the operator should know that are not errors, e.g. a missing section. The

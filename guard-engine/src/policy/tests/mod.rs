@@ -4,6 +4,7 @@ mod audit;
 mod compile;
 mod confinement;
 mod destructive;
+mod kubernetes;
 mod parse;
 
 use super::{Policy, Problem, parse_policy};

@@ -12,13 +12,15 @@ use self::destructive::validate_destructive;
 use super::error::Problems;
 use super::model::{
     AuditSettings, CredentialPath, CredentialRule, DEFAULT_CREDENTIAL_MITRE, DEFAULT_FILES_MITRE,
-    DEFAULT_HOLD_TIMEOUT_SECS, DEFAULT_NETWORK_MITRE, DestructiveSection, FILES_RULE_ID, FileScope, MAX_AUDIT_KEEP,
-    MIN_AUDIT_MAX_BYTES, Mode, NETWORK_RULE_ID, NetworkScope, Policy,
+    DEFAULT_HOLD_TIMEOUT_SECS, DEFAULT_KUBERNETES_ROOT, DEFAULT_NETWORK_MITRE, DestructiveSection, FILES_RULE_ID,
+    FileScope, KubernetesSettings, MAX_AUDIT_KEEP, MIN_AUDIT_MAX_BYTES, Mode, NETWORK_RULE_ID, NetworkScope, Policy,
 };
 use super::names::NamePattern;
 use super::network::{AllowTarget, build_lpm_tables, largest_merged_port_count, parse_allow_entry};
 use super::paths::{GLOB_META, RootPath, normalize_absolute, normalize_relative};
-use super::raw::{RawAudit, RawConfinement, RawCredentialRule, RawFileScope, RawNetworkScope, RawPolicy, SpannedList};
+use super::raw::{
+    RawAudit, RawConfinement, RawCredentialRule, RawFileScope, RawKubernetes, RawNetworkScope, RawPolicy, SpannedList,
+};
 use crate::audit::Severity;
 use crate::confinement::{ConfinementSettings, SyscallGroup};
 
@@ -113,6 +115,7 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
     let provenance = validate_provenance(raw.provenance.as_ref(), &mut warnings);
     let confinement = validate_confinement(raw.confinement.as_ref(), problems, &mut warnings);
     let audit = validate_audit(raw.audit.as_ref(), problems);
+    let kubernetes = raw.kubernetes.as_ref().and_then(|section| validate_kubernetes(section, problems));
 
     Policy {
         mode,
@@ -126,6 +129,7 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
         provenance,
         confinement,
         audit,
+        kubernetes,
         warnings,
     }
 }
@@ -269,6 +273,44 @@ pub(super) fn validate_mitre(mitre: Option<&Spanned<String>>, default: &str, pro
 
 fn description_or(description: Option<&Spanned<String>>, default: &str) -> String {
     description.map_or_else(|| default.to_string(), |text| text.value.clone())
+}
+
+/// `kubernetes:`: off unless `enabled: true`; the root is a plain cgroup path (relative to the
+/// cgroup2 mount, or absolute) naming the kubelet's root, `kubepods.slice` or `kubepods`.
+fn validate_kubernetes(section: &Spanned<RawKubernetes>, problems: &mut Problems) -> Option<KubernetesSettings> {
+    let raw = &section.value;
+    let enabled = raw.enabled.as_ref().is_some_and(|enabled| enabled.value);
+    let root = match &raw.root {
+        None => DEFAULT_KUBERNETES_ROOT.to_string(),
+        Some(root) => {
+            let text = root.value.trim_end_matches('/');
+            let name = text.rsplit('/').next().unwrap_or("");
+            let bad = if text.is_empty() {
+                Some("must not be empty (the default is `kubepods.slice`)".to_string())
+            } else if text.contains(GLOB_META) {
+                Some("must be a plain cgroup path, not a glob".to_string())
+            } else if text.split('/').any(|part| part == "..") {
+                Some("must not contain `..`".to_string())
+            } else if name != "kubepods" && !name.ends_with("kubepods.slice") {
+                Some(format!(
+                    "must name the kubelet's cgroup root: `kubepods.slice` (systemd driver), `kubepods` (cgroupfs) \
+                     or `<prefix>-kubepods.slice` (--cgroup-root), not `{name}`"
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = bad {
+                problems.at_spanned(root, format!("kubernetes.root `{}` {why}", root.value));
+                return None;
+            }
+            if text.starts_with('/') {
+                normalize_absolute(text)
+            } else {
+                text.split('/').filter(|part| !part.is_empty() && *part != ".").collect::<Vec<_>>().join("/")
+            }
+        }
+    };
+    enabled.then_some(KubernetesSettings { root })
 }
 
 fn validate_cgroup_roots(list: &SpannedList, problems: &mut Problems) -> Vec<String> {

@@ -135,6 +135,10 @@ pub struct Daemon<K: KernelHandle = Kernel> {
     /// Identities of the audit files the kernel protects from sessions (the current file and
     /// its rotated predecessors), to follow rotations and reopens.
     pub protected_audit: Vec<guard_common::DevIno>,
+    /// What `--metrics` serves (updated whether or not it is served).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// `--audit syslog`, `--audit journald`: copies of every record the JSON stream takes.
+    pub copies: Vec<crate::audit_fanout::Secondary>,
 }
 
 impl<K: KernelHandle> Daemon<K> {
@@ -145,8 +149,10 @@ impl<K: KernelHandle> Daemon<K> {
 
     /// One ring-buffer record: the engine decides, the daemon carries it out.
     pub fn handle_event(&mut self, bytes: &[u8]) {
+        let started = Instant::now();
         let actions = self.engine.on_event(bytes, &self.host.view());
         self.carry_out(actions);
+        self.metrics.event_decision.observe(started.elapsed().as_secs_f64());
     }
 
     /// Once a second: holds past their timeout (or whose task is gone), chain windows.
@@ -369,6 +375,7 @@ impl<K: KernelHandle> Daemon<K> {
         let policy = match loaded {
             Ok(policy) => policy,
             Err(err) => {
+                self.metrics.policy_reload(what, false);
                 let record = self.engine.daemon_record(
                     &format!("policy_{what}_failed"),
                     now_unix_ns(),
@@ -398,6 +405,7 @@ impl<K: KernelHandle> Daemon<K> {
             .and_then(|()| kernel.set_seccomp_kill(&policy.compiled.confinement.seccomp_syscalls()))
             .and_then(|()| kernel.set_config(&config));
         if let Err(err) = applied {
+            self.metrics.policy_reload(what, false);
             let record = self.engine.daemon_record(
                 &format!("policy_{what}_failed"),
                 now_unix_ns(),
@@ -425,6 +433,7 @@ impl<K: KernelHandle> Daemon<K> {
             }));
             self.emit(&record);
         }
+        self.metrics.policy_reload(what, true);
         // New rotation settings apply from the next record.
         self.sink.set_rotation(Rotation::from(policy.compiled.audit));
         self.engine.apply_policy(policy.engine_policy());
@@ -440,9 +449,12 @@ impl<K: KernelHandle> Daemon<K> {
                 return;
             }
         };
-        if let Err(err) = self.host.kernel.heartbeat(&stats) {
-            log::error!("writing the heartbeat: {err:#}");
+        match self.host.kernel.heartbeat(&stats) {
+            Ok(()) => self.metrics.last_heartbeat_ns.store(monotonic_ns(), std::sync::atomic::Ordering::Relaxed),
+            Err(err) => log::error!("writing the heartbeat: {err:#}"),
         }
+        self.metrics.pending_holds.set(self.engine.pending_holds(now()).len() as i64);
+        self.note_copy_changes();
         let dropped = stats[stat::EVENTS_DROPPED as usize];
         if dropped > self.last_dropped {
             let mut record = self.engine.daemon_record(
@@ -475,6 +487,7 @@ impl<K: KernelHandle> Daemon<K> {
             )
         });
         report.sessions = sessions;
+        report.audit_sinks = self.copies.iter().map(|copy| copy.status()).collect();
         report.counters = Counters {
             events: stats[stat::EVENTS_SENT as usize],
             dropped,

@@ -3,6 +3,7 @@
 //! One file per subcommand under `cli/`; the daemon's kernel glue lives beside it.
 
 mod audit_down;
+mod audit_fanout;
 mod audit_sink;
 mod cgroup;
 mod cli;
@@ -12,6 +13,7 @@ mod control;
 mod daemon;
 mod hold;
 mod kernel;
+mod metrics;
 mod policy_load;
 mod procs;
 mod scan;

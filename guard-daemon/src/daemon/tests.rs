@@ -129,6 +129,8 @@ fn rig(policy: LoadedPolicy) -> Rig {
         record_override: None,
         hold_release_us: Default::default(),
         protected_audit: Vec::new(),
+        metrics: Default::default(),
+        copies: Vec::new(),
     };
     Rig { daemon, procs, session, dir }
 }

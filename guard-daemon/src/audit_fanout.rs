@@ -26,6 +26,11 @@ use crate::metrics::SinkCounters;
 const QUEUE: usize = 4096;
 /// A failed sink is reconnected at most this often; records meanwhile are dropped.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+/// A syslog message longer than this carries the key fields only (`"truncated": true`):
+/// syslog daemons cut long datagrams (rsyslog's default limit is 8 KiB), the file has it whole.
+pub const MAX_SYSLOG_MESSAGE: usize = 8 * 1024 - 1024;
+/// How long a stopping daemon waits for the copies to send what is queued.
+const FINISH_WAIT: Duration = Duration::from_secs(2);
 /// syslog's default local socket.
 pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 /// The RFC 5424 structured-data id (32473: the enterprise number RFC 5612 reserves for examples).
@@ -144,6 +149,16 @@ fn key_fields(record: &AuditRecord) -> Vec<(&'static str, String)> {
     fields
 }
 
+/// The record as JSON for a copy: without `prev_hash` (the chain lives in the JSON file; a copy
+/// is not part of it).
+fn record_json(record: &AuditRecord) -> String {
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.remove("prev_hash");
+    }
+    value.to_string()
+}
+
 fn summary(record: &AuditRecord) -> String {
     record.reason.clone().unwrap_or_else(|| record.event.clone())
 }
@@ -157,7 +172,7 @@ pub fn journal_fields(record: &AuditRecord) -> Vec<(String, String)> {
     if let Some(argv) = &record.argv {
         fields.push(("ARGV".into(), argv.join(" ")));
     }
-    fields.push(("GUARD_RECORD".into(), serde_json::to_string(record).unwrap_or_default()));
+    fields.push(("GUARD_RECORD".into(), record_json(record)));
     fields.push(("SYSLOG_IDENTIFIER".into(), "guard".into()));
     fields
 }
@@ -165,10 +180,19 @@ pub fn journal_fields(record: &AuditRecord) -> Vec<(String, String)> {
 /// RFC 5424 structured data (`[guard@32473 event="exec" verdict="deny" ...]`) and the message
 /// (the record as JSON, for collectors that parse it).
 pub fn syslog_parts(record: &AuditRecord) -> (StructuredData, String) {
-    let params = key_fields(record).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let fields = key_fields(record);
+    let mut message = record_json(record);
+    if message.len() > MAX_SYSLOG_MESSAGE {
+        let mut short: serde_json::Map<String, serde_json::Value> =
+            fields.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str()))).collect();
+        short.insert("truncated".into(), true.into());
+        short.insert("bytes".into(), message.len().into());
+        message = serde_json::Value::Object(short).to_string();
+    }
+    let params = fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let mut data = StructuredData::new();
     data.insert(SD_ID.to_string(), params);
-    (data, serde_json::to_string(record).unwrap_or_default())
+    (data, message)
 }
 
 /// What the daemon writes into the JSON stream about a secondary sink.
@@ -186,6 +210,7 @@ pub struct Secondary {
     pub counters: Arc<SinkCounters>,
     /// The last error while failing; `None` once a record went through again.
     failing: Arc<Mutex<Option<String>>>,
+    thread: std::thread::JoinHandle<()>,
     /// What the JSON stream was last told (true: it was told the sink failed).
     reported_down: bool,
 }
@@ -205,11 +230,27 @@ impl Secondary {
             AuditTarget::Json(path) => anyhow::bail!("{} is the JSON stream, not a secondary sink", path.display()),
         };
         let (thread_counters, thread_failing) = (counters.clone(), failing.clone());
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("audit-{name}"))
             .spawn(move || run_sink(sender, records, &thread_counters, &thread_failing))
             .map_err(|err| anyhow::anyhow!("starting the {name} audit thread: {err}"))?;
-        Ok(Self { name, target: describe, queue, counters, failing, reported_down: false })
+        Ok(Self { name, target: describe, queue, counters, failing, thread, reported_down: false })
+    }
+
+    /// On stop: send the last record, and give what is queued a moment to go out (a stuck
+    /// receiver does not keep the daemon from exiting).
+    pub fn finish(copies: Vec<Self>, last: &AuditRecord) {
+        let threads: Vec<_> = copies
+            .into_iter()
+            .map(|copy| {
+                copy.send(last);
+                copy.thread
+            })
+            .collect();
+        let deadline = Instant::now() + FINISH_WAIT;
+        while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Queue a copy; a full queue drops it (counted): the daemon never waits for a sink.
@@ -449,6 +490,14 @@ mod tests {
         assert_eq!(params["pid"], "4242");
         assert_eq!(AuditRecord::from_json_line(&message).unwrap(), deny());
         assert!(matches!(syslog_severity(&deny()), syslog::Severity::LOG_WARNING));
+        // A long record: key fields only, still JSON, said to be cut.
+        let mut long = deny();
+        long.argv = Some(vec!["x".repeat(MAX_SYSLOG_MESSAGE)]);
+        let (data, message) = syslog_parts(&long);
+        assert!(message.len() <= MAX_SYSLOG_MESSAGE, "{}", message.len());
+        let short: serde_json::Value = serde_json::from_str(&message).unwrap();
+        assert_eq!((short["truncated"].as_bool(), short["rule"].as_str()), (Some(true), Some("ssh-keys")));
+        assert_eq!(data[SD_ID]["verdict"], "deny");
     }
 
     #[test]

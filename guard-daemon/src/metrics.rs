@@ -58,7 +58,10 @@ pub struct VerdictLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
+    /// `released` or `killed`.
     pub outcome: String,
+    /// `judged` (decided as the exec arrived) or `pending` (waited for a person or the timeout).
+    pub decision: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -158,9 +161,12 @@ impl Metrics {
         self.reloads.get_or_create(&ReloadLabels { kind: kind.to_string(), result: result.to_string() }).inc();
     }
 
-    pub fn hold_decided(&self, released: bool, seconds: f64) {
-        let outcome = if released { "released" } else { "killed" };
-        self.hold_decision.get_or_create(&OutcomeLabels { outcome: outcome.to_string() }).observe(seconds);
+    pub fn hold_decided(&self, released: bool, pending: bool, seconds: f64) {
+        let labels = OutcomeLabels {
+            outcome: if released { "released" } else { "killed" }.to_string(),
+            decision: if pending { "pending" } else { "judged" }.to_string(),
+        };
+        self.hold_decision.get_or_create(&labels).observe(seconds);
     }
 
     /// The deny counter's value for one detector and rule (tests, `guard status`).
@@ -204,7 +210,7 @@ pub fn registry(
     );
     registry.register_with_unit(
         "guard_hold_decision",
-        "Time from a hold in the kernel to its release or kill, by outcome",
+        "Time from a hold in the kernel to its release or kill, by outcome and how it was decided",
         Unit::Seconds,
         metrics.hold_decision.clone(),
     );
@@ -329,13 +335,9 @@ impl Collector for Snapshot {
             }
             Ok(())
         };
-        sink_counter(
-            &mut encoder,
-            "guard_audit_records",
-            "Audit records written, by sink",
-            c.audit_records,
-            &|s| s.sent.load(Ordering::Relaxed),
-        )?;
+        sink_counter(&mut encoder, "guard_audit_records", "Audit records written, by sink", c.audit_records, &|s| {
+            s.sent.load(Ordering::Relaxed)
+        })?;
         sink_counter(
             &mut encoder,
             "guard_audit_bytes",
@@ -359,8 +361,7 @@ impl Collector for Snapshot {
             )?;
             for (sink, counters) in &self.sinks {
                 let labels = SinkLabels { sink: sink.to_string() };
-                ConstCounter::new(counters.dropped.load(Ordering::Relaxed))
-                    .encode(family.encode_family(&labels)?)?;
+                ConstCounter::new(counters.dropped.load(Ordering::Relaxed)).encode(family.encode_family(&labels)?)?;
             }
         }
         gauge(
@@ -379,7 +380,13 @@ impl Collector for Snapshot {
             Some(&Unit::Seconds),
             age,
         )?;
-        gauge(&mut encoder, "guard_uptime", "Time since the daemon started", Some(&Unit::Seconds), report.uptime_secs as f64)?;
+        gauge(
+            &mut encoder,
+            "guard_uptime",
+            "Time since the daemon started",
+            Some(&Unit::Seconds),
+            report.uptime_secs as f64,
+        )?;
         Ok(())
     }
 }
@@ -518,7 +525,7 @@ mod tests {
         metrics.count_record(&deny("ssh-keys"));
         metrics.count_record(&AuditRecord { event: "exec".into(), ..Default::default() });
         metrics.event_decision.observe(0.00002);
-        metrics.hold_decided(true, 1.5);
+        metrics.hold_decided(true, true, 1.5);
         metrics.policy_reload("reload", true);
         metrics.policy_reload("reload", false);
         metrics.audit_file_bytes.inc_by(321);
@@ -533,10 +540,16 @@ mod tests {
         let text = scrape(&metrics, report, vec![("syslog", syslog)]);
         let has = |line: &str| text.lines().any(|l| l == line);
         assert!(has("# TYPE guard_verdicts_total counter"), "{text}");
-        assert_eq!(sample(&text, r#"guard_verdicts_total{verdict="deny",detector="credential",rule="ssh-keys"}"#), Some(2.0));
+        assert_eq!(
+            sample(&text, r#"guard_verdicts_total{verdict="deny",detector="credential",rule="ssh-keys"}"#),
+            Some(2.0)
+        );
         assert!(has("# TYPE guard_event_decision_seconds histogram"), "{text}");
         assert_eq!(sample(&text, "guard_event_decision_seconds_count"), Some(1.0));
-        assert_eq!(sample(&text, r#"guard_hold_decision_seconds_count{outcome="released"}"#), Some(1.0));
+        assert_eq!(
+            sample(&text, r#"guard_hold_decision_seconds_count{outcome="released",decision="pending"}"#),
+            Some(1.0)
+        );
         assert_eq!(sample(&text, r#"guard_policy_reloads_total{kind="reload",result="failed"}"#), Some(1.0));
         assert_eq!(sample(&text, r#"guard_events_total{kind="exec"}"#), Some(7.0));
         assert_eq!(sample(&text, "guard_ringbuf_dropped_events_total"), Some(3.0));

@@ -92,6 +92,8 @@ pub struct Guard {
     args: Vec<std::ffi::OsString>,
     /// The enforcement tier the daemon chose (its `start` record's `details.tier`).
     tier: Tier,
+    /// A command `guard run` is started through (it must exec its arguments), e.g. `unshare`.
+    wrapper: Vec<std::ffi::OsString>,
 }
 
 /// The enforcement tier a daemon runs on: how a refused open or exec ends.
@@ -124,6 +126,12 @@ impl Guard {
     /// As [`Guard::start_with`], with the audit stream in `audit` (default: the daemon's
     /// scratch directory).
     pub fn start_writing(policy: Option<&str>, extra: &[&str], audit: Option<&Path>) -> Self {
+        Self::start_through(&[], policy, extra, audit)
+    }
+
+    /// As [`Guard::start_writing`], with `guard run` started as `WRAPPER... guard run ...`
+    /// (the wrapper execs its arguments, so the child's pid is the daemon's).
+    pub fn start_through(wrapper: &[&str], policy: Option<&str>, extra: &[&str], audit: Option<&Path>) -> Self {
         let dir = TempDir::new("daemon");
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let root = cgroup2_mount().join(format!("guard-test-{}-{n}", std::process::id()));
@@ -137,7 +145,8 @@ impl Guard {
             args.push("--policy".into());
             args.push(path.into());
         }
-        let mut guard = Guard { child: None, root, audit, socket, dir, stderr_path, args, tier: Tier::Host };
+        let wrapper = wrapper.iter().map(Into::into).collect();
+        let mut guard = Guard { child: None, root, audit, socket, dir, stderr_path, args, tier: Tier::Host, wrapper };
         guard.spawn();
         guard.wait_ready();
         guard
@@ -145,6 +154,11 @@ impl Guard {
 
     fn spawn(&mut self) {
         let mut cmd = run_command(&self.root, &self.audit, &self.socket);
+        if let Some((program, rest)) = self.wrapper.split_first() {
+            let mut wrapped = Command::new(program);
+            wrapped.args(rest).arg(cmd.get_program()).args(cmd.get_args());
+            cmd = wrapped;
+        }
         let stderr =
             fs::OpenOptions::new().create(true).append(true).open(&self.stderr_path).expect("daemon stderr file");
         cmd.args(&self.args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);

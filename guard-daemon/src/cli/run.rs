@@ -118,7 +118,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let policy = crate::policy_load::load(args.policy.as_deref())?;
     // So are a bad --audit list and a taken metrics port.
     let (audit_path, copy_targets) =
-        crate::audit_fanout::split_targets(&args.audit, Path::new(super::DEFAULT_AUDIT_PATH)).map_err(anyhow::Error::msg)?;
+        crate::audit_fanout::split_targets(&args.audit, Path::new(super::DEFAULT_AUDIT_PATH))
+            .map_err(anyhow::Error::msg)?;
     let metrics_listener = args.metrics.map(crate::metrics::bind).transpose()?;
     let cgroup2 = Cgroup2::discover(&RealSys).context("finding the cgroup2 mount")?;
     let default_root = match &args.root {
@@ -207,8 +208,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut sink = AuditSink::open(&audit_path, Rotation::from(policy.compiled.audit))?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
     sink.count_bytes(metrics.audit_file_bytes.clone());
-    let copies =
-        copy_targets.iter().map(crate::audit_fanout::Secondary::start).collect::<anyhow::Result<Vec<_>>>()?;
+    let copies = copy_targets.iter().map(crate::audit_fanout::Secondary::start).collect::<anyhow::Result<Vec<_>>>()?;
     // No session may rewrite the policy or the audit trail (the audit files follow rotations:
     // `Daemon::protect_audit_files`).
     let own_files: Vec<_> = args
@@ -389,7 +389,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let keep_pins = daemon.stop_requested == Some(true);
-    let Daemon { host: Host { kernel, .. }, mut engine, mut sink, .. } = daemon;
+    let Daemon { host: Host { kernel, .. }, mut engine, mut sink, copies, .. } = daemon;
     drop(ring);
     let pin_dir = kernel.pin_dir().to_path_buf();
     let outcome = if keep_pins {
@@ -406,6 +406,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let stop = engine.daemon_record("stop", now_unix_ns(), format!("guard stopped on {why}; {outcome}"));
     sink.write(&stop).context("writing the stop record")?;
     sink.sync().context("flushing the audit stream")?;
+    crate::audit_fanout::Secondary::finish(copies, &stop);
     Ok(ExitCode::SUCCESS)
 }
 

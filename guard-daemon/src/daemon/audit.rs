@@ -207,11 +207,8 @@ impl<K: KernelHandle> Daemon<K> {
 impl<K: KernelHandle> Daemon<K> {
     /// A secondary sink went down or came back: say so in the JSON stream, once each time.
     pub(super) fn note_copy_changes(&mut self) {
-        let changes: Vec<(String, crate::audit_fanout::SinkChange)> = self
-            .copies
-            .iter_mut()
-            .filter_map(|copy| Some((copy.target.clone(), copy.take_change()?)))
-            .collect();
+        let changes: Vec<(String, crate::audit_fanout::SinkChange)> =
+            self.copies.iter_mut().filter_map(|copy| Some((copy.target.clone(), copy.take_change()?))).collect();
         for (target, change) in changes {
             let record = match change {
                 crate::audit_fanout::SinkChange::Failed { error } => {
@@ -227,9 +224,11 @@ impl<K: KernelHandle> Daemon<K> {
                     record
                 }
                 crate::audit_fanout::SinkChange::Recovered => {
-                    let lost = self.copies.iter().find(|c| c.target == target).map_or(0, |c| {
-                        c.counters.dropped.load(std::sync::atomic::Ordering::Relaxed)
-                    });
+                    let lost = self
+                        .copies
+                        .iter()
+                        .find(|c| c.target == target)
+                        .map_or(0, |c| c.counters.dropped.load(std::sync::atomic::Ordering::Relaxed));
                     let mut record = self.engine.daemon_record(
                         "audit_sink_recovered",
                         now_unix_ns(),

@@ -126,8 +126,10 @@ impl<K: KernelHandle> Daemon<K> {
                         // The kernel stamped the hold with CLOCK_MONOTONIC, as monotonic_ns() reads it.
                         let held_ns = monotonic_ns().saturating_sub(since);
                         let released = settle.signal == Signal::Continue;
-                        self.metrics.hold_decided(released, held_ns as f64 / 1e9);
-                        if released {
+                        let pending = settle.record.hold_id.is_some();
+                        self.metrics.hold_decided(released, pending, held_ns as f64 / 1e9);
+                        // `guard status` shows the judged-at-once round trips.
+                        if released && !pending {
                             self.note_hold_release(held_ns / 1000);
                         }
                     }

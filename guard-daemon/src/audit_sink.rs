@@ -67,6 +67,8 @@ pub struct AuditSink {
     /// The file was replaced (rotation, reopen) since the daemon last asked.
     file_changed: bool,
     last_flush: Instant,
+    /// Counts the bytes of every line taken (`guard_audit_bytes_total{sink="file"}`).
+    bytes: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl AuditSink {
@@ -81,6 +83,7 @@ impl AuditSink {
             rotation_retry_at: None,
             file_changed: false,
             last_flush: Instant::now(),
+            bytes: None,
         };
         if target == Path::new("-") {
             return Ok(sink);
@@ -145,6 +148,11 @@ impl AuditSink {
         self.chain.last_hash()
     }
 
+    /// Count the bytes of the lines taken into `counter`.
+    pub fn count_bytes(&mut self, counter: prometheus_client::metrics::counter::Counter) {
+        self.bytes = Some(counter);
+    }
+
     pub fn set_rotation(&mut self, rotation: Rotation) {
         if rotation != self.rotation {
             self.rotation = rotation;
@@ -173,6 +181,9 @@ impl AuditSink {
         self.pending.extend_from_slice(line.as_bytes());
         self.pending.push(b'\n');
         self.chain.advance(line.as_bytes());
+        if let Some(bytes) = &self.bytes {
+            bytes.inc_by(line_bytes);
+        }
         if let Out::File { size, .. } = &mut self.out {
             *size += line_bytes;
         }

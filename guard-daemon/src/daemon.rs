@@ -139,6 +139,10 @@ pub struct Daemon<K: KernelHandle = Kernel> {
     /// Session cgroups guard created that clean-up looks found empty, and since when
     /// ([`lifecycle`]).
     pub empty_sessions: std::collections::HashMap<u64, Instant>,
+    /// What `--metrics` serves (updated whether or not it is served).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// `--audit syslog`, `--audit journald`: copies of every record the JSON stream takes.
+    pub copies: Vec<crate::audit_fanout::Secondary>,
 }
 
 impl<K: KernelHandle> Daemon<K> {
@@ -149,8 +153,10 @@ impl<K: KernelHandle> Daemon<K> {
 
     /// One ring-buffer record: the engine decides, the daemon carries it out.
     pub fn handle_event(&mut self, bytes: &[u8]) {
+        let started = Instant::now();
         let actions = self.engine.on_event(bytes, &self.host.view());
         self.carry_out(actions);
+        self.metrics.event_decision.observe(started.elapsed().as_secs_f64());
     }
 
     /// Once a second: holds past their timeout (or whose task is gone), chain windows.
@@ -373,6 +379,7 @@ impl<K: KernelHandle> Daemon<K> {
         let policy = match loaded {
             Ok(policy) => policy,
             Err(err) => {
+                self.metrics.policy_reload(what, false);
                 let record = self.engine.daemon_record(
                     &format!("policy_{what}_failed"),
                     now_unix_ns(),
@@ -402,6 +409,7 @@ impl<K: KernelHandle> Daemon<K> {
             .and_then(|()| kernel.set_seccomp_kill(&policy.compiled.confinement.seccomp_syscalls()))
             .and_then(|()| kernel.set_config(&config));
         if let Err(err) = applied {
+            self.metrics.policy_reload(what, false);
             let record = self.engine.daemon_record(
                 &format!("policy_{what}_failed"),
                 now_unix_ns(),
@@ -429,6 +437,7 @@ impl<K: KernelHandle> Daemon<K> {
             }));
             self.emit(&record);
         }
+        self.metrics.policy_reload(what, true);
         // New rotation settings apply from the next record.
         self.sink.set_rotation(Rotation::from(policy.compiled.audit));
         self.engine.apply_policy(policy.engine_policy());
@@ -444,9 +453,12 @@ impl<K: KernelHandle> Daemon<K> {
                 return;
             }
         };
-        if let Err(err) = self.host.kernel.heartbeat(&stats) {
-            log::error!("writing the heartbeat: {err:#}");
+        match self.host.kernel.heartbeat(&stats) {
+            Ok(()) => self.metrics.last_heartbeat_ns.store(monotonic_ns(), std::sync::atomic::Ordering::Relaxed),
+            Err(err) => log::error!("writing the heartbeat: {err:#}"),
         }
+        self.metrics.pending_holds.set(self.engine.pending_holds(now()).len() as i64);
+        self.note_copy_changes();
         let dropped = stats[stat::EVENTS_DROPPED as usize];
         if dropped > self.last_dropped {
             let mut record = self.engine.daemon_record(
@@ -479,6 +491,7 @@ impl<K: KernelHandle> Daemon<K> {
             )
         });
         report.sessions = sessions;
+        report.audit_sinks = self.copies.iter().map(|copy| copy.status()).collect();
         report.counters = Counters {
             events: stats[stat::EVENTS_SENT as usize],
             dropped,

@@ -3,6 +3,7 @@
 //! One file per subcommand under `cli/`; the daemon's kernel glue lives beside it.
 
 mod audit_down;
+mod audit_fanout;
 mod audit_sink;
 mod cgroup;
 mod cli;
@@ -13,6 +14,7 @@ mod daemon;
 mod exposure_scan;
 mod hold;
 mod kernel;
+mod metrics;
 mod policy_load;
 mod procs;
 mod scan;

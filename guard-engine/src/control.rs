@@ -206,6 +206,23 @@ pub struct StatusReport {
     /// Set while the audit file takes no writes: since when, why (sessions are frozen).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_unwritable: Option<String>,
+    /// Secondary audit sinks (`--audit syslog`, `--audit journald`): copies of the records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit_sinks: Vec<AuditSinkStatus>,
+}
+
+/// One secondary audit sink: what it delivered and lost, and its error while it fails.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditSinkStatus {
+    /// `syslog:/dev/log`, `journald`.
+    pub sink: String,
+    pub sent: u64,
+    pub errors: u64,
+    /// Records it never got (queue full, or down).
+    pub dropped: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing: Option<String>,
 }
 
 /// One kernel hook (e.g. `exec`, `open`, `connect4`) and how it is enforced.
@@ -321,6 +338,7 @@ mod tests {
             ringbuf_bytes: 1 << 20,
             audit_path: "/var/log/guard/audit.jsonl".into(),
             audit_unwritable: None,
+            audit_sinks: Vec::new(),
         }
     }
 

@@ -38,9 +38,14 @@ pub struct RunArgs {
     /// Policy file (YAML). Without it the built-in default policy applies.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// Audit stream: a file (appended to) or `-` for stdout.
-    #[arg(long, value_name = "FILE|-", default_value = super::DEFAULT_AUDIT_PATH)]
-    pub audit: PathBuf,
+    /// Audit stream: a file (appended to, default /var/log/guard/audit.jsonl) or `-` for
+    /// stdout; repeatable to add copies: `syslog[:SOCKET]` (RFC 5424, default /dev/log),
+    /// `journald` (native protocol). Exactly one file or `-`.
+    #[arg(long, value_name = "FILE|-|syslog[:SOCKET]|journald", value_parser = crate::audit_fanout::parse_target)]
+    pub audit: Vec<crate::audit_fanout::AuditTarget>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (IP:PORT, e.g. 127.0.0.1:9464; off by default).
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
     /// The session root: every cgroup directly below it is a session (default `<cgroup2>/guard`).
     #[arg(long, value_name = "PATH")]
     pub root: Option<PathBuf>,
@@ -111,6 +116,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // The policy first: an invalid one must leave the machine exactly as it was.
     let policy = crate::policy_load::load(args.policy.as_deref())?;
+    // So are a bad --audit list and a taken metrics port.
+    let (audit_path, copy_targets) =
+        crate::audit_fanout::split_targets(&args.audit, Path::new(super::DEFAULT_AUDIT_PATH))
+            .map_err(anyhow::Error::msg)?;
+    let metrics_listener = args.metrics.map(crate::metrics::bind).transpose()?;
     let cgroup2 = Cgroup2::discover(&RealSys).context("finding the cgroup2 mount")?;
     let default_root = match &args.root {
         Some(root) => cgroup2.resolve_root(root).with_context(|| format!("--root {}", root.display()))?,
@@ -207,7 +217,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .map_err(std::io::Error::from)
         .context("registering the ring buffer with the event loop")?;
 
-    let sink = AuditSink::open(&args.audit, Rotation::from(policy.compiled.audit))?;
+    let mut sink = AuditSink::open(&audit_path, Rotation::from(policy.compiled.audit))?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    sink.count_bytes(metrics.audit_file_bytes.clone());
+    let copies = copy_targets.iter().map(crate::audit_fanout::Secondary::start).collect::<anyhow::Result<Vec<_>>>()?;
     // No session may rewrite the policy or the audit trail (the audit files follow rotations:
     // `Daemon::protect_audit_files`).
     let own_files: Vec<_> = args
@@ -234,6 +247,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     control.allowed_gid = args.socket_group;
     let server = ControlServer::bind(&control)?;
     let server_task = tokio::spawn(server.serve(shared.clone()));
+    let metrics_task = metrics_listener.map(|listener| {
+        let sinks = copies.iter().map(|copy| (copy.name, copy.counters.clone())).collect();
+        tokio::spawn(crate::metrics::serve(listener, crate::metrics::registry(&metrics, shared.clone(), sinks)))
+    });
 
     // Loading and attaching can take longer than the heartbeat stays fresh (seconds under an
     // emulator): beat again, or the first held exec after the start record fails closed.
@@ -260,6 +277,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         hold_release_us: Default::default(),
         protected_audit: Vec::new(),
         empty_sessions: Default::default(),
+        metrics,
+        copies,
         policy,
     };
     daemon.protect_audit_files()?;
@@ -371,6 +390,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     server_task.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     daemon.abandon_holds();
     // Stopping with the audit file still unwritable: what is kept in memory is lost (said on
     // stderr), and the sessions must not stay frozen without a daemon to thaw them.
@@ -381,7 +403,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let keep_pins = daemon.stop_requested == Some(true);
-    let Daemon { host: Host { kernel, .. }, mut engine, mut sink, .. } = daemon;
+    let Daemon { host: Host { kernel, .. }, mut engine, mut sink, copies, .. } = daemon;
     drop(ring);
     let pin_dir = kernel.pin_dir().to_path_buf();
     let outcome = if keep_pins {
@@ -398,6 +420,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let stop = engine.daemon_record("stop", now_unix_ns(), format!("guard stopped on {why}; {outcome}"));
     sink.write(&stop).context("writing the stop record")?;
     sink.sync().context("flushing the audit stream")?;
+    crate::audit_fanout::Secondary::finish(copies, &stop);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -92,6 +92,14 @@ fn render(report: &StatusReport) -> String {
     if let Some(down) = &report.audit_unwritable {
         let _ = writeln!(out, "             UNWRITABLE {down}");
     }
+    for sink in &report.audit_sinks {
+        let state = sink.failing.as_deref().map_or_else(|| "ok".to_string(), |error| format!("FAILING: {error}"));
+        let _ = writeln!(
+            out,
+            "  copy to:   {} ({} sent, {} errors, {} lost) {state}",
+            sink.sink, sink.sent, sink.errors, sink.dropped
+        );
+    }
     let _ = writeln!(out, "ring buffer: {}", bytes(report.ringbuf_bytes));
 
     let _ = writeln!(out, "\nhooks:");
@@ -232,8 +240,19 @@ mod tests {
             ringbuf_bytes: 1 << 20,
             audit_path: "/var/log/guard/audit.jsonl".into(),
             audit_unwritable: None,
+            audit_sinks: vec![guard_engine::control::AuditSinkStatus {
+                sink: "syslog:/dev/log".into(),
+                sent: 5,
+                errors: 1,
+                dropped: 2,
+                failing: Some("connecting: No such file".into()),
+            }],
         };
         let text = render(&report);
+        assert!(
+            text.contains("  copy to:   syslog:/dev/log (5 sent, 1 errors, 2 lost) FAILING: connecting: No such file"),
+            "{text}"
+        );
         assert!(text.contains("guard 0.1.0 (pid 99, up 1h 02m)"), "{text}");
         assert!(text.contains("mode:        enforce"), "{text}");
         assert!(text.contains("ring buffer: 1 MiB"), "{text}");

@@ -30,6 +30,10 @@ impl<K: KernelHandle> Daemon<K> {
     /// Write a record as it is (the engine's actions carry redacted records).
     pub(super) fn write_record(&mut self, record: &AuditRecord) {
         self.audit_records += 1;
+        self.metrics.count_record(record);
+        for copy in &self.copies {
+            copy.send(record);
+        }
         if let Some(down) = &mut self.audit_down {
             down.keep(record.clone());
             return;
@@ -127,6 +131,7 @@ impl<K: KernelHandle> Daemon<K> {
 
     /// The audit file took no write: freeze every governed cgroup, keep records in memory.
     fn audit_failed(&mut self, err: &std::io::Error) {
+        self.metrics.audit_file_errors.inc();
         if self.audit_down.is_some() {
             return;
         }
@@ -195,6 +200,45 @@ impl<K: KernelHandle> Daemon<K> {
             if let Err(err) = crate::audit_down::set_frozen(root, false) {
                 log::error!("thawing {}: {err}", root.display());
             }
+        }
+    }
+}
+
+impl<K: KernelHandle> Daemon<K> {
+    /// A secondary sink went down or came back: say so in the JSON stream, once each time.
+    pub(super) fn note_copy_changes(&mut self) {
+        let changes: Vec<(String, crate::audit_fanout::SinkChange)> =
+            self.copies.iter_mut().filter_map(|copy| Some((copy.target.clone(), copy.take_change()?))).collect();
+        for (target, change) in changes {
+            let record = match change {
+                crate::audit_fanout::SinkChange::Failed { error } => {
+                    let mut record = self.engine.daemon_record(
+                        "audit_sink_failed",
+                        now_unix_ns(),
+                        format!(
+                            "audit copy to {target} fails ({error}): records go on into the audit file; \
+                             the copy misses them until it works again"
+                        ),
+                    );
+                    record.details = Some(serde_json::json!({ "sink": target, "error": error }));
+                    record
+                }
+                crate::audit_fanout::SinkChange::Recovered => {
+                    let lost = self
+                        .copies
+                        .iter()
+                        .find(|c| c.target == target)
+                        .map_or(0, |c| c.counters.dropped.load(std::sync::atomic::Ordering::Relaxed));
+                    let mut record = self.engine.daemon_record(
+                        "audit_sink_recovered",
+                        now_unix_ns(),
+                        format!("audit copy to {target} works again ({lost} records missed since start)"),
+                    );
+                    record.details = Some(serde_json::json!({ "sink": target, "missed_total": lost }));
+                    record
+                }
+            };
+            self.emit(&record);
         }
     }
 }

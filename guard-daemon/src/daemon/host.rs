@@ -121,11 +121,17 @@ impl<K: KernelHandle> Daemon<K> {
                     self.unhold(pid);
                     let signalled = self.host.procs.signal(pid, settle.signal).map_err(|err| err.to_string());
                     if signalled.is_ok()
-                        && settle.signal == Signal::Continue
                         && let Some(since) = settle.held_since_ns
                     {
                         // The kernel stamped the hold with CLOCK_MONOTONIC, as monotonic_ns() reads it.
-                        self.note_hold_release(monotonic_ns().saturating_sub(since) / 1000);
+                        let held_ns = monotonic_ns().saturating_sub(since);
+                        let released = settle.signal == Signal::Continue;
+                        let pending = settle.record.hold_id.is_some();
+                        self.metrics.hold_decided(released, pending, held_ns as f64 / 1e9);
+                        // `guard status` shows the judged-at-once round trips.
+                        if released && !pending {
+                            self.note_hold_release(held_ns / 1000);
+                        }
                     }
                     let ok = signalled.is_ok();
                     let record = settle.finish(granted, &signalled);

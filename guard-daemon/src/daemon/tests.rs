@@ -131,6 +131,8 @@ fn rig(policy: LoadedPolicy) -> Rig {
         hold_release_us: Default::default(),
         protected_audit: Vec::new(),
         empty_sessions: Default::default(),
+        metrics: Default::default(),
+        copies: Vec::new(),
     };
     Rig { daemon, procs, session, dir }
 }

@@ -85,8 +85,8 @@ pub struct Settle {
     pub pid: u32,
     pub signal: Signal,
     pub grant: Option<GrantStep>,
-    /// When the kernel held the task (CLOCK_MONOTONIC ns): a successful continue measures
-    /// the hold's round trip from here.
+    /// When the kernel held the task (CLOCK_MONOTONIC ns): the hold's round trip (judged at
+    /// once, or pending until a person or the timeout decided) is measured from here.
     pub held_since_ns: Option<u64>,
     pub record: AuditRecord,
     /// The reason when the signal fails (`: <error>` follows); `None`: a failure changes

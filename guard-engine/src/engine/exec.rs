@@ -194,7 +194,7 @@ impl Engine {
                     pid,
                     signal: if release { Signal::Continue } else { Signal::Kill },
                     grant: judged.grant.clone(),
-                    held_since_ns: release.then_some(event.head.ktime_ns),
+                    held_since_ns: Some(event.head.ktime_ns),
                     record,
                     if_failed: judged.if_failed.clone(),
                 })]

@@ -102,7 +102,7 @@ impl Engine {
             pid,
             signal,
             grant: None,
-            held_since_ns: None,
+            held_since_ns: Some(entry.since_ns),
             record,
             if_failed: Some(failed),
         })])
@@ -132,7 +132,7 @@ impl Engine {
                     pid,
                     signal: Signal::Kill,
                     grant: None,
-                    held_since_ns: None,
+                    held_since_ns: Some(entry.since_ns),
                     record,
                     if_failed: Some(format!("hold {id} timed out but could not be killed")),
                 }));
@@ -157,7 +157,7 @@ impl Engine {
                     pid: entry.hold.pid,
                     signal: Signal::Kill,
                     grant: None,
-                    held_since_ns: None,
+                    held_since_ns: Some(entry.since_ns),
                     record,
                     if_failed: None,
                 })

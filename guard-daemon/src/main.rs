@@ -16,6 +16,7 @@ mod kernel;
 mod policy_load;
 mod procs;
 mod scan;
+mod service;
 mod sys;
 
 use clap::Parser;

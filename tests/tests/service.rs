@@ -1,7 +1,8 @@
 //! The systemd unit's daemon, run by hand (PID 1 here is not systemd): the unit's ExecStart
 //! under its CapabilityBoundingSet and NoNewPrivileges (setpriv), with a NOTIFY_SOCKET of the
 //! test's own. guard must say READY=1 only once it enforces (its `start` record is out and a
-//! credential read in a session is refused), and STOPPING=1 on SIGTERM.
+//! credential read in a session is refused), and STOPPING=1 on SIGTERM. In between, the
+//! package's logrotate snippet rotates the daemon's audit file for real.
 //!
 //! The unit read is $GUARD_UNIT (`cargo xtask package-check` points it at the installed
 //! /usr/lib/systemd/system/guard.service and GUARD_BIN at /usr/bin/guard), else
@@ -189,6 +190,8 @@ fn the_units_exec_start_notifies_ready_once_enforcing_and_stopping_on_sigterm() 
     });
     assert_eq!(refused["rule"], "dotenv", "{refused}");
 
+    logrotate_keeps_the_chain(&service);
+
     // SIGTERM, as systemd stops it: STOPPING=1, then a clean exit with the stop record.
     let pid = service.child.as_ref().map(Child::id).expect("daemon child");
     // SAFETY: plain kill(2) on our own child (setpriv exec'd guard, same pid).
@@ -210,6 +213,50 @@ fn the_units_exec_start_notifies_ready_once_enforcing_and_stopping_on_sigterm() 
     };
     assert!(status.success(), "guard exited with {status}; stderr:\n{}", service.stderr());
     service.wait_record("stop", |r| r["event"] == "stop");
+}
+
+/// The package's logrotate snippet ($GUARD_LOGROTATE, else packaging/guard.logrotate), with
+/// this daemon's audit path and socket put in, run for real (`logrotate -f`): the file moves
+/// to .1, `guard reopen` makes the daemon start the new file with `audit_reopened`, and the
+/// chain verifies across both.
+fn logrotate_keeps_the_chain(service: &Service) {
+    if !guard_tests::ensure_tool("service", "logrotate", "logrotate") {
+        return;
+    }
+    let snippet_path = match std::env::var_os("GUARD_LOGROTATE") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packaging/guard.logrotate"),
+    };
+    let snippet =
+        std::fs::read_to_string(&snippet_path).unwrap_or_else(|err| panic!("{}: {err}", snippet_path.display()));
+    for needed in ["/var/log/guard/audit.jsonl {", "/usr/bin/guard reopen", "/run/guard/control.sock"] {
+        assert!(snippet.contains(needed), "{} lacks {needed:?}", snippet_path.display());
+    }
+    let socket = service.socket.display().to_string();
+    let ours = snippet
+        .replace("/var/log/guard/audit.jsonl", &service.audit.display().to_string())
+        .replace("/usr/bin/guard reopen", &format!("{} reopen --socket {socket}", guard_bin().display()))
+        .replace("/run/guard/control.sock", &socket);
+    let conf = service.dir.path().join("logrotate.conf");
+    write_file(&conf, &ours);
+    let out = Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(service.dir.path().join("logrotate.state"))
+        .arg(&conf)
+        .output()
+        .expect("running logrotate");
+    assert!(out.status.success(), "logrotate -f: {out:?}");
+    let rotated = PathBuf::from(format!("{}.1", service.audit.display()));
+    assert!(rotated.exists(), "logrotate did not move {}", service.audit.display());
+    service.wait_record("audit_reopened", |r| r["event"] == "audit_reopened");
+    let verify = Command::new(guard_bin())
+        .args(["audit", "verify"])
+        .arg(&rotated)
+        .arg(&service.audit)
+        .output()
+        .expect("running guard audit verify");
+    assert!(verify.status.success(), "the chain breaks across logrotate: {verify:?}");
 }
 
 #[test]

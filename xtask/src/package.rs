@@ -10,7 +10,8 @@
 //! `man guard` (rendered), the bash/zsh/fish completions (bash and fish complete a real word;
 //! zsh parses), `systemd-analyze verify` of the installed unit (no diagnostics at all),
 //! `logrotate -d` on the snippet, the unit's ExecStart run by hand (tests/tests/service.rs
-//! against /usr/bin/guard), then `dpkg -r` (program files gone, conffiles kept, as dpkg
+//! against /usr/bin/guard: READY=1, a refusal, the snippet's `logrotate -f` and reopen with an
+//! intact chain, STOPPING=1), then `dpkg -r` (program files gone, conffiles kept, as dpkg
 //! documents) and `dpkg --purge` (conffiles gone). It purges the package whatever failed.
 
 use std::{
@@ -169,7 +170,7 @@ fn installed_checks() -> Result<()> {
              COMP_LINE='guard la' COMP_POINT=8 && _guard guard la guard && printf 'reply:%s\\n' \"${{COMPREPLY[@]}}\""
         );
         let printed = output(Command::new("bash").args(["--norc", "-c", &script]))?;
-        if !printed.contains("complete -F _guard") || !printed.lines().any(|l| l == "reply:launch") {
+        if !printed.contains("-F _guard guard") || !printed.lines().any(|l| l == "reply:launch") {
             bail!("sourcing it registers no `_guard` completing `guard la` to `launch`: {printed:?}");
         }
         Ok(())
@@ -181,7 +182,9 @@ fn installed_checks() -> Result<()> {
     step("fish completion", || {
         ensure_tool("fish", "fish")?;
         output(Command::new("fish").args(["--no-config", "-n", FISH_COMPLETION]))?;
-        let printed = output(Command::new("fish").args(["--no-config", "-c", "complete -C'guard la'"]))?;
+        // With its configuration (that sets $fish_complete_path), as a user's shell: fish
+        // autoloads the vendor file for the installed /usr/bin/guard.
+        let printed = output(Command::new("fish").args(["-c", "complete -C'guard la'"]))?;
         if !printed.lines().any(|l| l.split('\t').next() == Some("launch")) {
             bail!("fish completes `guard la` without `launch`: {printed:?}");
         }
@@ -224,6 +227,7 @@ fn installed_checks() -> Result<()> {
             .args(["test", "-p", "guard-tests", "--test", "service", "--", "--include-ignored"])
             .env("GUARD_BIN", "/usr/bin/guard")
             .env("GUARD_UNIT", INSTALLED_UNIT)
+            .env("GUARD_LOGROTATE", CONFFILES[1])
             .env("RUST_TEST_THREADS", "1");
         util::run(&mut cmd)
     })

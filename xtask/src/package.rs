@@ -28,8 +28,7 @@ use crate::{
 
 pub const DEB_NAME: &str = "guard";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The unit in the source tree, and where the package installs it.
-pub const UNIT_SOURCE: &str = "packaging/guard.service";
+/// Where the package installs packaging/guard.service.
 pub const INSTALLED_UNIT: &str = "/usr/lib/systemd/system/guard.service";
 /// Conffiles (everything the package puts under /etc).
 pub const CONFFILES: [&str; 2] = ["/etc/guard/policy.yaml", "/etc/logrotate.d/guard"];
@@ -310,6 +309,8 @@ fn ensure_tool(binary: &str, package: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const UNIT_SOURCE: &str = "packaging/guard.service";
 
     fn unit() -> String {
         std::fs::read_to_string(crate::workspace_root().join(UNIT_SOURCE)).unwrap()

@@ -74,8 +74,7 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         // judge, from argv and the environment, whether this image is the consumer.
         ev.header.action = action::HOLD;
         ev.header.flags |= flags::CONSUMER_HOLD;
-    } else if maps::config()
-        .is_some_and(|cfg| workspace_pending(cfg.write_scope | cfg.read_scope, task.session.session_id))
+    } else if maps::config().is_some_and(|cfg| workspace_pending(cfg.write_scope | cfg.read_scope, task.session.session_id))
     {
         // The session's first exec (`guard launch`'s command): held until the daemon made
         // its workspace a root, else the first writes race that registration and are only

@@ -6,7 +6,7 @@
 //!
 //! The unit read is $GUARD_UNIT (`cargo xtask package-check` points it at the installed
 //! /usr/lib/systemd/system/guard.service and GUARD_BIN at /usr/bin/guard), else
-//! packaging/guard.service. Isolation: the test adds its own --root, --audit, --socket (the
+//! packaging/guard.service as compiled in. Isolation: the test adds its own --root, --audit, --socket (the
 //! pins follow the root), so it never touches a production daemon.
 
 use std::{
@@ -19,10 +19,20 @@ use std::{
 use guard_tests::{TempDir, cgroup2_mount, guard_bin, remove_cgroup_tree, scaled, write_file};
 use serde_json::Value;
 
-fn unit_path() -> PathBuf {
-    match std::env::var_os("GUARD_UNIT") {
-        Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packaging/guard.service"),
+/// The unit and the logrotate snippet as built in (the qemu guests get test binaries only, no
+/// source tree); `$GUARD_UNIT` / `$GUARD_LOGROTATE` name installed files to read instead.
+const UNIT: &str = include_str!("../../packaging/guard.service");
+const LOGROTATE: &str = include_str!("../../packaging/guard.logrotate");
+const DEFAULT_POLICY: &str = include_str!("../../guard-engine/src/default-policy.yaml");
+
+fn read_or(var: &str, built_in: &str) -> (String, String) {
+    match std::env::var_os(var) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+            (path.display().to_string(), text)
+        }
+        None => (format!("packaging/ (built in; {var} unset)"), built_in.to_string()),
     }
 }
 
@@ -115,26 +125,27 @@ fn the_units_exec_start_notifies_ready_once_enforcing_and_stopping_on_sigterm() 
         println!("SKIPPED service: setpriv (util-linux) is missing");
         return;
     }
-    let unit_file = unit_path();
-    let unit = std::fs::read_to_string(&unit_file).unwrap_or_else(|err| panic!("{}: {err}", unit_file.display()));
+    let (unit_file, unit) = read_or("GUARD_UNIT", UNIT);
     let exec = service_values(&unit, "ExecStart");
-    assert_eq!(exec.len(), 1, "one active ExecStart in {}: {exec:?}", unit_file.display());
+    assert_eq!(exec.len(), 1, "one active ExecStart in {unit_file}: {exec:?}");
     let mut words = exec[0].split_whitespace();
     assert_eq!(words.next(), Some("/usr/bin/guard"), "{}", exec[0]);
     let mut args: Vec<String> = words.map(str::to_string).collect();
     assert_eq!(&args[..1], ["run"], "{}", exec[0]);
-    // Not installed yet (a plain `cargo xtask test`): the same default policy from the source.
-    if let Some(i) = args.iter().position(|a| a == "--policy")
-        && !Path::new(&args[i + 1]).exists()
-    {
-        args[i + 1] = format!("{}/../guard-engine/src/default-policy.yaml", env!("CARGO_MANIFEST_DIR"));
-    }
     let bounding = service_values(&unit, "CapabilityBoundingSet");
     assert_eq!(bounding.len(), 1, "{bounding:?}");
     assert_eq!(service_values(&unit, "NoNewPrivileges"), ["yes"]);
     assert_eq!(service_values(&unit, "Type"), ["notify"]);
 
     let dir = TempDir::new("service");
+    // Not installed (a plain `cargo xtask test`, the guests): the same default policy, built in.
+    if let Some(i) = args.iter().position(|a| a == "--policy")
+        && !Path::new(&args[i + 1]).exists()
+    {
+        let copy = dir.path().join("policy.yaml");
+        write_file(&copy, DEFAULT_POLICY);
+        args[i + 1] = copy.display().to_string();
+    }
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).expect("binding the notify socket");
     let root = cgroup2_mount().join(format!("guard-test-service-{}", std::process::id()));
@@ -169,6 +180,8 @@ fn the_units_exec_start_notifies_ready_once_enforcing_and_stopping_on_sigterm() 
     let start = start.unwrap_or_else(|| panic!("READY=1 before the start record; stderr:\n{}", service.stderr()));
     let policy = args.iter().position(|a| a == "--policy").map(|i| args[i + 1].clone());
     assert_eq!(start["details"]["policy"].as_str(), policy.as_deref(), "{start}");
+    // With only the unit's capabilities, the tier is what the kernel offers (lsm in the guests).
+    println!("service: tier {} ({})", start["details"]["tier"], start["details"]["tier_reason"]);
 
     // Enforcing with only the unit's capabilities: a session's read of a .env is refused.
     let work = TempDir::new("service-work");
@@ -223,14 +236,9 @@ fn logrotate_keeps_the_chain(service: &Service) {
     if !guard_tests::ensure_tool("service", "logrotate", "logrotate") {
         return;
     }
-    let snippet_path = match std::env::var_os("GUARD_LOGROTATE") {
-        Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packaging/guard.logrotate"),
-    };
-    let snippet =
-        std::fs::read_to_string(&snippet_path).unwrap_or_else(|err| panic!("{}: {err}", snippet_path.display()));
+    let (snippet_path, snippet) = read_or("GUARD_LOGROTATE", LOGROTATE);
     for needed in ["/var/log/guard/audit.jsonl {", "/usr/bin/guard reopen", "/run/guard/control.sock"] {
-        assert!(snippet.contains(needed), "{} lacks {needed:?}", snippet_path.display());
+        assert!(snippet.contains(needed), "{snippet_path} lacks {needed:?}");
     }
     let socket = service.socket.display().to_string();
     let ours = snippet

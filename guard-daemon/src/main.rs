@@ -18,6 +18,7 @@ mod metrics;
 mod policy_load;
 mod procs;
 mod scan;
+mod service;
 mod sys;
 
 use clap::Parser;

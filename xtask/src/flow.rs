@@ -133,6 +133,12 @@ pub fn test(release: bool, timeout_secs: u64, with_vm: bool, full: bool, with_fu
         results.push((name, ok, text));
     }
 
+    // The .deb: dist, dpkg -i, what it installed, dpkg -r (crate::package; root only).
+    let package_stage = "package (cargo xtask dist, dpkg -i, man, completions, systemd-analyze verify, dpkg -r)";
+    note!("== {package_stage}");
+    let (ok, text) = crate::package::test_stage();
+    results.push((package_stage, ok, text));
+
     // Outside the --timeout budget (that bounds the test binaries): the fuzz stage bounds its
     // own build and runs.
     let fuzz_stage = "fuzz (cargo-fuzz targets, 15 s each)";

@@ -6,12 +6,14 @@
 //! - `test`: THE test command (what `.ci/run` runs): setup + build + the whole test suite.
 //! - `bench`: measure guard's overhead and write BENCHMARKS.md.
 //! - `fuzz`: the cargo-fuzz targets in fuzz/, briefly (a stage of `test`) or `--long`.
+//! - `dist`: the release `.deb` (cargo-deb); `package-check`: install it, check it, remove it.
 //! - `vm-test`: boot Debian kernels with BPF LSM under qemu and run the guest suite (tests/vm).
 
 mod bench;
 mod cgroup;
 mod flow;
 mod fuzz;
+mod package;
 mod setup;
 mod util;
 mod vm;
@@ -70,6 +72,12 @@ enum Command {
         #[arg(long)]
         no_fuzz: bool,
     },
+    /// Build the release binary and the .deb (cargo-deb): target/debian/guard_VERSION-1_ARCH.deb.
+    Dist,
+    /// Root: dist, then `dpkg -i` it here, check the binary, man pages, completions and unit
+    /// (`systemd-analyze verify`, its ExecStart run by hand), then `dpkg -r` and `--purge`
+    /// (the package stage of `test`).
+    PackageCheck,
     /// Measure guard's overhead on openat, fork+exec and connect; writes BENCHMARKS.md.
     Bench(bench::BenchArgs),
     /// Install cargo-fuzz if missing, build the fuzz targets (fuzz/) with nightly and run each
@@ -95,6 +103,8 @@ fn main() -> ExitCode {
         Command::Test { release, timeout, no_vm, full, no_fuzz } => {
             flow::test(release, timeout, !no_vm, full, !no_fuzz)
         }
+        Command::Dist => package::dist().map(|_| ExitCode::SUCCESS),
+        Command::PackageCheck => package::check().map(|_| ExitCode::SUCCESS),
         Command::Bench(args) => bench::bench(&args).map(|_| ExitCode::SUCCESS),
         Command::Fuzz(args) => fuzz::fuzz(&args),
         Command::VmTest(args) => vm::vm_test(&args),

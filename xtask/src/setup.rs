@@ -5,6 +5,8 @@
 //!    a prefix directory D whose `lib/` holds `libLLVM.so` and `libLLVM.so.<ver>` symlinks to
 //!    the sysroot's library, then `LLVM_PREFIX=D cargo install bpf-linker --features llvm-<major>`.
 //!
+//! 3. cargo-deb CARGO_DEB_VERSION (`cargo deb`, for `cargo xtask dist`), with `cargo install`.
+//!
 //! Each step is skipped when already satisfied. Mounting tracefs/bpffs is the daemon's job.
 //!
 //! `cargo xtask fuzz` adds cargo-fuzz ([`ensure_cargo_fuzz`]), in the same way, only for itself:
@@ -24,6 +26,7 @@ use crate::{
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+pub const CARGO_DEB_VERSION: &str = "3.8.0";
 const NIGHTLY: &str = "nightly";
 
 /// Ensures every prerequisite; with `dry_run` only reports what it would do.
@@ -35,6 +38,7 @@ pub fn setup(dry_run: bool) -> Result<()> {
     }
     ensure_rust_src(dry_run)?;
     ensure_bpf_linker(dry_run)?;
+    ensure_cargo_tool(dry_run, "cargo-deb", CARGO_DEB_VERSION)?;
     Ok(())
 }
 
@@ -130,39 +134,45 @@ fn ensure_bpf_linker(dry_run: bool) -> Result<()> {
 /// cargo-fuzz CARGO_FUZZ_VERSION (`cargo fuzz`), installed with `cargo install` when missing
 /// or of another version.
 pub fn ensure_cargo_fuzz(dry_run: bool) -> Result<()> {
+    ensure_cargo_tool(dry_run, "cargo-fuzz", CARGO_FUZZ_VERSION)
+}
+
+/// A cargo subcommand crate (`cargo-fuzz`, `cargo-deb`) at exactly `version`, installed with
+/// `cargo install --locked` when missing or of another version (cached in ~/.cargo/bin).
+fn ensure_cargo_tool(dry_run: bool, tool: &str, version: &str) -> Result<()> {
     let (bin_dir, explicit_root) = install_bin_dir()?;
     let mut force = false;
-    if let Some(path) = locate_tool(&bin_dir, explicit_root, "cargo-fuzz") {
-        match tool_version(&path, "cargo-fuzz") {
-            Ok(version) if version == CARGO_FUZZ_VERSION => {
-                note!("skip: {} reports cargo-fuzz {version}", path.display());
+    if let Some(path) = locate_tool(&bin_dir, explicit_root, tool) {
+        match tool_version(&path, tool) {
+            Ok(found) if found == version => {
+                note!("skip: {} reports {tool} {found}", path.display());
                 if let Some(dir) = path.parent() {
                     util::prepend_path(dir)?;
                 }
                 return Ok(());
             }
-            Ok(version) => note!("{} reports cargo-fuzz {version}; want {CARGO_FUZZ_VERSION}", path.display()),
+            Ok(found) => note!("{} reports {tool} {found}; want {version}", path.display()),
             Err(err) => note!("{} is unusable ({err:#}); reinstalling", path.display()),
         }
         force = true;
     }
-    let mut cmd = cargo_fuzz_install_command(force);
-    act(dry_run, &format!("installing cargo-fuzz {CARGO_FUZZ_VERSION}"), &mut cmd)?;
+    let mut cmd = cargo_tool_install_command(tool, version, force);
+    act(dry_run, &format!("installing {tool} {version}"), &mut cmd)?;
     if dry_run {
         return Ok(());
     }
-    let installed = bin_dir.join("cargo-fuzz");
-    let version = tool_version(&installed, "cargo-fuzz").context("the freshly installed cargo-fuzz does not run")?;
-    if version != CARGO_FUZZ_VERSION {
-        bail!("installed cargo-fuzz reports {version}, expected {CARGO_FUZZ_VERSION}");
+    let installed = bin_dir.join(tool);
+    let found = tool_version(&installed, tool).with_context(|| format!("the freshly installed {tool} does not run"))?;
+    if found != version {
+        bail!("installed {tool} reports {found}, expected {version}");
     }
-    note!("installed {} ({version})", installed.display());
+    note!("installed {} ({found})", installed.display());
     util::prepend_path(&bin_dir)
 }
 
-pub fn cargo_fuzz_install_command(force: bool) -> Command {
+pub fn cargo_tool_install_command(tool: &str, version: &str, force: bool) -> Command {
     let mut cmd = Command::new(cargo());
-    cmd.args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION]);
+    cmd.args(["install", tool, "--locked", "--version", version]);
     if force {
         cmd.arg("--force");
     }
@@ -397,10 +407,14 @@ mod tests {
     }
 
     #[test]
-    fn cargo_fuzz_install_shape() {
-        let shown = util::display(&cargo_fuzz_install_command(false));
+    fn cargo_tool_install_shape() {
+        let shown = util::display(&cargo_tool_install_command("cargo-fuzz", CARGO_FUZZ_VERSION, false));
         assert!(shown.ends_with("install cargo-fuzz --locked --version 0.13.2"), "{shown}");
-        assert!(util::display(&cargo_fuzz_install_command(true)).ends_with("0.13.2 --force"));
+        let forced = util::display(&cargo_tool_install_command("cargo-fuzz", CARGO_FUZZ_VERSION, true));
+        assert!(forced.ends_with("0.13.2 --force"), "{forced}");
+        let deb = util::display(&cargo_tool_install_command("cargo-deb", CARGO_DEB_VERSION, false));
+        assert!(deb.ends_with("install cargo-deb --locked --version 3.8.0"), "{deb}");
+        assert_eq!(parse_tool_version("cargo-deb 3.8.0\n", "cargo-deb").as_deref(), Some("3.8.0"));
     }
 
     #[test]

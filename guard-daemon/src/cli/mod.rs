@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod assets;
 pub mod audit;
 pub mod decide;
 pub mod exposure;
@@ -60,6 +61,9 @@ pub enum Command {
     Stop(stop::StopArgs),
     /// Audit credential exposure: what a user or session can read, and what protects it.
     Exposure(exposure::ExposureArgs),
+    /// Write the man pages and shell completions (for packaging: `cargo xtask dist`).
+    #[command(hide = true)]
+    GenerateAssets(assets::AssetsArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -76,5 +80,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deny(args) => decide::deny(args),
         Command::Stop(args) => stop::main(args),
         Command::Exposure(args) => exposure::main(args),
+        Command::GenerateAssets(args) => assets::main(args),
     }
 }

@@ -311,6 +311,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     daemon.sink.flush().context("writing the audit stream")?;
     daemon.refresh_status();
+    crate::service::ready(&format!("enforcing policy {} on {} root(s)", daemon.policy.source, roots.len()));
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut rescan = tokio::time::interval(RESCAN_EVERY);
@@ -377,6 +378,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // Whatever the step wrote (holds timing out, reload results) reaches readers now.
         daemon.flush_audit();
     };
+    crate::service::stopping(why);
 
     // Drain what the kernel already queued, then detach everything by dropping the kernel side.
     {

@@ -202,6 +202,9 @@ fn the_units_exec_start_notifies_ready_once_enforcing_and_stopping_on_sigterm() 
         r["session"] == "unit" && r["detector"] == "credential" && (r["verdict"] == "kill" || r["verdict"] == "deny")
     });
     assert_eq!(refused["rule"], "dotenv", "{refused}");
+    if let Some(i) = args.iter().position(|a| a == "--metrics") {
+        scrape_counts_the_refusal(&args[i + 1]);
+    }
 
     logrotate_keeps_the_chain(&service);
 
@@ -274,4 +277,20 @@ fn unit_parsing_reads_the_service_section_only() {
     assert_eq!(service_values(unit, "Type"), ["notify"]);
     assert!(service_values(unit, "Description").is_empty());
     assert_eq!(setpriv_caps("CAP_BPF CAP_SYS_ADMIN"), "-all,+bpf,+sys_admin");
+}
+
+/// The unit's `--metrics` address serves Prometheus text with the refusal counted.
+fn scrape_counts_the_refusal(addr: &str) {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to the unit's metrics {addr}: {e}"));
+    stream.set_read_timeout(Some(scaled(Duration::from_secs(10)))).expect("read timeout");
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("sending the scrape");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).expect("reading the scrape");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let counted = body.lines().any(|l| {
+        l.starts_with("guard_verdicts_total{") && l.contains("detector=\"credential\"") && l.contains("rule=\"dotenv\"")
+    });
+    assert!(counted, "the dotenv refusal is not in the scrape:\n{body}");
 }

@@ -334,11 +334,8 @@ mod tests {
         let unit = unit();
         assert_eq!(value(&unit, "Type"), ["notify"]);
         assert_eq!(value(&unit, "Restart"), ["always"]);
-        assert_eq!(value(&unit, "ExecStart"), ["/usr/bin/guard run --policy /etc/guard/policy.yaml"]);
+        assert_eq!(value(&unit, "ExecStart"), ["/usr/bin/guard run --policy /etc/guard/policy.yaml --metrics 127.0.0.1:9464"]);
         assert!(CONFFILES.contains(&"/etc/guard/policy.yaml"));
-        // The metrics line waits, commented, for `--metrics` (the lead enables it).
-        assert!(unit.lines().any(|l| l.starts_with("#ExecStart=") && l.contains("--metrics 127.0.0.1:")), "{unit}");
-        assert!(!value(&unit, "ExecStart").iter().any(|v| v.contains("--metrics")));
         assert_eq!(value(&unit, "WantedBy"), ["multi-user.target"]);
     }
 

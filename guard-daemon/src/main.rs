@@ -11,6 +11,7 @@ mod consumers;
 mod control;
 mod daemon;
 mod exposure_scan;
+mod held_files;
 mod hold;
 mod kernel;
 mod policy_load;

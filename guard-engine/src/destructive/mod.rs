@@ -145,28 +145,45 @@ impl DestructiveEvaluator {
 
     /// Judges the exec, reading the files it will act on through `files`.
     pub fn judge(&self, exec: &ExecContext, files: &dyn HeldFiles) -> Evaluation {
-        let mut names = Vec::new();
-        for path in std::iter::once(&exec.exe).chain(exec.argv.first()) {
-            let name = basename(path);
-            if !name.is_empty() && !names.iter().any(|known| known == name) {
-                names.push(name.to_string());
-            }
-        }
-        let program = exec.argv.first().unwrap_or(&exec.exe).clone();
-        let invocation = Invocation {
+        let cwd = WorkingDir::from_path(&exec.cwd);
+        let fresh = |names: Vec<String>, program: &str, args: &[String]| Invocation {
             names,
-            program,
-            args: exec.argv.iter().skip(1).cloned().collect(),
-            cwd: WorkingDir::from_path(&exec.cwd),
+            program: program.to_string(),
+            args: args.to_vec(),
+            cwd: cwd.clone(),
             stdin: None,
             operands_from_stdin: false,
             via: Vec::new(),
             source: Source::Argv,
             expanded: false,
         };
+        let argv0 = exec.argv.first().unwrap_or(&exec.exe);
+        let mut invocations = Vec::new();
+        // A `#!` script: the kernel made argv `INTERPRETER [ARG] SCRIPT ARGS...` while the
+        // exec's file name is the script's. Judge the script by its own name with its own
+        // arguments, and the interpreter running the script file.
+        let script_at = (1..exec.argv.len().min(3)).find(|&at| !exec.exe.is_empty() && exec.argv[at] == exec.exe);
+        match script_at {
+            Some(at) if basename(&exec.exe) != basename(argv0) => {
+                invocations.push(fresh(vec![basename(&exec.exe).to_string()], &exec.exe, &exec.argv[at + 1..]));
+                invocations.push(fresh(vec![basename(argv0).to_string()], argv0, &exec.argv[1..]));
+            }
+            _ => {
+                let mut names = Vec::new();
+                for path in std::iter::once(&exec.exe).chain(exec.argv.first()) {
+                    let name = basename(path);
+                    if !name.is_empty() && !names.iter().any(|known| known == name) {
+                        names.push(name.to_string());
+                    }
+                }
+                invocations.push(fresh(names, argv0, exec.argv.get(1..).unwrap_or_default()));
+            }
+        }
         let mut walk =
             Walk { evaluator: self, found: Vec::new(), budget: MAX_COMMANDS, inputs: Inputs::new(&exec.env, files) };
-        walk.visit(invocation, 0);
+        for invocation in invocations {
+            walk.visit(invocation, 0);
+        }
         let mut matches: Vec<DestructiveMatch> = Vec::new();
         for mut found in walk.found {
             let seen = matches.iter().any(|known| {
@@ -177,6 +194,9 @@ impl DestructiveEvaluator {
             });
             if !seen {
                 found.reason.push_str(&found.source.reason_note());
+                if let Some(remote) = found.via.iter().find(|via| via.starts_with("ssh ")) {
+                    found.reason.push_str(&format!(" (the remote command of {remote})"));
+                }
                 matches.push(found);
             }
         }

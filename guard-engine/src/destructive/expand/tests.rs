@@ -317,6 +317,7 @@ fn ssh_remote_commands_are_judged_as_shell_scripts() {
     let found = judge(&none, REPO, &[], &["ssh", "stand-in", "rm -rf /srv/x"]);
     assert_eq!(fires(&found, "rm-recursive-force"), Source::Argv);
     assert_eq!(found.best().unwrap().via, vec!["ssh stand-in".to_string()]);
+    assert!(found.best().unwrap().reason.ends_with("/srv/x (the remote command of ssh stand-in)"), "{found:#?}");
     let found = judge(
         &none,
         REPO,
@@ -329,4 +330,20 @@ fn ssh_remote_commands_are_judged_as_shell_scripts() {
     quiet(&judge(&none, REPO, &[], &["ssh", "h"]));
     // Wrapped in a shell, too.
     fires(&judge(&none, REPO, &[], &["sh", "-c", "ssh h 'rm -rf /srv/x'"]), "rm-recursive-force");
+}
+
+#[test]
+fn a_hash_bang_script_is_judged_by_its_name_and_its_content() {
+    // As the kernel shows `terraform apply` when terraform is a `#!/bin/sh` script.
+    let files = FakeFiles::default().with("/opt/bin/terraform", "#!/bin/sh\necho \"$@\"\n");
+    let mut context = exec(REPO, &[("TF_CLI_ARGS_apply", "-destroy")], &["/bin/sh", "/opt/bin/terraform", "apply"]);
+    context.exe = "/opt/bin/terraform".into();
+    let found = evaluator().judge(&context, &files);
+    assert_eq!(fires(&found, "terraform-destroy"), Source::env("TF_CLI_ARGS_apply"));
+    assert_eq!(found.best().unwrap().command, "/opt/bin/terraform apply -destroy");
+    // The script's own content is judged too.
+    let files = FakeFiles::default().with("/opt/bin/tool", "#!/bin/sh -e\nrm -rf /srv/data\n");
+    let mut context = exec(REPO, &[], &["/bin/sh", "-e", "/opt/bin/tool"]);
+    context.exe = "/opt/bin/tool".into();
+    assert_eq!(fires(&evaluator().judge(&context, &files), "rm-recursive-force"), file("/opt/bin/tool", 2));
 }

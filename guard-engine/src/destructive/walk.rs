@@ -7,7 +7,7 @@ use super::expand::{self, Unit};
 use super::inputs::{Inputs, Source};
 use super::remote::ssh_command;
 use super::wrappers::{shell_script, unwrap_wrapper};
-use super::{DestructiveEvaluator, DestructiveMatch, MAX_COMMAND_TEXT, MAX_NESTING, shell};
+use super::{DestructiveEvaluator, DestructiveMatch, MAX_COMMAND_TEXT, MAX_COMMANDS, MAX_NESTING, shell};
 use crate::policy::paths::{join_below, normalize_absolute};
 
 pub(super) fn basename(path: &str) -> &str {
@@ -120,6 +120,7 @@ pub(super) struct ScriptFile<'p> {
 impl Walk<'_, '_> {
     pub(super) fn visit(&mut self, invocation: Invocation, depth: usize) {
         if self.budget == 0 {
+            self.inputs.note(format!("only the first {MAX_COMMANDS} commands were judged"));
             return;
         }
         self.budget -= 1;

@@ -347,3 +347,12 @@ fn a_hash_bang_script_is_judged_by_its_name_and_its_content() {
     context.exe = "/opt/bin/tool".into();
     assert_eq!(fires(&evaluator().judge(&context, &files), "rm-recursive-force"), file("/opt/bin/tool", 2));
 }
+
+#[test]
+fn a_script_longer_than_the_command_budget_says_so() {
+    let script = "echo x\n".repeat(crate::destructive::MAX_COMMANDS + 10);
+    let files = FakeFiles::default().with(&format!("{REPO}/long.sh"), &script);
+    let found = judge(&files, REPO, &[], &["bash", "long.sh"]);
+    quiet(&found);
+    assert!(found.notes.iter().any(|n| n.contains("commands were judged")), "{:?}", found.notes);
+}

@@ -12,6 +12,7 @@ mod consumers;
 mod control;
 mod daemon;
 mod exposure_scan;
+mod held_files;
 mod hold;
 mod kernel;
 mod metrics;

@@ -9,6 +9,7 @@ use std::{
 };
 
 use guard_common::DevIno;
+use guard_engine::destructive::InputError;
 use guard_engine::engine::{HeldView, Signal};
 
 use crate::hold::{self, Held};
@@ -37,6 +38,11 @@ pub trait Procs {
     /// The directory and every parent are root's, and nobody else can replace what is in
     /// them (a sticky parent such as /tmp only lets the owner replace its entries).
     fn trusted_library_dir(&self, pid: u32, dir: &str) -> bool;
+    /// A file a held task will read, as it sees it (see [`crate::held_files`]).
+    fn read_held_file(&self, pid: u32, path: &str, max_len: u64) -> Result<(Vec<u8>, bool), InputError> {
+        let _ = (pid, path, max_len);
+        Err(InputError::Unavailable)
+    }
 }
 
 /// The real machine; pins are pidfds.
@@ -129,6 +135,10 @@ impl Procs for RealProcs {
                 meta.uid() == 0 && (mode & 0o022 == 0 || (path != real && mode & 0o1000 != 0))
             })
         })
+    }
+
+    fn read_held_file(&self, pid: u32, path: &str, max_len: u64) -> Result<(Vec<u8>, bool), InputError> {
+        crate::held_files::read(pid, path, max_len)
     }
 }
 

@@ -134,6 +134,10 @@ pub struct AuditRecord {
     /// Id of a held command waiting for a person (`guard approve ID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_id: Option<u64>,
+    /// exec: where a destructive rule's match came from: `argv`, `env:NAME` (an environment
+    /// variable such as `TF_CLI_ARGS_apply`) or `file:PATH:LINE` (a script or config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// exit: what the process did over its life, counted in the kernel (the allowed opens a
     /// record level leaves out of the stream are counted here).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -164,7 +164,9 @@ fn the_agents_own_sigcont_does_not_release_its_held_child() {
     let ws = workspace();
     write_file(
         &ws.path().join("agent.sh"),
-        "psql -c 'DROP TABLE escape' &\nP=$!\nsleep 1\nkill -CONT $P || echo refused > refused\nsleep 1\necho sender-survived > sender\n",
+        // The query comes from a variable, so `sh agent.sh` itself is judged harmless (its
+        // content is read while it is held) and only psql's own exec is held.
+        "Q='DROP TABLE escape'\npsql -c \"$Q\" &\nP=$!\nsleep 1\nkill -CONT $P || echo refused > refused\nsleep 1\necho sender-survived > sender\n",
     );
     let guard = Guard::start_with(Some(POLICY), &[]);
     touch_credential(&guard, &ws, "cont");

@@ -75,11 +75,13 @@ fn enforced_write_roots_stop_every_way_of_deleting_outside_them() {
         guard.confined_cmd(session, &[], args).current_dir(workspace.path()).output().expect("guard launch")
     };
 
-    // python's shutil.rmtree from a script file: in-process unlink/rmdir, no exec to judge.
-    let target = OutsideDir::new("rmtree");
+    // python's shutil.rmtree from a script file, named so that no rule can read it in the
+    // script (the evaluator judges `python3 wipe.py` by its content): in-process
+    // unlink/rmdir, no exec to judge.
+    let target = OutsideDir::new("in-process");
     write_file(
         &workspace.path().join("wipe.py"),
-        &format!("import shutil\nshutil.rmtree({:?})\n", target.path().display().to_string()),
+        &format!("import shutil\ngetattr(shutil, 'rm' + 'tree')({:?})\n", target.path().display().to_string()),
     );
     let out = run("rmtree", &["python3", "wipe.py"]);
     assert!(!out.status.success(), "{}", output_text(&out));

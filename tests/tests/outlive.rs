@@ -21,8 +21,9 @@ fn policy() -> String {
 }
 
 /// A connect from the session to a local listener: the errno name it got, or `connected`.
-/// A script file, not `python3 -c`: an inline script is held for judgement, and without a
-/// daemon a hold is a kill.
+/// The script on standard input, not `python3 -c` or `python3 FILE`: those are held for
+/// judgement, and without a daemon a hold is a kill (or, until the heartbeat is stale, a stop
+/// nobody releases).
 fn connect_errno(guard: &Guard, ws: &Workspace, session: &str, port: u16) -> String {
     let script = ws.path().join("connect.py");
     guard_tests::write_file(
@@ -31,7 +32,8 @@ fn connect_errno(guard: &Guard, ws: &Workspace, session: &str, port: u16) -> Str
             "import socket, errno\ns = socket.socket()\ntry:\n    s.connect(('127.0.0.3', {port})); print('connected')\nexcept OSError as e:\n    print(errno.errorcode.get(e.errno, e.errno))\n"
         ),
     );
-    let out = ws.launch_cmd(guard, session, &["/usr/bin/python3", "connect.py"]).output().expect("python connect");
+    let stdin = fs::File::open(&script).expect("opening connect.py");
+    let out = ws.launch_cmd(guard, session, &["/usr/bin/python3", "-"]).stdin(stdin).output().expect("python connect");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 

@@ -9,6 +9,7 @@ use std::{
 };
 
 use guard_common::{DevIno, SessionState, escalation};
+use guard_engine::destructive::InputError;
 use guard_engine::engine::{Action, Freeze, HeldView, Machine, Now, SessionCgroup, Signal};
 
 use super::{Daemon, monotonic_ns, now_unix_ns};
@@ -93,6 +94,9 @@ impl<K: KernelHandle> Machine for HostView<'_, K> {
     }
     fn trusted_library_dir(&self, pid: u32, dir: &str) -> bool {
         self.0.borrow().procs.trusted_library_dir(pid, dir)
+    }
+    fn read_held_file(&self, pid: u32, path: &str, max_len: u64) -> Result<(Vec<u8>, bool), InputError> {
+        self.0.borrow().procs.read_held_file(pid, path, max_len)
     }
 }
 

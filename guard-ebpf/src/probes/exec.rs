@@ -62,7 +62,7 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         }
     };
 
-    let verdict = judge(&task, file, &identity, &ev.args, (&ev.filename, filename_len));
+    let verdict = judge(&task, file, &identity, (&ev.args, ev.args_len), (&ev.filename, filename_len));
     // Whatever the old image was allowed to read, the new one is not, until judged.
     consumer::forget((aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32);
     if let Some((act, rule)) = verdict {
@@ -74,7 +74,8 @@ pub fn guard_sched_exec(ctx: BtfTracePointContext) -> i32 {
         // judge, from argv and the environment, whether this image is the consumer.
         ev.header.action = action::HOLD;
         ev.header.flags |= flags::CONSUMER_HOLD;
-    } else if maps::config().is_some_and(|cfg| workspace_pending(cfg.write_scope | cfg.read_scope, task.session.session_id))
+    } else if maps::config()
+        .is_some_and(|cfg| workspace_pending(cfg.write_scope | cfg.read_scope, task.session.session_id))
     {
         // The session's first exec (`guard launch`'s command): held until the daemon made
         // its workspace a root, else the first writes race that registration and are only
@@ -131,7 +132,7 @@ fn judge(
     task: &Governed,
     file: u64,
     identity: &guard_common::DevIno,
-    args: &[u8; ARGS_LEN],
+    args: (&[u8; ARGS_LEN], u32),
     filename: (&[u8; PATH_LEN], usize),
 ) -> Option<(u32, u32)> {
     let esc = escalation(task.session.session_id);
@@ -148,7 +149,7 @@ fn judge(
             }
         }
         watch::HOLD => Some((action::HOLD, watch.rule)),
-        watch::HOLD_IF_SCRIPT if has_inline_script(args) => Some((action::HOLD, watch.rule)),
+        watch::HOLD_IF_SCRIPT if runs_script(args.0, args.1) => Some((action::HOLD, watch.rule)),
         _ => None,
     }
 }
@@ -277,24 +278,32 @@ fn read_args(off: &guard_common::KernelOffsets, args: &mut [u8; ARGS_LEN], event
     }
 }
 
-/// Does argv carry an inline-script option after argv[0]: a short cluster holding `c` or `e`
-/// (`-c`, `-e`, `-lc`, `-ec`) or a long option starting `--c`/`--e` (`--command`, `--eval`)?
-/// Words like `--instance-ids` or `-X` do not count.
+/// Does an interpreter run a script we can read: does argv carry, after argv[0], an
+/// inline-script option (a short cluster holding `c` or `e`: `-c`, `-e`, `-lc`, `-ec`; a long
+/// option starting `--c`/`--e`: `--command`, `--eval`) or a word that is no option (a script
+/// file: `bash x.sh`, `python3 x.py`, and every `#!` script, whose argv the kernel makes
+/// `INTERPRETER SCRIPT`)? Words like `--instance-ids` or `-X` do not count; neither does a bare
+/// interactive `bash`. Only the `len` bytes copied count (the rest of the buffer is stale).
 #[inline(always)]
-fn has_inline_script(args: &[u8; ARGS_LEN]) -> bool {
+fn runs_script(args: &[u8; ARGS_LEN], len: u32) -> bool {
+    let len = len as usize;
     // 0: inside a word that is not an option; 1: just after `-`; 2: inside a short cluster;
     // 3: just after `--`; 4: inside a long option (already judged).
     let mut state: u8 = 0;
     let mut at_arg_start = false;
     let mut i = 0;
     while i < ARGS_LEN {
-        let b = args[i];
+        let b = if i < len { args[i] } else { 0 };
         if b == 0 {
             at_arg_start = true;
             state = 0;
         } else {
             if at_arg_start {
-                state = if b == b'-' { 1 } else { 0 };
+                if b != b'-' {
+                    // An operand: the script file.
+                    return true;
+                }
+                state = 1;
             } else if state == 1 {
                 if b == b'-' {
                     state = 3;

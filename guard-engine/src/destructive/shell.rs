@@ -11,13 +11,16 @@ pub(super) struct ScriptCommand {
     pub stdin: Option<String>,
     /// Its standard input is the previous command's output (`a | b`).
     pub piped: bool,
+    /// The script line it starts on (1-based).
+    pub line: usize,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct ParsedScript {
     pub commands: Vec<ScriptCommand>,
-    /// Bodies of `$(...)` and backquotes, to evaluate as scripts of their own.
-    pub substitutions: Vec<String>,
+    /// Bodies of `$(...)` and backquotes, to evaluate as scripts of their own, with the
+    /// script line each starts on.
+    pub substitutions: Vec<(String, usize)>,
 }
 
 /// Quotes inside substitutions inside quotes... deeper than this are not looked into (the
@@ -30,6 +33,8 @@ struct Segment {
     text: String,
     heredoc: Option<String>,
     piped: bool,
+    /// Index of its first character.
+    start: Option<usize>,
 }
 
 struct PendingHeredoc {
@@ -40,9 +45,13 @@ struct PendingHeredoc {
 
 pub(super) fn parse(script: &str) -> ParsedScript {
     let (segments, substitutions) = segment(script);
+    let newlines: Vec<usize> = script.chars().enumerate().filter(|(_, c)| *c == '\n').map(|(index, _)| index).collect();
+    let line_of = |index: usize| newlines.partition_point(|&newline| newline < index) + 1;
+    let substitutions = substitutions.into_iter().map(|(body, start)| (body, line_of(start))).collect();
     let commands = segments
         .into_iter()
         .map(|segment| {
+            let line = line_of(segment.start.unwrap_or(0));
             let words = shlex::split(&segment.text)
                 .unwrap_or_else(|| segment.text.split_whitespace().map(str::to_string).collect());
             let (words, here_string) = strip_redirections(words);
@@ -50,14 +59,16 @@ pub(super) fn parse(script: &str) -> ParsedScript {
                 words: strip_command_prefix(words),
                 stdin: segment.heredoc.or(here_string),
                 piped: segment.piped,
+                line,
             }
         })
         .collect();
     ParsedScript { commands, substitutions }
 }
 
-/// Splits at unquoted separators; collects heredoc bodies and substitutions.
-fn segment(script: &str) -> (Vec<Segment>, Vec<String>) {
+/// Splits at unquoted separators; collects heredoc bodies and substitutions (with the index
+/// each starts at).
+fn segment(script: &str) -> (Vec<Segment>, Vec<(String, usize)>) {
     let chars: Vec<char> = script.chars().collect();
     let mut segments: Vec<Segment> = Vec::new();
     let mut substitutions = Vec::new();
@@ -73,6 +84,9 @@ fn segment(script: &str) -> (Vec<Segment>, Vec<String>) {
     while index < chars.len() {
         let c = chars[index];
         let next = chars.get(index + 1).copied();
+        if current.start.is_none() && !c.is_whitespace() {
+            current.start = Some(index);
+        }
         match c {
             '\\' => {
                 if next == Some('\n') {
@@ -97,7 +111,7 @@ fn segment(script: &str) -> (Vec<Segment>, Vec<String>) {
             }
             '`' => {
                 let end = backquote_end(&chars, index + 1);
-                substitutions.push(chars[index + 1..end.min(chars.len())].iter().collect());
+                substitutions.push((chars[index + 1..end.min(chars.len())].iter().collect(), index));
                 current.text.extend(&chars[index..(end + 1).min(chars.len())]);
                 index = end + 1;
             }
@@ -106,7 +120,7 @@ fn segment(script: &str) -> (Vec<Segment>, Vec<String>) {
                 let body: String = chars[index + 2..end.min(chars.len())].iter().collect();
                 // `$((...))` is arithmetic, not a command.
                 if !body.starts_with('(') {
-                    substitutions.push(body);
+                    substitutions.push((body, index));
                 }
                 current.text.extend(&chars[index..(end + 1).min(chars.len())]);
                 index = end + 1;
@@ -175,7 +189,7 @@ fn find_char(chars: &[char], from: usize, wanted: char) -> Option<usize> {
 }
 
 /// Index of the closing `"` (or the end), collecting substitutions inside.
-fn double_quote_end(chars: &[char], from: usize, substitutions: &mut Vec<String>, nesting: usize) -> usize {
+fn double_quote_end(chars: &[char], from: usize, substitutions: &mut Vec<(String, usize)>, nesting: usize) -> usize {
     if nesting > MAX_LEXER_DEPTH {
         return chars.len();
     }
@@ -186,14 +200,14 @@ fn double_quote_end(chars: &[char], from: usize, substitutions: &mut Vec<String>
             '"' => return index,
             '`' => {
                 let end = backquote_end(chars, index + 1);
-                substitutions.push(chars[index + 1..end.min(chars.len())].iter().collect());
+                substitutions.push((chars[index + 1..end.min(chars.len())].iter().collect(), index));
                 index = end + 1;
             }
             '$' if chars.get(index + 1) == Some(&'(') => {
                 let end = matching_paren(chars, index + 2, nesting + 1);
                 let body: String = chars[index + 2..end.min(chars.len())].iter().collect();
                 if !body.starts_with('(') {
-                    substitutions.push(body);
+                    substitutions.push((body, index));
                 }
                 index = end + 1;
             }

@@ -3,8 +3,11 @@
 //! against the rules.
 
 use super::conditions::rule_holds;
+use super::expand::{self, Unit};
+use super::inputs::{Inputs, Source};
+use super::remote::ssh_command;
 use super::wrappers::{shell_script, unwrap_wrapper};
-use super::{DestructiveEvaluator, DestructiveMatch, MAX_COMMAND_TEXT, MAX_NESTING, shell};
+use super::{DestructiveEvaluator, DestructiveMatch, MAX_COMMAND_TEXT, MAX_COMMANDS, MAX_NESTING, shell};
 use crate::policy::paths::{join_below, normalize_absolute};
 
 pub(super) fn basename(path: &str) -> &str {
@@ -62,6 +65,10 @@ pub(super) struct Invocation {
     /// More operands arrive on standard input (`xargs`).
     pub(super) operands_from_stdin: bool,
     pub(super) via: Vec<String>,
+    /// Where its words came from.
+    pub(super) source: Source,
+    /// Made by an input expansion (its environment and config were already applied).
+    pub(super) expanded: bool,
 }
 
 impl Invocation {
@@ -76,10 +83,12 @@ impl Invocation {
             stdin: None,
             operands_from_stdin: false,
             via: chain,
+            source: self.source.clone(),
+            expanded: false,
         }
     }
 
-    fn command_text(&self) -> String {
+    pub(super) fn command_text(&self) -> String {
         let words: Vec<&str> =
             std::iter::once(self.program.as_str()).chain(self.args.iter().map(String::as_str)).collect();
         let text = shlex::try_join(words.iter().copied()).unwrap_or_else(|_| words.join(" "));
@@ -94,15 +103,24 @@ pub(super) fn truncate_chars(text: &str, limit: usize) -> String {
     }
 }
 
-pub(super) struct Walk<'a> {
+pub(super) struct Walk<'a, 'i> {
     pub(super) evaluator: &'a DestructiveEvaluator,
     pub(super) found: Vec<DestructiveMatch>,
     pub(super) budget: usize,
+    pub(super) inputs: Inputs<'i>,
 }
 
-impl Walk<'_> {
+/// A script read from a file: its path and the file line its first line is on.
+#[derive(Clone, Copy)]
+pub(super) struct ScriptFile<'p> {
+    pub(super) path: &'p str,
+    pub(super) first_line: usize,
+}
+
+impl Walk<'_, '_> {
     pub(super) fn visit(&mut self, invocation: Invocation, depth: usize) {
         if self.budget == 0 {
+            self.inputs.note(format!("only the first {MAX_COMMANDS} commands were judged"));
             return;
         }
         self.budget -= 1;
@@ -110,12 +128,27 @@ impl Walk<'_> {
         if depth >= MAX_NESTING {
             return;
         }
+        // What the program reads besides its argv: environment, config and script files.
+        if !invocation.expanded {
+            for unit in expand::expand(&invocation, &mut self.inputs) {
+                self.visit_unit(unit, depth + 1);
+            }
+        }
         // The first name that runs something else is looked through (once, so `exe=bash`
         // with `argv[0]=sh` does not evaluate the script twice).
         for name in &invocation.names {
             if let Some(script) = shell_script(name, &invocation.args) {
                 let via = format!("{name} -c");
-                self.visit_script(&script, &invocation, via, depth + 1);
+                self.visit_script(&script, &invocation, via, depth + 1, None);
+                return;
+            }
+            if name == "ssh"
+                && let Some((host, script)) = ssh_command(&invocation.args)
+            {
+                // The remote shell starts in the remote user's home: unknown here.
+                let mut remote = invocation.clone();
+                remote.cwd = WorkingDir::Unknown;
+                self.visit_script(&script, &remote, format!("ssh {host}"), depth + 1, None);
                 return;
             }
             let inner = unwrap_wrapper(name, &invocation);
@@ -150,11 +183,62 @@ impl Walk<'_> {
                 reason: format!("{}: {detail}", rule.description),
                 command,
                 via: invocation.via.clone(),
+                source: invocation.source.clone(),
             });
         }
     }
 
-    fn visit_script(&mut self, script: &str, outer: &Invocation, via: String, depth: usize) {
+    fn visit_unit(&mut self, unit: Unit, depth: usize) {
+        match unit {
+            Unit::Command(invocation) => self.visit(invocation, depth),
+            Unit::Shell { script, outer, via, file } => {
+                let file = file.as_deref().map(|path| ScriptFile { path, first_line: 1 });
+                self.visit_script(&script, &outer, via, depth, file);
+            }
+            Unit::FileContent { path, text, shown, build } => {
+                self.visit_file_content(&path, &text, &shown, &*build, depth)
+            }
+        }
+    }
+
+    /// Judges the command `build` makes of a file's content; each match names the file line
+    /// it is complete at (the shortest run of first lines that still matches).
+    fn visit_file_content(
+        &mut self,
+        path: &str,
+        text: &str,
+        shown: &str,
+        build: &dyn Fn(&str) -> Invocation,
+        depth: usize,
+    ) {
+        let mark = self.found.len();
+        self.visit(build(text), depth);
+        let matched = self.found.split_off(mark);
+        if matched.is_empty() {
+            return;
+        }
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        for mut found in matched {
+            let (mut low, mut high) = (1, lines.len().max(1));
+            while low < high {
+                let middle = (low + high) / 2;
+                let mark = self.found.len();
+                self.visit(build(&lines[..middle].concat()), depth);
+                let hit = self.found[mark..].iter().any(|other| other.rule_id == found.rule_id);
+                self.found.truncate(mark);
+                if hit {
+                    high = middle;
+                } else {
+                    low = middle + 1;
+                }
+            }
+            found.source = Source::file(path, Some(low));
+            found.command = truncate_chars(shown, MAX_COMMAND_TEXT);
+            self.found.push(found);
+        }
+    }
+
+    fn visit_script(&mut self, script: &str, outer: &Invocation, via: String, depth: usize, file: Option<ScriptFile>) {
         if depth > MAX_NESTING || self.budget == 0 {
             return;
         }
@@ -185,10 +269,14 @@ impl Walk<'_> {
             let mut invocation = outer.nested(program, args.to_vec(), via.clone());
             invocation.cwd = cwd.clone();
             invocation.stdin = stdin;
+            if let Some(file) = file {
+                invocation.source = Source::file(file.path, Some(file.first_line + command.line - 1));
+            }
             self.visit(invocation, depth);
         }
-        for substitution in parsed.substitutions {
-            self.visit_script(&substitution, outer, via.clone(), depth + 1);
+        for (substitution, line) in parsed.substitutions {
+            let inner = file.map(|file| ScriptFile { path: file.path, first_line: file.first_line + line - 1 });
+            self.visit_script(&substitution, outer, via.clone(), depth + 1, inner);
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{
     Engine,
     action::{Action, GrantStep, Settle, Signal},
     holds::PendingEntry,
-    machine::{HeldResolver, HeldView, Machine},
+    machine::{HeldFileReader, HeldResolver, HeldView, Machine},
 };
 use crate::{
     audit::{AuditRecord, Severity, Verdict},
@@ -88,7 +88,14 @@ impl Engine {
             cwd: view.cwd.clone().unwrap_or_default(),
             env: view.env.clone(),
         };
-        let matched = self.policy.evaluator.evaluate(&context);
+        let evaluation = self.policy.evaluator.judge(&context, &HeldFileReader { machine, pid });
+        let matched = evaluation.best().cloned();
+        // Inputs that could not be judged (an unreadable config file, an alias loop).
+        let not_judged = if evaluation.notes.is_empty() {
+            String::new()
+        } else {
+            format!("; not judged: {}", evaluation.notes.join("; "))
+        };
         let waited = Duration::from_nanos(machine.now().mono_ns.saturating_sub(started)).as_micros();
         record.argv = Some(argv.clone());
         record.cwd = view.cwd.clone();
@@ -131,13 +138,14 @@ impl Engine {
             record.rule = None;
             record.severity = Some(Severity::Info);
             record.reason = Some(format!(
-                "exec of {filename} held {waited} µs for judgement: no destructive rule matched{consumer_note}"
+                "exec of {filename} held {waited} µs for judgement: no destructive rule matched{consumer_note}{not_judged}"
             ));
             judged.if_failed = Some(format!("exec of {filename} judged harmless but could not be released"));
             return judged;
         };
         record.detector = Some(Detector::Destructive);
         record.rule = Some(m.rule_id.clone());
+        record.source = Some(m.source.to_string());
         record.severity = Some(m.severity);
         record.mitre = Some(m.mitre.clone());
         let wants_person = m.action == ExecAction::Hold || escalated || frozen;

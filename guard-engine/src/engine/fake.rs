@@ -10,6 +10,7 @@ use std::{
 use guard_common::{DevIno, SessionState};
 
 use super::machine::{HeldView, Machine, Now, SessionCgroup};
+use crate::destructive::InputError;
 
 pub const T0_WALL: i128 = 1_700_000_000_000_000_000;
 pub const T0_MONO: u64 = 1_000_000_000;
@@ -26,6 +27,8 @@ pub struct FakeMachine {
     pub files: RefCell<HashMap<PathBuf, (DevIno, String)>>,
     pub gone: RefCell<HashSet<u32>>,
     pub pinned: RefCell<Vec<u32>>,
+    /// Files held processes would read, by absolute path (the same for every process).
+    pub held_files: RefCell<HashMap<String, Vec<u8>>>,
 }
 
 impl FakeMachine {
@@ -124,5 +127,11 @@ impl Machine for FakeMachine {
     }
     fn trusted_library_dir(&self, _: u32, _: &str) -> bool {
         false
+    }
+    fn read_held_file(&self, _: u32, path: &str, max_len: u64) -> Result<(Vec<u8>, bool), InputError> {
+        let files = self.held_files.borrow();
+        let bytes = files.get(path).ok_or(InputError::NotFound)?;
+        let max = usize::try_from(max_len).unwrap_or(usize::MAX);
+        Ok((bytes[..bytes.len().min(max)].to_vec(), bytes.len() > max))
     }
 }

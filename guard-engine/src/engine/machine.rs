@@ -10,6 +10,7 @@ use std::{
 use guard_common::{DevIno, SessionState};
 
 use crate::confinement::AppliedConfinement;
+use crate::destructive::{HeldFiles, InputError};
 
 /// Both clocks at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -72,6 +73,13 @@ pub trait Machine {
     fn script(&self, pid: u32, argument: &str) -> Option<(DevIno, String)>;
     /// Only root can put a library in `dir` (as `pid` resolves it).
     fn trusted_library_dir(&self, pid: u32, dir: &str) -> bool;
+    /// A file a held process will read (its script, a config file): `path` is absolute as
+    /// `pid` sees it (its root and mounts), at most `max_len` bytes (`true`: there was more).
+    /// Only regular files; never blocks. None here by default.
+    fn read_held_file(&self, pid: u32, path: &str, max_len: u64) -> Result<(Vec<u8>, bool), InputError> {
+        let _ = (pid, path, max_len);
+        Err(InputError::Unavailable)
+    }
 }
 
 /// A machine with nothing on it but a clock: no sessions, no /proc, nothing held. For
@@ -124,6 +132,18 @@ impl Machine for Offline {
     }
     fn trusted_library_dir(&self, _: u32, _: &str) -> bool {
         false
+    }
+}
+
+/// The files of one held process, through the machine, for the destructive evaluator.
+pub(crate) struct HeldFileReader<'a> {
+    pub machine: &'a dyn Machine,
+    pub pid: u32,
+}
+
+impl HeldFiles for HeldFileReader<'_> {
+    fn read(&self, path: &str, max_len: u64) -> Result<(Vec<u8>, bool), InputError> {
+        self.machine.read_held_file(self.pid, path, max_len)
     }
 }
 

@@ -97,6 +97,33 @@ fn enforced_rule_kills_monitor_rule_releases() {
 }
 
 #[test]
+fn records_name_where_the_destructive_part_came_from() {
+    let (mut engine, machine) = setup();
+    let (_, record) = judge(&mut engine, &machine, &held(&machine, 22, &["rm", "-rf", "/srv/data"]));
+    assert_eq!(record.source.as_deref(), Some("argv"));
+    // A script file the held shell will run: read through the machine, line named.
+    machine.held_files.borrow_mut().insert("/work/x.sh".into(), b"echo hi\nrm -rf /srv/data\n".to_vec());
+    let (verdict, record) = judge(&mut engine, &machine, &held(&machine, 23, &["bash", "x.sh"]));
+    assert_eq!(verdict, ExecVerdict::Kill);
+    assert_eq!(record.rule.as_deref(), Some("rm-rf"));
+    assert_eq!(record.source.as_deref(), Some("file:/work/x.sh:2"));
+    let reason = record.reason.unwrap_or_default();
+    assert!(reason.contains("/work/x.sh line 2") && reason.contains("could change after release"), "{reason}");
+    // A config file curl is told to read (the rule is in monitor mode here: released).
+    machine.held_files.borrow_mut().insert("/work/cfg".into(), b"request = DELETE\n".to_vec());
+    let (verdict, record) = judge(&mut engine, &machine, &held(&machine, 24, &["curl", "-K", "cfg", "http://x"]));
+    assert_eq!((verdict, record.verdict), (ExecVerdict::Release, Some(Verdict::Audit)));
+    assert_eq!(record.source.as_deref(), Some("file:/work/cfg:1"));
+    // What could not be judged is said in the release's reason.
+    machine.held_files.borrow_mut().insert("/work/bin.sh".into(), b"\x7fELF\0\0".to_vec());
+    let (verdict, record) = judge(&mut engine, &machine, &held(&machine, 25, &["sh", "bin.sh"]));
+    assert_eq!(verdict, ExecVerdict::Release);
+    assert_eq!(record.source, None);
+    let reason = record.reason.unwrap_or_default();
+    assert!(reason.contains("not judged: sh script /work/bin.sh not judged: binary content"), "{reason}");
+}
+
+#[test]
 fn hold_rule_waits_for_a_person_and_approval_releases_it() {
     let (mut engine, machine) = setup();
     let (verdict, record) = judge(&mut engine, &machine, &held(&machine, 30, &["dropdb", "prod"]));

@@ -24,9 +24,10 @@ impl ExecWatch {
 }
 
 /// The basenames whose exec the kernel must hold for evaluation: every program named by a
-/// destructive rule, every shell (scripts given with `-c` are evaluated), and `busybox`
-/// (its applets run in-process). Interpreters are held only with a script flag. Sorted by
-/// name. Empty when the policy has no destructive rules.
+/// destructive rule, every shell (scripts given with `-c` or in a file are evaluated),
+/// `busybox` (its applets run in-process) and `ssh` (its remote command is evaluated).
+/// Interpreters are held only with a script flag or a script file operand. Sorted by name.
+/// Empty when the policy has no destructive rules.
 pub fn exec_watch_set(policy: &Policy) -> Vec<ExecWatch> {
     let rules = &policy.destructive().rules;
     if rules.is_empty() {
@@ -36,7 +37,7 @@ pub fn exec_watch_set(policy: &Policy) -> Vec<ExecWatch> {
         .iter()
         .flat_map(|rule| rule.programs.iter().map(String::as_str))
         .chain(SHELLS.iter().copied())
-        .chain(std::iter::once("busybox"))
+        .chain(["busybox", "ssh"])
         .collect();
     names.sort_unstable();
     names.dedup();

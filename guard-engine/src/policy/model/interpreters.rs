@@ -34,9 +34,10 @@ pub(crate) fn interpreter_script_flags(name: &str) -> Option<&'static [&'static 
 pub enum WatchKind {
     /// Hold every exec of this name.
     Always,
-    /// Hold only when the argument vector carries one of `ExecWatch::script_flags` (a
-    /// one-letter flag may sit in a cluster such as `-lc`); otherwise the interpreter runs a
-    /// file or stdin we cannot see, and any child it execs is watched on its own.
+    /// Hold only when the argument vector carries a script flag (`ExecWatch::script_flags`;
+    /// a one-letter flag may sit in a cluster such as `-lc`) or an operand (the script file,
+    /// which the evaluator reads); otherwise the interpreter runs stdin or interactively,
+    /// which we cannot see, and any child it execs is watched on its own.
     ScriptFlag,
 }
 

@@ -285,6 +285,7 @@ fn exec_watch_set_lists_rule_programs_and_interpreters() {
         "docker",
         "podman",
         "busybox",
+        "ssh",
     ] {
         assert_eq!(kind_of(name), Some(WatchKind::Always), "{name}");
     }

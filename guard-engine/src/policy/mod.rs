@@ -152,6 +152,7 @@
 
 // Bottom-up: value types, then the model, then the written form, validation and compilation.
 pub mod compile;
+pub mod dns;
 mod error;
 pub mod model;
 pub mod names;

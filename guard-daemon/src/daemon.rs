@@ -445,6 +445,42 @@ impl<K: KernelHandle> Daemon<K> {
         self.policy = policy;
     }
 
+    /// The resolver task saw a host's address set change, or a lookup fail: record it, and
+    /// rewrite the kernel's allow map through the rescan path when the set changed.
+    pub fn dns_event(&mut self, event: crate::dns::DnsEvent) {
+        use crate::dns::DnsEvent;
+        let changes_map = event.changes_map();
+        let record = match &event {
+            DnsEvent::Changed { host, added, removed, retiring, ttl_secs } => {
+                let mut record = self.engine.daemon_record(
+                    "dns_change",
+                    now_unix_ns(),
+                    format!(
+                        "allow-list host {host}: added {added:?}, removed {removed:?}, in grace {retiring:?} (ttl {ttl_secs} s)"
+                    ),
+                );
+                record.details = Some(serde_json::json!({
+                    "host": host, "added": added, "removed": removed, "retiring": retiring, "ttl": ttl_secs,
+                }));
+                record
+            }
+            DnsEvent::Failed { host, error, kept } => {
+                let mut record = self.engine.daemon_record(
+                    "dns_failed",
+                    now_unix_ns(),
+                    format!("resolving allow-list host {host} failed ({error}); keeping {kept:?}"),
+                );
+                record.details = Some(serde_json::json!({ "host": host, "error": error, "kept": kept }));
+                record
+            }
+        };
+        self.emit(&record);
+        if changes_map {
+            self.reload(true);
+        }
+        self.refresh_status();
+    }
+
     pub fn refresh_status(&mut self) {
         let stats = match self.host.kernel.stats() {
             Ok(s) => s,
@@ -492,6 +528,7 @@ impl<K: KernelHandle> Daemon<K> {
         });
         report.sessions = sessions;
         report.audit_sinks = self.copies.iter().map(|copy| copy.status()).collect();
+        report.dns_hosts = crate::dns::status();
         report.counters = Counters {
             events: stats[stat::EVENTS_SENT as usize],
             dropped,

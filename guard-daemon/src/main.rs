@@ -11,6 +11,7 @@ mod confine;
 mod consumers;
 mod control;
 mod daemon;
+mod dns;
 mod exposure_scan;
 mod held_files;
 mod hold;

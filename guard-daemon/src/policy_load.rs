@@ -139,21 +139,20 @@ fn prepare(compiled: &CompiledPolicy, notes: &mut Vec<String>) -> anyhow::Result
     }
 
     if let Some(network) = &compiled.network {
-        let resolved: Vec<(String, Vec<IpAddr>)> = network
-            .hosts
-            .iter()
-            .map(|host| {
-                let addrs = match (host.host.as_str(), 0).to_socket_addrs() {
+        // The resolver task's sets (by TTL, see crate::dns); a host it has not answered yet
+        // is resolved here once through libc (start-up, a host new in a reload).
+        let names: Vec<&str> = network.hosts.iter().map(|host| host.host.as_str()).collect();
+        let resolved: Vec<(String, Vec<IpAddr>)> = crate::dns::sync_hosts(&names)
+            .into_iter()
+            .map(|(host, known)| {
+                let addrs = known.unwrap_or_else(|| match (host.as_str(), 0).to_socket_addrs() {
                     Ok(found) => found.map(|sa| sa.ip()).collect(),
                     Err(err) => {
-                        notes.push(format!(
-                            "allow-list host {} does not resolve ({err}); nothing allowed for it",
-                            host.host
-                        ));
+                        notes.push(format!("allow-list host {host} does not resolve ({err}); nothing allowed for it"));
                         Vec::new()
                     }
-                };
-                (host.host.clone(), addrs)
+                });
+                (host, addrs)
             })
             .collect();
         let tables = network.with_resolved_hosts(&resolved);

@@ -209,6 +209,9 @@ pub struct StatusReport {
     /// Secondary audit sinks (`--audit syslog`, `--audit journald`): copies of the records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audit_sinks: Vec<AuditSinkStatus>,
+    /// Allow-list hostnames: their current address sets and when each expires.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_hosts: Vec<crate::policy::dns::HostAddrStatus>,
 }
 
 /// One secondary audit sink: what it delivered and lost, and its error while it fails.
@@ -339,6 +342,7 @@ mod tests {
             audit_path: "/var/log/guard/audit.jsonl".into(),
             audit_unwritable: None,
             audit_sinks: Vec::new(),
+            dns_hosts: Vec::new(),
         }
     }
 

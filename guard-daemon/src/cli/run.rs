@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// `audit.record`, across reloads).
     #[arg(long, value_name = "LEVEL", value_parser = parse_record_level)]
     pub record: Option<RecordLevel>,
+    /// Seconds an address that vanished from an allow-list host's DNS answer stays allowed
+    /// (connections in flight are not cut). Hosts are re-resolved when their TTL runs out
+    /// (clamped to 5 s..1 h).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub dns_grace: u64,
 }
 
 pub(crate) fn parse_record_level(text: &str) -> Result<RecordLevel, String> {
@@ -94,6 +99,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         bail!("guard run must run as root (it loads BPF programs and manages cgroups)");
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    crate::dns::set_grace(Duration::from_secs(args.dns_grace));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -313,6 +319,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     daemon.refresh_status();
     crate::service::ready(&format!("enforcing policy {} on {} root(s)", daemon.policy.source, roots.len()));
 
+    let (dns_tx, mut dns_events) = tokio::sync::mpsc::unbounded_channel();
+    if let Err(err) = crate::dns::spawn(dns_tx) {
+        log::error!("allow-list hosts are not re-resolved: {err:#}");
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut rescan = tokio::time::interval(RESCAN_EVERY);
     rescan.tick().await;
@@ -352,6 +362,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             _ = rescan.tick() => daemon.reload(true),
+            Some(event) = dns_events.recv() => {
+                daemon.dns_event(event);
+                daemon.flush_audit();
+            }
             _ = flush_every.tick() => daemon.flush_audit(),
             Some(origin) = signals.next() => {
                 let sender = origin.process.map(|process| process.pid as u32);

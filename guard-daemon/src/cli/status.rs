@@ -101,6 +101,18 @@ fn render(report: &StatusReport) -> String {
         );
     }
     let _ = writeln!(out, "ring buffer: {}", bytes(report.ringbuf_bytes));
+    for host in &report.dns_hosts {
+        let failing = host.failing.as_deref().map_or_else(String::new, |error| format!(", LOOKUP FAILING: {error}"));
+        let _ = writeln!(
+            out,
+            "allow host:  {} (ttl {} s, next lookup in {} s{failing})",
+            host.host, host.ttl_secs, host.next_lookup_in_secs
+        );
+        for addr in &host.addrs {
+            let grace = if addr.retiring { " (gone from DNS, in grace)" } else { "" };
+            let _ = writeln!(out, "  {}  expires in {} s{grace}", addr.addr, addr.expires_in_secs);
+        }
+    }
 
     let _ = writeln!(out, "\nhooks:");
     if report.hooks.is_empty() {

@@ -259,12 +259,25 @@ mod tests {
                 dropped: 2,
                 failing: Some("connecting: No such file".into()),
             }],
+            dns_hosts: vec![guard_engine::policy::dns::HostAddrStatus {
+                host: "api.example.com".into(),
+                ttl_secs: 30,
+                next_lookup_in_secs: 12,
+                addrs: vec![guard_engine::policy::dns::AddrStatus {
+                    addr: "192.0.2.7".parse().unwrap(),
+                    expires_in_secs: 4,
+                    retiring: true,
+                }],
+                failing: None,
+            }],
         };
         let text = render(&report);
         assert!(
             text.contains("  copy to:   syslog:/dev/log (5 sent, 1 errors, 2 lost) FAILING: connecting: No such file"),
             "{text}"
         );
+        assert!(text.contains("allow host:  api.example.com (ttl 30 s, next lookup in 12 s)"), "{text}");
+        assert!(text.contains("  192.0.2.7  expires in 4 s (gone from DNS, in grace)"), "{text}");
         assert!(text.contains("guard 0.1.0 (pid 99, up 1h 02m)"), "{text}");
         assert!(text.contains("mode:        enforce"), "{text}");
         assert!(text.contains("ring buffer: 1 MiB"), "{text}");

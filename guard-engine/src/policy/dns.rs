@@ -121,9 +121,8 @@ impl HostSchedule {
         self.next_due_ms = now_ms.saturating_add(ttl_ms);
         self.failing = None;
         for addr in addrs {
-            match self.addrs.insert(*addr, None) {
-                None => change.added.push(*addr),
-                Some(_) => {}
+            if self.addrs.insert(*addr, None).is_none() {
+                change.added.push(*addr);
             }
         }
         for (addr, retired) in self.addrs.iter_mut() {

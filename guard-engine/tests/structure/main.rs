@@ -30,7 +30,7 @@ const MAX_LINES: usize = 800;
 /// The policy's submodules, bottom-up: each may import only from the groups before it (and
 /// from outside the policy). The facade, `policy` itself, sits on top of them all.
 const POLICY_LAYERS: &[&[&str]] = &[
-    &["policy::error", "policy::names", "policy::network", "policy::paths"],
+    &["policy::dns", "policy::error", "policy::names", "policy::network", "policy::paths"],
     &["policy::model"],
     &["policy::raw"],
     &["policy::validate"],

@@ -147,3 +147,31 @@ async fn run(resolver: TokioResolver, events: UnboundedSender<DnsEvent>) {
         tokio::time::sleep(next.max(Duration::from_millis(50))).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names in /etc/hosts are answered by hickory itself (no DNS server needed), in the
+    /// absolute form the resolver task asks for. `localhost` is special-cased by hickory, so
+    /// the test takes another name from the file.
+    #[tokio::test]
+    async fn hosts_file_names_resolve_through_hickory() {
+        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        let entry = hosts.lines().filter(|l| !l.trim_start().starts_with('#')).find_map(|line| {
+            let mut words = line.split_whitespace();
+            let addr: IpAddr = words.next()?.parse().ok()?;
+            let name = words.find(|name| !name.starts_with("localhost") && !name.contains("localhost"))?;
+            Some((addr, name.to_string()))
+        });
+        let Some((addr, name)) = entry else {
+            println!("SKIPPED hosts_file_names_resolve_through_hickory: no name besides localhost in /etc/hosts");
+            return;
+        };
+        let resolver = TokioResolver::builder_tokio().unwrap().build().unwrap();
+        let lookup = resolver.lookup_ip(format!("{name}.")).await.expect("a name from /etc/hosts");
+        let addrs: Vec<IpAddr> = lookup.iter().collect();
+        assert!(addrs.contains(&addr), "{name}: {addrs:?}, /etc/hosts says {addr}");
+        assert!(lookup.valid_until() > Instant::now(), "an expiry in the future");
+    }
+}

@@ -307,7 +307,9 @@ fn journald_copies_carry_structured_fields() {
         return;
     }
     // The journal's socket is fixed (/run/systemd/journal/socket): the daemon runs in a private
-    // mount namespace where /run/systemd is this directory, and the test is the journal.
+    // mount namespace where /run/systemd is this directory, and the test is the journal. A host
+    // without systemd (the qemu guests) has no /run/systemd to mount over: it gets an empty one
+    // (sd_booted looks for /run/systemd/system, which this does not create).
     let run_systemd = TempDir::new("run-systemd");
     std::fs::create_dir(run_systemd.path().join("journal")).unwrap();
     let journal = UnixDatagram::bind(run_systemd.path().join("journal/socket")).expect("binding the journal socket");
@@ -320,7 +322,7 @@ fn journald_copies_carry_structured_fields() {
         "private",
         "sh",
         "-c",
-        r#"mount --bind "$0" /run/systemd && exec "$@""#,
+        r#"mkdir -p /run/systemd && mount --bind "$0" /run/systemd && exec "$@""#,
         &dir,
     ];
     let guard =

@@ -30,6 +30,16 @@ pub fn can_run(test: &str) -> bool {
 }
 
 /// The `guard` binary under test: $GUARD_BIN, else the workspace's debug build.
+/// A file or directory of the source tree (`recipes/...`, `deploy/...`): below $GUARD_SOURCE_DIR
+/// where the tree is not at its build path (the qemu guests get a copy at /guard/src), else
+/// next to this crate.
+pub fn source_path(relative: &str) -> PathBuf {
+    match std::env::var_os("GUARD_SOURCE_DIR") {
+        Some(dir) => PathBuf::from(dir).join(relative),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(relative),
+    }
+}
+
 pub fn guard_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("GUARD_BIN") {
         return PathBuf::from(path);

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 const VALIDATOR: &str = "kubernetes-validate==1.37.0";
 
 fn deploy_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes")
+    guard_tests::source_path("deploy/kubernetes")
 }
 
 fn manifests() -> Vec<PathBuf> {

@@ -97,7 +97,7 @@ impl Drop for Home {
 /// `guard policy merge recipes/NAME.yaml` (onto the default), file scope enforced, consumers
 /// rewritten by `consumers` (recipe's name → cached install), `~/` entries twinned in `home`.
 fn recipe_policy(name: &str, home: &Path, consumers: &[(&str, String)], path_rewrites: &[(&str, String)]) -> String {
-    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes").join(format!("{name}.yaml"));
+    let recipe = guard_tests::source_path(&format!("recipes/{name}.yaml"));
     let out = Command::new(guard_bin()).args(["policy", "merge"]).arg(&recipe).output().expect("guard policy merge");
     assert!(out.status.success(), "guard policy merge {}: {}", recipe.display(), output_text(&out));
     let mut policy: Value = serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).expect("merged policy");
@@ -413,8 +413,7 @@ fn every_recipes_endpoints_are_in_the_network_scope_and_nothing_else_is() {
         return;
     }
     let names = ["claude-code", "codex", "aider", "cursor-agent", "github-actions"];
-    let recipes: Vec<PathBuf> =
-        names.iter().map(|n| Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../recipes/{n}.yaml"))).collect();
+    let recipes: Vec<PathBuf> = names.iter().map(|n| guard_tests::source_path(&format!("recipes/{n}.yaml"))).collect();
     let out = Command::new(guard_bin()).args(["policy", "merge"]).args(&recipes).output().expect("guard policy merge");
     assert!(out.status.success(), "merging every recipe: {}", output_text(&out));
     let mut policy: Value = serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).expect("merged policy");

@@ -51,7 +51,7 @@ uptime_s() { read -r t _ < /proc/uptime; echo "${t%.*}"; }
 run_suite() {
     local passed=0 failed=0 name log rc start p f
     # Timeouts in guard-tests' harness scale by this: everything is slower under TCG.
-    export GUARD_BIN=/guard/bin/guard GUARD_TEST_TIME_SCALE=6 RUST_BACKTRACE=1
+    export GUARD_BIN=/guard/bin/guard GUARD_SOURCE_DIR=/guard/src GUARD_TEST_TIME_SCALE=6 RUST_BACKTRACE=1
     local filter=()
     [ -n "$GUARDVM_FILTER" ] && filter=("$GUARDVM_FILTER")
     local started

@@ -334,7 +334,10 @@ mod tests {
         let unit = unit();
         assert_eq!(value(&unit, "Type"), ["notify"]);
         assert_eq!(value(&unit, "Restart"), ["always"]);
-        assert_eq!(value(&unit, "ExecStart"), ["/usr/bin/guard run --policy /etc/guard/policy.yaml --metrics 127.0.0.1:9464"]);
+        assert_eq!(
+            value(&unit, "ExecStart"),
+            ["/usr/bin/guard run --policy /etc/guard/policy.yaml --metrics 127.0.0.1:9464"]
+        );
         assert!(CONFFILES.contains(&"/etc/guard/policy.yaml"));
         assert_eq!(value(&unit, "WantedBy"), ["multi-user.target"]);
     }

@@ -149,11 +149,14 @@ fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
+/// Source directories the integration tests read (`guard_tests::source_path`).
+const SOURCE_DIRS_FOR_TESTS: [&str; 2] = ["recipes", "deploy"];
+
 /// The build-tree disk for one run, in `stage/work.img`.
 pub fn work_disk(stage: &Path, bins: &Binaries, mode: &Mode) -> Result<PathBuf> {
     let _ = fs::remove_dir_all(stage);
     let tree = stage.join("tree");
-    for dir in ["bin", "tests", "vm", "out"] {
+    for dir in ["bin", "tests", "vm", "out", "src"] {
         fs::create_dir_all(tree.join(dir)).with_context(|| format!("cannot create {}", tree.join(dir).display()))?;
     }
     initramfs::copy_stripped(&bins.guard, &tree.join("bin/guard"))?;
@@ -164,6 +167,14 @@ pub fn work_disk(stage: &Path, bins: &Binaries, mode: &Mode) -> Result<PathBuf> 
         Mode::Suite { threads, filter } => {
             for (name, exe) in &bins.rust_tests {
                 initramfs::copy_stripped(exe, &tree.join("tests").join(name))?;
+            }
+            // The source files the tests read (recipes, manifests), at $GUARD_SOURCE_DIR=/guard/src.
+            for dir in SOURCE_DIRS_FOR_TESTS {
+                let from = crate::workspace_root().join(dir);
+                let status = Command::new("cp").arg("-a").arg(&from).arg(tree.join("src").join(dir)).status();
+                if !status.as_ref().is_ok_and(|s| s.success()) {
+                    bail!("copying {} into the build-tree disk failed ({status:?})", from.display());
+                }
             }
             let names: Vec<&str> = bins.rust_tests.iter().map(|(n, _)| n.as_str()).collect();
             settings.push_str(&format!(

@@ -6,7 +6,7 @@
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -87,21 +87,12 @@ fn connect_script(addr: &str, port: u16) -> String {
     )
 }
 
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn assert_allowed(guard: &Guard, session: &str, addr: &str) {
     let listener = TcpListener::bind(format!("{addr}:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
     let accept = std::thread::spawn(move || accept_one(&listener, scaled(Duration::from_secs(20))));
     let out = guard.launch(session, &["python3", "-c", &connect_script(addr, port)]);
-    assert!(out.status.success(), "connect to {addr} refused: {}\n{}", describe(&out), guard.dump());
+    assert!(out.status.success(), "connect to {addr} refused: {}\n{}", guard_tests::output_text(&out), guard.dump());
     assert_eq!(accept.join().unwrap().as_deref(), Some(&b"data"[..]), "{addr} got no data");
     let rec = guard.wait_for(&format!("connect to {addr}:{port}"), |r| {
         r["session"] == session && r["event"] == "connect" && r["port"] == port
@@ -113,7 +104,13 @@ fn assert_denied(guard: &Guard, session: &str, addr: &str) {
     let listener = TcpListener::bind(format!("{addr}:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
     let out = guard.launch(session, &["python3", "-c", &connect_script(addr, port)]);
-    assert_eq!(out.status.code(), Some(3), "connect to {addr} not refused: {}\n{}", describe(&out), guard.dump());
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "connect to {addr} not refused: {}\n{}",
+        guard_tests::output_text(&out),
+        guard.dump()
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "EPERM 1");
     assert!(accept_one(&listener, Duration::from_millis(200)).is_none(), "{addr} received a connection");
     let rec = guard.wait_for(&format!("deny of {addr}:{port}"), |r| {

@@ -17,6 +17,8 @@ pub const COMM_LEN: usize = 16;
 pub const MAX_CGROUP_DEPTH: u32 = 16;
 /// How many parent directories the kernel walks when checking write roots.
 pub const MAX_DIR_DEPTH: u32 = 24;
+/// `sizeof(((struct sockaddr_un *)0)->sun_path)`: a unix socket path, NUL-padded.
+pub const UNIX_PATH_LEN: usize = 108;
 
 /// Map names, used by both sides.
 pub mod maps {
@@ -51,6 +53,8 @@ pub mod maps {
     pub const SESSION_FLAGS: &str = "SESSION_FLAGS";
     pub const SESSION_RECORD: &str = "SESSION_RECORD";
     pub const PROC_COUNTS: &str = "PROC_COUNTS";
+    pub const UNIX_PATHS: &str = "UNIX_PATHS";
+    pub const UNIX_INODES: &str = "UNIX_INODES";
 
     /// Every map, pinned by the daemon so enforcement outlives it.
     pub const ALL: &[&str] = &[
@@ -85,6 +89,8 @@ pub mod maps {
         SESSION_FLAGS,
         SESSION_RECORD,
         PROC_COUNTS,
+        UNIX_PATHS,
+        UNIX_INODES,
     ];
 }
 
@@ -117,6 +123,14 @@ pub mod programs {
     pub const ENTER_PTRACE: &str = "guard_enter_ptrace";
     pub const ENTER_WATCHED: &str = "guard_enter_watched";
     pub const EXIT_WATCHED: &str = "guard_exit_watched";
+    /// cgroup connect_unix / sendmsg_unix (6.7+). aya 0.14 knows no such attach type, so they
+    /// sit in the object under sections aya parses and the loader loads them itself.
+    pub const CONNECT_UNIX: &str = "guard_connect_unix";
+    pub const SENDMSG_UNIX: &str = "guard_sendmsg_unix";
+    pub const ENTER_CONNECT: &str = "guard_enter_connect";
+    pub const EXIT_CONNECT: &str = "guard_exit_connect";
+    pub const LSM_UNIX_CONNECT: &str = "guard_lsm_unix_connect";
+    pub const LSM_UNIX_SEND: &str = "guard_lsm_unix_send";
 }
 
 /// Name of the global holding kernel structure offsets (set by the loader from BTF).
@@ -137,6 +151,8 @@ pub mod kind {
     /// A system call refused by a confinement layer (Landlock: EACCES, seccomp or Landlock
     /// scoping: EPERM), or killed at entry for want of one (`RefusalEvent`).
     pub const REFUSAL: u32 = 9;
+    /// A unix socket in `scope.unix` was used (`UnixEvent`).
+    pub const UNIX: u32 = 10;
 }
 
 /// What a `SelfEvent` is about.
@@ -409,7 +425,13 @@ pub struct KernelField {
     /// Bytes the programs read there: the size of the table's Rust type. The loader refuses a
     /// kernel whose BTF gives the member another size.
     pub size: usize,
+    /// A member older kernels lack (`[optional]` in the table): there the loader sets
+    /// [`OFFSET_ABSENT`] and the programs that need it are not loaded.
+    pub required: bool,
 }
+
+/// The offset of an `[optional]` table field the kernel's BTF does not have.
+pub const OFFSET_ABSENT: u32 = u32::MAX;
 
 /// The offset of one table field, typed by what is read there: the accessor that reads it
 /// (`kread::read` in guard-ebpf) takes its width from `T`, so no call site can choose another.
@@ -428,6 +450,12 @@ impl<T> Field<T> {
     #[inline(always)]
     pub const fn offset(self) -> u32 {
         self.offset
+    }
+
+    /// An `[optional]` field this kernel has.
+    #[inline(always)]
+    pub const fn present(self) -> bool {
+        self.offset != OFFSET_ABSENT
     }
 }
 
@@ -449,11 +477,13 @@ pub type KernelPtr = u64;
 /// What a table field may hold to be read from kernel memory: integers and pointers (not
 /// `Embedded`).
 pub trait KernelValue: Copy + sealed::Sealed {}
+impl KernelValue for u16 {}
 impl KernelValue for u32 {}
 impl KernelValue for u64 {}
 
 mod sealed {
     pub trait Sealed {}
+    impl Sealed for u16 {}
     impl Sealed for u32 {}
     impl Sealed for u64 {}
 }
@@ -462,7 +492,9 @@ mod sealed {
 /// entry, an accessor per entry typed by the entry's type) and `KERNEL_FIELDS` (what the loader
 /// looks up in BTF and checks the size of).
 macro_rules! kernel_fields {
-    ($($(#[doc = $doc:literal])* $slot:ident: $strukt:ident . $member:ident: $ty:ty,)*) => {
+    (@required) => { true };
+    (@required optional) => { false };
+    ($($(#[doc = $doc:literal])* $slot:ident: $strukt:ident . $member:ident: $ty:ty $([$optional:ident])?,)*) => {
         /// Kernel structure offsets read from BTF by the loader (aya-ebpf has no CO-RE), one
         /// per `KERNEL_FIELDS` entry. Private fields: the programs get them only as `Field`s.
         #[repr(C)]
@@ -485,6 +517,7 @@ macro_rules! kernel_fields {
                         strukt: stringify!($strukt),
                         member: stringify!($member),
                         size: core::mem::size_of::<$ty>(),
+                        required: kernel_fields!(@required $($optional)?),
                     })?,)*
                     valid: 1,
                 })
@@ -511,6 +544,7 @@ macro_rules! kernel_fields {
                 strukt: stringify!($strukt),
                 member: stringify!($member),
                 size: core::mem::size_of::<$ty>(),
+                required: kernel_fields!(@required $($optional)?),
             },)*
         ];
     };
@@ -553,6 +587,19 @@ kernel_fields! {
     bprm_file: linux_binprm.file: KernelPtr,
     /// `const char *`, a kernel copy of the exec'd path.
     bprm_filename: linux_binprm.filename: KernelPtr,
+    /// The sock_addr programs' real context: the kernel's copy of the caller's address.
+    sock_addr_uaddr: bpf_sock_addr_kern.uaddr: KernelPtr,
+    /// Its length (6.7+, with the unix hooks: a unix path need not end in NUL).
+    sock_addr_uaddrlen: bpf_sock_addr_kern.uaddrlen: u32 [optional],
+    /// `struct socket *` for a socket file.
+    file_private_data: file.private_data: KernelPtr,
+    socket_sk: socket.sk: KernelPtr,
+    /// `sock_common` opens `struct sock` (the kernel casts between them).
+    sk_family: sock_common.skc_family: u16,
+    /// `struct unix_sock` opens with its `struct sock`: the peer of a connected socket.
+    unix_peer: unix_sock.peer: KernelPtr,
+    /// The socket file a bound unix socket was created at (empty for abstract ones).
+    unix_path: unix_sock.path: Embedded<16>,
 }
 
 /// The identity of a file: the kernel's `s_dev` (MKDEV(major, minor) = major << 20 | minor)
@@ -899,6 +946,36 @@ pub struct DaemonState {
     pub stats: [u64; stat::COUNT as usize],
 }
 
+/// Where a `UnixEvent` was decided.
+pub mod unix_hook {
+    /// cgroup connect_unix: the path of the kernel's copy of the address.
+    pub const CONNECT: u32 = 1;
+    /// cgroup sendmsg_unix (a datagram to a path).
+    pub const SENDMSG: u32 = 2;
+    /// The exit of a connect that succeeded: the peer socket's inode (kernel objects).
+    pub const CONNECTED: u32 = 3;
+    /// lsm/unix_stream_connect: the peer socket's inode, before the connection.
+    pub const LSM_CONNECT: u32 = 4;
+    /// lsm/unix_may_send: the peer socket's inode, before the datagram.
+    pub const LSM_SEND: u32 = 5;
+}
+
+/// A use of a unix socket `scope.unix` names.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnixEvent {
+    pub header: EventHeader,
+    /// The socket file's identity (zero for the path hooks: nothing is resolved yet there).
+    pub peer: DevIno,
+    /// `unix_hook::*`.
+    pub hook: u32,
+    /// Bytes of `path` that hold the address (zero for the inode hooks).
+    pub path_len: u32,
+    /// The address as the kernel copied it (path hooks only), NUL-padded.
+    pub path: [u8; UNIX_PATH_LEN],
+    pub _pad: [u8; 4],
+}
+
 /// Arguments saved at a watched syscall's entry for its exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -937,6 +1014,7 @@ mod pod {
     unsafe impl aya::Pod for RefusalEvent {}
     unsafe impl aya::Pod for SyscallArgs {}
     unsafe impl aya::Pod for DaemonState {}
+    unsafe impl aya::Pod for UnixEvent {}
 }
 
 /// Layout pinned at compile time on both sides (the eBPF build and the host build compile this
@@ -955,6 +1033,7 @@ mod layout_checks {
     const _: () = assert!(size_of::<RefusalEvent>() == 80 + 8 + 16 + PATH_LEN);
     const _: () = assert!(size_of::<NetEvent>() == 80 + 16 + 16);
     const _: () = assert!(size_of::<ForkEvent>() == 80 + 16);
+    const _: () = assert!(size_of::<UnixEvent>() == 80 + 16 + 8 + UNIX_PATH_LEN + 4);
     const _: () = assert!(size_of::<FsEvent>() == 80 + 16 + 8 + NAME_LEN);
     const _: () = assert!(size_of::<SelfEvent>() == 80 + 16);
     const _: () = assert!(size_of::<HeldInfo>() == 16);

@@ -129,7 +129,14 @@ fn type_size(btf: &Btf, mut ty: Type) -> Result<usize, &'static str> {
 /// `member` is the BTF lookup (a fake in tests).
 pub fn offsets_from(member: impl Fn(&str, &str) -> Result<MemberLayout, BtfError>) -> Result<KernelOffsets, BtfError> {
     KernelOffsets::resolve(|field: &KernelField| {
-        let layout = member(field.strukt, field.member)?;
+        let layout = match member(field.strukt, field.member) {
+            Ok(layout) => layout,
+            // An optional member this kernel lacks: the programs that need it stay unloaded.
+            Err(BtfError::NoMember { .. } | BtfError::NoStruct(_)) if !field.required => {
+                return Ok(guard_common::OFFSET_ABSENT);
+            }
+            Err(err) => return Err(err),
+        };
         if layout.size != field.size {
             return Err(BtfError::Size {
                 strukt: field.strukt.to_string(),
@@ -206,6 +213,24 @@ mod tests {
         let off = offsets_from(fake(("", ""), 0)).expect("every size as the table says");
         assert!(off.is_valid());
         assert_eq!(off.file_f_path().then(off.path_dentry()).offset(), 48);
+    }
+
+    #[test]
+    fn an_optional_member_the_kernel_lacks_is_absent_a_required_one_is_an_error() {
+        let without = |missing: &'static str| {
+            let all = fake(("", ""), 0);
+            move |strukt: &str, member: &str| {
+                if member == missing {
+                    return Err(BtfError::NoMember { strukt: strukt.into(), member: member.into() });
+                }
+                all(strukt, member)
+            }
+        };
+        let off = offsets_from(without("uaddrlen")).expect("an older kernel without the unix hooks");
+        assert!(off.is_valid() && !off.sock_addr_uaddrlen().present());
+        assert!(off.sock_addr_uaddr().present());
+        let err = offsets_from(without("uaddr")).unwrap_err();
+        assert_eq!(err.to_string(), "kernel BTF: struct bpf_sock_addr_kern has no member uaddr");
     }
 
     /// A minimal BTF blob (see the kernel's Documentation/bpf/btf.rst), built by hand so the

@@ -70,7 +70,7 @@ fn prepare_landlock(plan: &Confinement, notes: &mut Vec<String>) -> anyhow::Resu
     // and the status says so.
     let mut ruleset = Ruleset::default()
         .handle_access(requested)
-        .and_then(|ruleset| ruleset.scope(Scope::Signal))
+        .and_then(|ruleset| ruleset.scope(Scope::Signal | Scope::AbstractUnixSocket))
         .and_then(|ruleset| ruleset.create())
         .context("creating the Landlock ruleset")?;
     if plan.write_roots.is_none() {
@@ -205,6 +205,7 @@ fn applied_landlock(
         write_roots_enforced: write_roots_enforced && enforced,
         write_roots: if enforced { write_roots } else { Vec::new() },
         signals_scoped: enforced && effective >= ABI::V6,
+        abstract_unix_scoped: enforced && effective >= ABI::V6,
     }
 }
 

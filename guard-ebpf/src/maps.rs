@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use guard_common::{
     Config, ConsumerGrant, DaemonState, DevIno, ExecWatch, HeldInfo, KernelOffsets, NAME_LEN, OpenArgs, PATH_LEN,
-    PortSet, ProcCounts, RuleRef, SessionState, SyscallArgs, WriteRootKey, stat,
+    PortSet, ProcCounts, RuleRef, SessionState, SyscallArgs, UNIX_PATH_LEN, WriteRootKey, stat,
 };
 
 /// Kernel structure offsets, written by the loader before load (see `KernelOffsets`).
@@ -139,6 +139,15 @@ pub static SIGNALERS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1024, 
 /// A session's own record level (`guard_common::RecordLevel`), else `Config::record_level`.
 #[map]
 pub static SESSION_RECORD: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
+
+/// `scope.unix` by the path a caller passes to connect/sendto (NUL-padded), for the cgroup
+/// unix programs.
+#[map]
+pub static UNIX_PATHS: HashMap<[u8; UNIX_PATH_LEN], RuleRef> = HashMap::with_max_entries(512, 0);
+
+/// `scope.unix` by the socket file's identity, for the LSM hooks and the connect exit.
+#[map]
+pub static UNIX_INODES: HashMap<DevIno, RuleRef> = HashMap::with_max_entries(512, 0);
 
 /// What each session process did (tgid -> counts), carried by its exit event and removed.
 #[map]

@@ -151,6 +151,10 @@ pub struct AppliedLandlock {
     pub write_roots: Vec<String>,
     /// Signals to processes outside the session's domain are refused (ABI 6).
     pub signals_scoped: bool,
+    /// Connects to abstract unix sockets made outside the session's domain are refused (ABI
+    /// 6): they have no file for `scope.unix` to name.
+    #[serde(default)]
+    pub abstract_unix_scoped: bool,
 }
 
 impl AppliedConfinement {
@@ -178,6 +182,9 @@ impl AppliedConfinement {
                     parts.push("files not confined".to_string());
                 }
                 parts.push(if landlock.signals_scoped { "signals scoped" } else { "signals NOT scoped" }.to_string());
+                if landlock.abstract_unix_scoped {
+                    parts.push("abstract unix sockets scoped".to_string());
+                }
                 if landlock.status == "partially_enforced" {
                     parts.push("partially enforced".to_string());
                 }
@@ -230,12 +237,13 @@ mod tests {
                 write_roots_enforced: true,
                 write_roots: vec!["/tmp".into(), "/work".into()],
                 signals_scoped: true,
+                abstract_unix_scoped: true,
             }),
             seccomp: vec!["bpf".into(); 18],
         };
         assert_eq!(
             applied.summary(),
-            "landlock ABI 7 (write roots enforced: 2 dirs; signals scoped), seccomp: 18 syscalls"
+            "landlock ABI 7 (write roots enforced: 2 dirs; signals scoped; abstract unix sockets scoped), seccomp: 18 syscalls"
         );
         let json = serde_json::to_string(&applied).unwrap();
         assert_eq!(serde_json::from_str::<AppliedConfinement>(&json).unwrap(), applied);

@@ -7,6 +7,7 @@ pub mod btf;
 pub mod handle;
 pub mod pins;
 pub mod tier;
+pub mod unix;
 
 use std::{fs::File, os::fd::AsFd, path::Path};
 
@@ -48,8 +49,13 @@ const SCHED_HOOKS: &[(&str, &str)] = &[
 ];
 
 /// Plain tracepoints beside the open family: (category, name, program).
-const OTHER_TRACEPOINTS: &[(&str, &str, &str)] =
-    &[("raw_syscalls", "sys_enter", programs::RAW_SYS_ENTER), ("syscalls", "sys_enter_ptrace", programs::ENTER_PTRACE)];
+const OTHER_TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("raw_syscalls", "sys_enter", programs::RAW_SYS_ENTER),
+    ("syscalls", "sys_enter_ptrace", programs::ENTER_PTRACE),
+    // scope.unix on the host tier (probes/unix.rs); they stand aside on the lsm tier.
+    ("syscalls", "sys_enter_connect", programs::ENTER_CONNECT),
+    ("syscalls", "sys_exit_connect", programs::EXIT_CONNECT),
+];
 
 const SOCK_ADDR_PROGRAMS: &[(&str, &str)] = &[
     (programs::CONNECT4, "connect4"),
@@ -83,6 +89,8 @@ pub struct Kernel {
     workspaces: Vec<WriteRootKey>,
     hooks: Vec<HookStatus>,
     sock_addr_loaded: bool,
+    /// The cgroup unix programs once loaded, or why this kernel has none (`None`: not tried).
+    unix: Option<Result<unix::UnixPrograms, String>>,
 }
 
 impl Kernel {
@@ -111,7 +119,7 @@ impl Kernel {
                 }
             )
         })?;
-        Ok(Self { ebpf, pins, workspaces: Vec::new(), hooks: Vec::new(), sock_addr_loaded: false })
+        Ok(Self { ebpf, pins, workspaces: Vec::new(), hooks: Vec::new(), sock_addr_loaded: false, unix: None })
     }
 
     /// Try to load (never attach) the BPF LSM probe program: Err says why the lsm tier is out.
@@ -278,6 +286,8 @@ impl Kernel {
             (programs::LSM_TASK_KILL, "task_kill"),
             (programs::LSM_PTRACE, "ptrace_access_check"),
             (programs::LSM_BPF, "bpf"),
+            (programs::LSM_UNIX_CONNECT, "unix_stream_connect"),
+            (programs::LSM_UNIX_SEND, "unix_may_send"),
         ];
         let btf = aya::Btf::from_sys_fs().context("reading kernel BTF for lsm programs")?;
         for &(prog_name, hook) in LSM_HOOKS {
@@ -298,6 +308,10 @@ impl Kernel {
                 "lsm/inode_unlink, inode_rmdir, inode_rename, path_truncate: refused on credentials and outside write roots",
             ),
             ("self-protection", "lsm/task_kill, ptrace_access_check, bpf: refused for session tasks"),
+            (
+                "unix",
+                "lsm/unix_stream_connect, unix_may_send: scope.unix sockets refused (EPERM) by the socket file's inode",
+            ),
         ] {
             self.hooks.retain(|h| h.hook != hook);
             self.hooks.push(HookStatus {
@@ -359,6 +373,33 @@ impl Kernel {
             );
         }
         self.sock_addr_loaded = true;
+        self.attach_unix_cgroup(&cgroup, cgroup_id)
+    }
+
+    /// The cgroup unix programs on one root, where the kernel has them (6.7+).
+    fn attach_unix_cgroup(&mut self, cgroup: &File, cgroup_id: u64) -> anyhow::Result<()> {
+        if self.unix.is_none() {
+            let loaded = unix::UnixPrograms::load(&self.ebpf, EBPF_OBJECT).map_err(|err| format!("{err:#}"));
+            let reason = match &loaded {
+                Ok(_) => "cgroup connect_unix/sendmsg_unix refuse scope.unix paths (EPERM); the connect exit kills what a path cannot name (a symlink, a relative path) by the socket's inode".to_string(),
+                Err(err) => {
+                    log::info!("cgroup unix programs not loaded: {err}");
+                    "no cgroup connect_unix in this kernel (6.7+): a connect to a scope.unix socket is killed as it returns, by the socket's inode; datagrams to a path are not seen".to_string()
+                }
+            };
+            self.host_hook("unix", &reason);
+            self.unix = Some(loaded);
+        }
+        let Some(Ok(programs)) = &self.unix else { return Ok(()) };
+        let names: Vec<&'static str> = programs.names().collect();
+        for name in names {
+            if self.pins.adopt_sock_link(cgroup_id, name) {
+                continue;
+            }
+            let Some(Ok(programs)) = &self.unix else { return Ok(()) };
+            let link = programs.attach(name, cgroup.as_fd())?;
+            self.pins.keep_raw_sock(link, cgroup_id, name)?;
+        }
         Ok(())
     }
 

@@ -95,6 +95,17 @@ impl Pins {
         Ok(())
     }
 
+    /// A link aya did not make (the unix sock_addr programs): pinned by hand, then kept as
+    /// the others are.
+    pub fn keep_raw_sock(&mut self, link: std::os::fd::OwnedFd, cgroup_id: u64, program: &str) -> anyhow::Result<()> {
+        use std::os::fd::AsFd as _;
+        let path = self.sock_path(cgroup_id, program);
+        super::unix::pin(link.as_fd(), &path)?;
+        let pinned = PinnedLink::from_pin(&path).with_context(|| format!("opening pinned link {}", path.display()))?;
+        self.sock_links.push((path.display().to_string(), pinned));
+        Ok(())
+    }
+
     /// Detach the sock_addr links of cgroups that are no longer roots.
     pub fn retire_sock_links(&mut self, current: &[u64]) -> usize {
         let Ok(entries) = fs::read_dir(self.dir.join("links/sock")) else { return 0 };

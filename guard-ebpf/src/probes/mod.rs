@@ -8,6 +8,7 @@ pub mod net;
 pub mod proc;
 pub mod protect;
 pub mod refusal;
+pub mod unix;
 
 use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_ktime_get_ns};
 use guard_common::{EventHeader, KernelOffsets, action, detector, stat};

@@ -68,7 +68,7 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<LoadedPolicy> {
         Some(path) => (path.display().to_string(), parse_file(path)?),
         None => ("builtin".to_string(), default_policy()),
     };
-    let compiled = policy.compile(&CompileContext { homes: scan::home_dirs() });
+    let compiled = policy.compile(&CompileContext::with_homes(scan::home_dirs()));
     let evaluator = DestructiveEvaluator::new(&policy);
     let mut notes = compiled.warnings.clone();
     let (maps, consumers) = prepare(&compiled, &mut notes)?;
@@ -78,7 +78,7 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<LoadedPolicy> {
 /// The same policy, resolved against the machine again (credential files that appeared,
 /// hosts whose addresses changed).
 pub fn rescan(current: &LoadedPolicy) -> anyhow::Result<LoadedPolicy> {
-    let compiled = current.policy.compile(&CompileContext { homes: scan::home_dirs() });
+    let compiled = current.policy.compile(&CompileContext::with_homes(scan::home_dirs()));
     let mut notes = compiled.warnings.clone();
     let (maps, consumers) = prepare(&compiled, &mut notes)?;
     Ok(LoadedPolicy {

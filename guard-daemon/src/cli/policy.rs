@@ -46,7 +46,7 @@ pub fn main(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         }
         PolicyCommand::Check { file } => match policy_load::parse_file(&file) {
             Ok(policy) => {
-                let compiled = policy.compile(&CompileContext { homes: scan::home_dirs() });
+                let compiled = policy.compile(&CompileContext::with_homes(scan::home_dirs()));
                 for warning in &compiled.warnings {
                     eprintln!("{}: warning: {warning}", file.display());
                 }

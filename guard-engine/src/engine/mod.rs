@@ -87,7 +87,7 @@ pub struct EnginePolicy {
 impl EnginePolicy {
     pub fn new(policy: &Policy, homes: Vec<String>) -> Self {
         Self {
-            compiled: policy.compile(&CompileContext { homes }),
+            compiled: policy.compile(&CompileContext::with_homes(homes)),
             evaluator: DestructiveEvaluator::new(policy),
             consumers: ConsumerTable::default(),
         }

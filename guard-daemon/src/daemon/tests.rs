@@ -73,6 +73,7 @@ fn loaded(source: &str, text: &str) -> LoadedPolicy {
         maps: PreparedMaps::default(),
         consumers: ConsumerTable::default(),
         notes: Vec::new(),
+        control_socket: None,
     }
 }
 

@@ -51,13 +51,17 @@ pub fn main(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                     eprintln!("{}: warning: {warning}", file.display());
                 }
                 println!(
-                    "{}: ok ({} rules: {} credential, {} destructive; network scope {}, file scope {})",
+                    "{}: ok ({} rules: {} credential, {} destructive; network scope {}, file scope {}, unix scope {})",
                     file.display(),
                     compiled.rules.len(),
                     policy.credential_rules().len(),
                     policy.destructive().rules.len(),
                     if compiled.network.is_some() { "on" } else { "off" },
                     if compiled.files.is_some() { "on" } else { "off" },
+                    match &compiled.unix {
+                        Some(unix) => format!("on, {} {} paths", unix.mode.as_str(), unix.patterns.len()),
+                        None => "off".to_string(),
+                    },
                 );
                 Ok(ExitCode::SUCCESS)
             }

@@ -3,7 +3,7 @@
 //! (destructive rules, consumers), holds, the trajectory, provenance, session marks; every
 //! action's audit record must serialise to one JSON line that parses back.
 //!
-//! Input: a sequence of records. A record starting with a known kind byte (1..=9) is that
+//! Input: a sequence of records. A record starting with a known kind byte (1..=10) is that
 //! kind's struct, its header's `kind` set and its length made exact (the rest of the bytes,
 //! zero-padded), so the fuzzer spends its time inside the bodies; any other first byte makes
 //! the rest of the input one raw record (short, wrong-sized, unknown kinds).
@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use guard_common::{
-    DevIno, ExecEvent, ExitEvent, ForkEvent, FsEvent, NetEvent, OpenEvent, RefusalEvent, SelfEvent, SessionState, kind,
+    DevIno, ExecEvent, ExitEvent, ForkEvent, FsEvent, NetEvent, OpenEvent, RefusalEvent, SelfEvent, SessionState, UnixEvent,
+    kind,
 };
 use guard_engine::audit::AuditRecord;
 use guard_engine::consumer::{ConsumerFile, ConsumerInfo, ConsumerTable};
@@ -49,6 +50,7 @@ fn size_of_kind(k: u32) -> Option<usize> {
         kind::SELF_PROTECT => size_of::<SelfEvent>(),
         kind::FS_CHANGE => size_of::<FsEvent>(),
         kind::REFUSAL => size_of::<RefusalEvent>(),
+        kind::UNIX => size_of::<UnixEvent>(),
         _ => return None,
     })
 }
@@ -101,6 +103,8 @@ fn policy() -> &'static EnginePolicy {
             },
         );
         policy.consumers = consumers;
+        // A socket the inode hooks can name (1:4), as the daemon's scan would.
+        policy.unix_names.insert(DevIno { dev: 1, ino: 4 }, "/run/docker.sock".into());
         policy
     })
 }

@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     };
     // `~/` expands to every home; one with glob characters checks the escaping.
     let homes = vec!["/home/agent".to_string(), "/root".to_string(), "/home/we[i]rd*{x}".to_string()];
-    let compiled = policy.compile(&CompileContext { homes });
+    let compiled = policy.compile(&CompileContext::with_homes(homes));
 
     let matcher = compiled.credentials.path_matcher().expect("a validated policy's credential globs build");
     for path in ["/home/agent/.ssh/id_ed25519", "/root/.aws/credentials", "/etc/hostname", "/srv/app/.env"] {

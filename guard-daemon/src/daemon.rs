@@ -373,7 +373,7 @@ impl<K: KernelHandle> Daemon<K> {
         let path = if rescan_only { None } else { Some(self.policy_path.clone()) };
         let loaded = match path {
             None => policy_load::rescan(&self.policy),
-            Some(path) => policy_load::load(path.as_deref()),
+            Some(path) => policy_load::load(path.as_deref(), self.policy.control_socket.as_deref().map(Path::new)),
         };
         let what = if rescan_only { "rescan" } else { "reload" };
         let policy = match loaded {

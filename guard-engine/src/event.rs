@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use guard_common::{
     DevIno, EventHeader, ExecEvent, ExitEvent, ForkEvent, FsEvent, NetEvent, OpenEvent, RefusalEvent, SelfEvent,
-    c_bytes, flags, kind,
+    UnixEvent, c_bytes, flags, kind,
 };
 use thiserror::Error;
 
@@ -99,6 +99,14 @@ pub enum Body {
         nr: u32,
         ret: i32,
         args: [u64; 2],
+        path: String,
+    },
+    /// A unix socket in `scope.unix` was used. `hook` (`guard_common::unix_hook::*`) says
+    /// where it was decided: the path hooks give `path` (as the caller wrote it), the inode
+    /// hooks `peer` (the socket file).
+    Unix {
+        hook: u32,
+        peer: Option<DevIno>,
         path: String,
     },
 }
@@ -217,6 +225,13 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             let ev: RefusalEvent = sized(bytes, header.kind)?;
             Body::Refusal { nr: ev.nr, ret: ev.ret, args: ev.args, path: text(&ev.path) }
         }
+        kind::UNIX => {
+            let ev: UnixEvent = sized(bytes, header.kind)?;
+            // A sun_path need not end in NUL: `path_len` bounds it, a NUL inside ends it.
+            let len = (ev.path_len as usize).min(ev.path.len());
+            let peer = (ev.peer != DevIno::default()).then_some(ev.peer);
+            Body::Unix { hook: ev.hook, peer, path: text(&ev.path[..len]) }
+        }
         other => return Err(DecodeError::UnknownKind(other)),
     };
     Ok(KernelEvent { head, body })
@@ -327,6 +342,47 @@ mod tests {
         let ev = NetEvent { header: h, family: 10, port: 8080, sock_type: 1, protocol: 6, _pad: 0, addr };
         let decoded = decode(&encode(&ev)).unwrap();
         assert!(matches!(decoded.body, Body::Connect { v4_mapped: true, port: 8080, .. }));
+    }
+
+    #[test]
+    fn decodes_unix_path_and_inode_events() {
+        let mut path = [0u8; guard_common::UNIX_PATH_LEN];
+        path[..16].copy_from_slice(b"/run/docker.sock");
+        let ev = UnixEvent {
+            header: header(kind::UNIX),
+            peer: DevIno::default(),
+            hook: guard_common::unix_hook::CONNECT,
+            path_len: 16,
+            path,
+            _pad: [0; 4],
+        };
+        let decoded = decode(&encode(&ev)).unwrap();
+        assert_eq!(
+            decoded.body,
+            Body::Unix { hook: guard_common::unix_hook::CONNECT, peer: None, path: "/run/docker.sock".into() }
+        );
+        // A length past the buffer is clamped; one shorter than the text cuts it.
+        let long = UnixEvent { path_len: 4096, ..ev };
+        assert!(matches!(decode(&encode(&long)).unwrap().body, Body::Unix { path, .. } if path == "/run/docker.sock"));
+        let short = UnixEvent { path_len: 4, ..ev };
+        assert!(matches!(decode(&encode(&short)).unwrap().body, Body::Unix { path, .. } if path == "/run"));
+
+        let peer = DevIno { dev: 25, ino: 981 };
+        let inode = UnixEvent {
+            peer,
+            hook: guard_common::unix_hook::LSM_CONNECT,
+            path_len: 0,
+            path: [0; guard_common::UNIX_PATH_LEN],
+            ..ev
+        };
+        let decoded = decode(&encode(&inode)).unwrap();
+        assert_eq!(
+            decoded.body,
+            Body::Unix { hook: guard_common::unix_hook::LSM_CONNECT, peer: Some(peer), path: String::new() }
+        );
+        let mut truncated = encode(&inode);
+        truncated.pop();
+        assert!(matches!(decode(&truncated), Err(DecodeError::WrongSize { kind: kind::UNIX, .. })));
     }
 
     #[test]

@@ -153,7 +153,7 @@ credentials:
         assert_eq!(rules.iter().filter(|r| r.id == "dotenv").count(), 1);
         assert!(rules.iter().any(|r| r.id == "agent-token"));
         assert_eq!(rules.len(), parse_policy("d", DEFAULT_POLICY_YAML).expect("default").credential_rules().len() + 1);
-        let compiled = policy.compile(&CompileContext { homes: vec!["/home/u".into()] });
+        let compiled = policy.compile(&CompileContext::with_homes(vec!["/home/u".into()]));
         let hosts = &compiled.network.as_ref().expect("compiled network").hosts;
         assert!(hosts.iter().any(|h| h.host == "api.example.com"), "{hosts:?}");
     }
@@ -174,7 +174,7 @@ credentials:
             let merged = merge_policies(&default_layer(), &[Layer { name, text }])
                 .unwrap_or_else(|err| panic!("recipe {name}: {err}"));
             let policy = parse_policy(name, &merged).expect("validated by merge");
-            let compiled = policy.compile(&CompileContext { homes: vec!["/home/u".into()] });
+            let compiled = policy.compile(&CompileContext::with_homes(vec!["/home/u".into()]));
             let recipe: Value = serde_saphyr::from_str(text).expect("recipe yaml");
             let hosts = &compiled.network.as_ref().expect("network scope").hosts;
             for entry in recipe["scope"]["network"]["allow"].as_array().expect("recipe allow list") {
@@ -194,6 +194,26 @@ credentials:
                 }
             }
         }
+    }
+
+    /// `scope.unix` merges like the other scope sections: `paths` appended without
+    /// duplicates, `mode` replaced; `$GUARD_SOCKET` survives the round trip through YAML.
+    #[test]
+    fn scope_unix_paths_append_and_mode_replaces() {
+        let snippet = "scope:\n  unix:\n    mode: enforce\n    paths: [/run/docker.sock, /run/agent/agent.sock]\n";
+        let text = merge_policies(&default_layer(), &[Layer { name: "unix.yaml", text: snippet }]).expect("merges");
+        let policy = parse_policy("merged", &text).expect("valid");
+        let unix = policy.unix().expect("unix scope");
+        assert_eq!(unix.mode, crate::policy::Mode::Enforce);
+        let merged: Value = serde_saphyr::from_str(&text).expect("yaml");
+        let paths = merged["scope"]["unix"]["paths"].as_array().expect("paths");
+        assert_eq!(paths.iter().filter(|p| *p == "/run/docker.sock").count(), 1, "{paths:?}");
+        assert_eq!(paths.last(), Some(&serde_json::json!("/run/agent/agent.sock")));
+        assert!(unix.paths.contains(&crate::policy::UnixPath::GuardSocket));
+        // A snippet alone (on an empty base section) brings the section in.
+        let base = Layer { name: "base.yaml", text: "mode: monitor\n" };
+        let text = merge_policies(&base, &[Layer { name: "unix.yaml", text: snippet }]).expect("merges");
+        assert_eq!(parse_policy("merged", &text).expect("valid").unix().map(|unix| unix.paths.len()), Some(2));
     }
 
     #[test]

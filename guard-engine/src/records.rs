@@ -5,9 +5,9 @@
 //! process table that fills `exe` for events that do not carry it.
 
 use guard_common::Detector;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use guard_common::{action, detector, fsop, protect};
+use guard_common::{DevIno, action, detector, fsop, protect, unix_hook};
 
 use crate::{
     audit::{AuditRecord, Sequencer, Severity, Verdict, format_ts},
@@ -60,6 +60,8 @@ pub struct Recorder {
     clock: ClockBase,
     seq: Sequencer,
     processes: HashMap<u32, ProcInfo>,
+    /// `scope.unix` socket files by identity: the inode hooks send no path.
+    unix_names: BTreeMap<DevIno, String>,
 }
 
 /// The detector the kernel named (`None` for no detector or an unknown value).
@@ -89,11 +91,16 @@ fn proto_name(sock_type: u32, protocol: u32) -> String {
 
 impl Recorder {
     pub fn new(rules: Vec<RuleInfo>, clock: ClockBase) -> Self {
-        Self { rules, clock, seq: Sequencer::default(), processes: HashMap::new() }
+        Self { rules, clock, seq: Sequencer::default(), processes: HashMap::new(), unix_names: BTreeMap::new() }
     }
 
     pub fn set_rules(&mut self, rules: Vec<RuleInfo>) {
         self.rules = rules;
+    }
+
+    /// The daemon's names for the `scope.unix` sockets it found (set at every load and rescan).
+    pub fn set_unix_names(&mut self, names: BTreeMap<DevIno, String>) {
+        self.unix_names = names;
     }
 
     pub fn rule(&self, index: u32) -> Option<&RuleInfo> {
@@ -261,6 +268,43 @@ impl Recorder {
                         rule_text.unwrap_or_default()
                     ),
                     _ => format!("{} to {dest}", record.event),
+                });
+            }
+            Body::Unix { hook, peer, path } => {
+                record.event = match *hook {
+                    unix_hook::SENDMSG | unix_hook::LSM_SEND => "unix_sendmsg",
+                    _ => "unix_connect",
+                }
+                .into();
+                if let Some(peer) = peer {
+                    record.dev = Some(format_dev(peer.dev));
+                    record.ino = Some(peer.ino);
+                }
+                // The path hooks carry the path as written; the inode hooks only the
+                // socket file, named from the daemon's scan when it found it.
+                let known = if path.is_empty() {
+                    peer.and_then(|peer| self.unix_names.get(&peer).cloned())
+                } else {
+                    Some(path.clone())
+                };
+                record.path.clone_from(&known);
+                let name = known.unwrap_or_else(|| {
+                    peer.map_or_else(|| "?".to_string(), |peer| format!("{}:{}", format_dev(peer.dev), peer.ino))
+                });
+                let what = if record.event == "unix_sendmsg" { "datagram" } else { "connect" };
+                let rule_text = rule_text.unwrap_or_default();
+                record.reason = Some(match verdict {
+                    Verdict::Deny => {
+                        format!("{what} to unix socket {name} refused (EPERM): outside unix scope {rule_text}")
+                    }
+                    Verdict::Kill if *hook == unix_hook::CONNECTED => format!(
+                        "killed as the connect returned: the socket file {name} is in unix scope {rule_text}; the connection was made, nothing was sent"
+                    ),
+                    Verdict::Kill => {
+                        format!("killed at the {what}: the socket file {name} is in unix scope {rule_text}")
+                    }
+                    Verdict::Audit => format!("{what} to unix socket {name} in unix scope {rule_text} (monitor)"),
+                    _ => format!("{what} to unix socket {name}"),
                 });
             }
             Body::Fork { child_pid, .. } => {
@@ -523,5 +567,72 @@ mod tests {
         };
         let reason = rec.record(&open, Enrichment::default()).reason.unwrap();
         assert!(reason.contains("errno 9223372036854775808"), "{reason}");
+    }
+
+    fn unix_rules() -> Vec<RuleInfo> {
+        vec![RuleInfo {
+            id: "scope.unix".into(),
+            detector: Detector::ScopeNetwork,
+            severity: Severity::Critical,
+            mitre: Some("T1611".into()),
+            description: "a container runtime or other privileged unix socket".into(),
+        }]
+    }
+
+    fn unix_event(action: u32, hook: u32, peer: Option<DevIno>, path: &str) -> KernelEvent {
+        KernelEvent {
+            head: head(action, detector::SCOPE_NET, Some(0)),
+            body: Body::Unix { hook, peer, path: path.into() },
+        }
+    }
+
+    #[test]
+    fn unix_records_name_the_socket_and_the_verdict() {
+        let mut rec = Recorder::new(unix_rules(), ClockBase::default());
+        let deny =
+            rec.record(&unix_event(action::DENY, unix_hook::CONNECT, None, "/run/docker.sock"), Enrichment::default());
+        assert_eq!(deny.event, "unix_connect");
+        assert_eq!(deny.verdict, Some(Verdict::Deny));
+        assert_eq!(deny.detector, Some(Detector::ScopeNetwork));
+        assert_eq!(deny.rule.as_deref(), Some("scope.unix"));
+        assert_eq!(deny.mitre.as_deref(), Some("T1611"));
+        assert_eq!(deny.path.as_deref(), Some("/run/docker.sock"));
+        assert_eq!((deny.dev.as_deref(), deny.ino), (None, None));
+        let reason = deny.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with(
+                "connect to unix socket /run/docker.sock refused (EPERM): outside unix scope scope.unix ("
+            ),
+            "{reason}"
+        );
+
+        let peer = DevIno { dev: (0 << 20) | 25, ino: 981 };
+        rec.set_unix_names([(peer, "/run/containerd/containerd.sock".to_string())].into_iter().collect());
+        let kill = rec.record(&unix_event(action::KILL, unix_hook::CONNECTED, Some(peer), ""), Enrichment::default());
+        assert_eq!(kill.event, "unix_connect");
+        assert_eq!(kill.path.as_deref(), Some("/run/containerd/containerd.sock"));
+        assert_eq!((kill.dev.as_deref(), kill.ino), (Some("0:25"), Some(981)));
+        let reason = kill.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with("killed as the connect returned: the socket file /run/containerd/containerd.sock is in unix scope scope.unix (")
+                && reason.ends_with("; the connection was made, nothing was sent"),
+            "{reason}"
+        );
+
+        let audit = rec.record(
+            &unix_event(action::AUDIT, unix_hook::SENDMSG, None, "/run/podman/podman.sock"),
+            Enrichment::default(),
+        );
+        assert_eq!(audit.event, "unix_sendmsg");
+        let reason = audit.reason.unwrap_or_default();
+        assert!(reason.contains("/run/podman/podman.sock") && reason.ends_with("(monitor)"), "{reason}");
+
+        // An inode the daemon's scan does not know: named by its identity, no path.
+        let stranger = DevIno { dev: (8 << 20) | 1, ino: 7 };
+        let lsm =
+            rec.record(&unix_event(action::AUDIT, unix_hook::LSM_SEND, Some(stranger), ""), Enrichment::default());
+        assert_eq!(lsm.event, "unix_sendmsg");
+        assert_eq!(lsm.path, None);
+        assert!(lsm.reason.unwrap_or_default().contains("unix socket 8:1:7 in unix scope"));
     }
 }

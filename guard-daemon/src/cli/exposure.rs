@@ -139,7 +139,7 @@ fn report(args: &ExposureArgs) -> anyhow::Result<Report> {
         None => ("builtin".to_string(), default_policy()),
     };
     let home_text = target.home.to_string_lossy().into_owned();
-    let compiled = policy.compile(&CompileContext { homes: vec![home_text.clone()] });
+    let compiled = policy.compile(&CompileContext::with_homes(vec![home_text.clone()]));
     let mut scanner = Scanner::new(&compiled, target.identity.clone(), Limits::default())?;
     scanner.policy_paths(&compiled)?;
     scanner.home(&target.home);

@@ -46,18 +46,22 @@ pub fn main(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         }
         PolicyCommand::Check { file } => match policy_load::parse_file(&file) {
             Ok(policy) => {
-                let compiled = policy.compile(&CompileContext { homes: scan::home_dirs() });
+                let compiled = policy.compile(&CompileContext::with_homes(scan::home_dirs()));
                 for warning in &compiled.warnings {
                     eprintln!("{}: warning: {warning}", file.display());
                 }
                 println!(
-                    "{}: ok ({} rules: {} credential, {} destructive; network scope {}, file scope {})",
+                    "{}: ok ({} rules: {} credential, {} destructive; network scope {}, file scope {}, unix scope {})",
                     file.display(),
                     compiled.rules.len(),
                     policy.credential_rules().len(),
                     policy.destructive().rules.len(),
                     if compiled.network.is_some() { "on" } else { "off" },
                     if compiled.files.is_some() { "on" } else { "off" },
+                    match &compiled.unix {
+                        Some(unix) => format!("on, {} {} paths", unix.mode.as_str(), unix.patterns.len()),
+                        None => "off".to_string(),
+                    },
                 );
                 Ok(ExitCode::SUCCESS)
             }

@@ -121,7 +121,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         log::warn!("{err:#}");
     }
     // The policy first: an invalid one must leave the machine exactly as it was.
-    let policy = crate::policy_load::load(args.policy.as_deref())?;
+    let policy = crate::policy_load::load(args.policy.as_deref(), Some(&args.socket))?;
     // So are a bad --audit list and a taken metrics port.
     let (audit_path, copy_targets) =
         crate::audit_fanout::split_targets(&args.audit, Path::new(super::DEFAULT_AUDIT_PATH))

@@ -64,7 +64,7 @@ destructive:
 
 fn loaded(source: &str, text: &str) -> LoadedPolicy {
     let policy = parse_policy(source, text).unwrap_or_else(|err| panic!("test policy: {err}"));
-    let compiled = policy.compile(&CompileContext { homes: Vec::new() });
+    let compiled = policy.compile(&CompileContext::with_homes(Vec::new()));
     LoadedPolicy {
         source: source.to_string(),
         evaluator: DestructiveEvaluator::new(&policy),
@@ -73,6 +73,7 @@ fn loaded(source: &str, text: &str) -> LoadedPolicy {
         maps: PreparedMaps::default(),
         consumers: ConsumerTable::default(),
         notes: Vec::new(),
+        control_socket: None,
     }
 }
 

@@ -45,9 +45,10 @@ mod tests;
 #[cfg(test)]
 mod tests_exec;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use guard_common::action as kernel_action;
+use guard_common::{DevIno, action as kernel_action};
 
 pub use action::{Action, Escalate, Freeze, GrantStep, RegisterWorkspace, Settle, Signal};
 pub use exec::{ExecJudgement, ExecVerdict};
@@ -73,6 +74,9 @@ pub struct PolicyRef<'a> {
     pub evaluator: &'a DestructiveEvaluator,
     /// The consumers resolved against the machine (empty when none are).
     pub consumers: &'a ConsumerTable,
+    /// The `scope.unix` sockets found on the machine, by identity: the kernel's inode hooks
+    /// send no path (empty when none are).
+    pub unix_names: &'a BTreeMap<DevIno, String>,
 }
 
 /// A policy compiled for the engine alone (tests, benchmarks): no machine scan, no consumers
@@ -82,14 +86,16 @@ pub struct EnginePolicy {
     pub compiled: CompiledPolicy,
     pub evaluator: DestructiveEvaluator,
     pub consumers: ConsumerTable,
+    pub unix_names: BTreeMap<DevIno, String>,
 }
 
 impl EnginePolicy {
     pub fn new(policy: &Policy, homes: Vec<String>) -> Self {
         Self {
-            compiled: policy.compile(&CompileContext { homes }),
+            compiled: policy.compile(&CompileContext::with_homes(homes)),
             evaluator: DestructiveEvaluator::new(policy),
             consumers: ConsumerTable::default(),
+            unix_names: BTreeMap::new(),
         }
     }
 
@@ -99,7 +105,12 @@ impl EnginePolicy {
     }
 
     pub fn as_ref(&self) -> PolicyRef<'_> {
-        PolicyRef { compiled: &self.compiled, evaluator: &self.evaluator, consumers: &self.consumers }
+        PolicyRef {
+            compiled: &self.compiled,
+            evaluator: &self.evaluator,
+            consumers: &self.consumers,
+            unix_names: &self.unix_names,
+        }
     }
 }
 
@@ -197,11 +208,12 @@ impl Engine {
         engine
     }
 
-    /// The policy takes effect: rule names, chains (partial matches of unchanged chains
+    /// The policy takes effect: rule names, unix socket names, chains (partial matches of unchanged chains
     /// kept), destructive rules, consumers, escalations, provenance, hold timeout, workspace
     /// registration. At start, at every reload and every rescan.
     pub fn apply_policy(&mut self, policy: PolicyRef<'_>) {
         self.recorder.set_rules(rule_infos(policy.compiled));
+        self.recorder.set_unix_names(policy.unix_names.clone());
         self.trajectory.set_chains(policy.compiled.chains.clone());
         self.policy = Applied::of(policy);
     }

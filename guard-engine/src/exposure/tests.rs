@@ -13,7 +13,7 @@ const PYPI: &str = "pypi-AgEIcHlwaS5vcmcCJDQ5ZTk3ZDBhLTY5MzctNGM0Yi1iZmQ3LWRmYzM
 const ANTHROPIC: &str = "sk-ant-api03-Zq3vL8mR2tY7wK1nB5xC9dF4gH6jP0sA";
 
 fn compiled(home: &str) -> CompiledPolicy {
-    default_policy().compile(&CompileContext { homes: vec![home.to_string()] })
+    default_policy().compile(&CompileContext::with_homes(vec![home.to_string()]))
 }
 
 #[test]
@@ -150,7 +150,7 @@ fn default_policy_protection_of_home_files() {
 fn a_monitoring_rule_is_reported_as_monitored_and_the_environment_as_unprotected() {
     let text = "credentials:\n  rules:\n    - id: tool-token\n      mode: monitor\n      paths: [\"~/.config/tool/token.json\"]\n";
     let policy = parse_policy("test.yaml", text).expect("policy");
-    let compiled = policy.compile(&CompileContext { homes: vec!["/home/u".into()] });
+    let compiled = policy.compile(&CompileContext::with_homes(vec!["/home/u".into()]));
     let protector = Protector::new(&compiled).expect("protector");
     let token = protector.file("/home/u/.config/tool/token.json", None);
     assert_eq!(

@@ -31,6 +31,11 @@
 //!     mitre: T1565.001          # default T1565.001
 //!     write_roots: [$CWD, /tmp, "~/.cache"]
 //!     read_allow: [$CWD, /usr]  # optional
+//!   unix:
+//!     mode: monitor             # enforce: connect()/sendmsg() to these sockets is refused
+//!     severity: critical        # default critical
+//!     mitre: T1611              # default T1611 (escape to host)
+//!     paths: [/run/docker.sock, "/run/user/*/podman/podman.sock", $GUARD_SOCKET]   # abs, globs in components, <= 107 bytes
 //! destructive:
 //!   hold_timeout_secs: 120      # default 120, 1..=86400
 //!   scratch_roots: [/tmp, /var/tmp]
@@ -79,6 +84,7 @@
 //!   - no `credentials` (or `rules: []`): no file is protected as a credential;
 //!   - no `scope.network`: destinations are not scoped at all (`Config.net_scope = 0`);
 //!   - no `scope.files`: writes are not scoped (`Config.write_scope = 0`);
+//!   - no `scope.unix`: unix socket use is not watched;
 //!   - no `destructive` (or `rules: []`): no command is held.
 //! * Inside a section that is present, the lists that define it are required:
 //!   `scope.network.allow`, `scope.files.write_roots`, `credentials.rules`,
@@ -113,7 +119,8 @@
 //!   process's working directory; what cannot be resolved statically (`$VAR`, `~`) counts as
 //!   outside the scratch roots. `rm -r` without `-f` is not matched by the default rule.
 //! * The rule table ([`CompiledPolicy::rules`], index = `RuleRef.rule`) lists credential rules,
-//!   then `scope.network`, then `scope.files`, then destructive rules, each in file order.
+//!   then `scope.network`, then `scope.files`, then `scope.unix`, then destructive rules, each
+//!   in file order.
 //! * Chains ([`crate::trajectory`]): stage names are `credential_discovery` (a `credential`
 //!   record), `out_of_scope_use` (`scope_network`/`scope_file`), `destructive_action`
 //!   (`destructive`) and `self_protection`. The `incident` chain ([`ChainSpec::incident`]) is
@@ -168,14 +175,15 @@ pub use crate::audit::{RecordLevel, Severity};
 // The model's parts keep their old paths (`policy::chains`, `policy::destructive_rules`).
 pub use compile::{
     CompileContext, CompiledConsumer, CompiledCredentialPath, CompiledCredentials, CompiledFiles, CompiledName,
-    CompiledNetwork, CompiledPolicy, CredentialPathMatcher, ExecWatch, RuleMeta, UnresolvedHost, exec_watch_set,
+    CompiledNetwork, CompiledPolicy, CompiledUnix, CredentialPathMatcher, ExecWatch, RuleMeta, UnresolvedHost,
+    exec_watch_set,
 };
 pub(crate) use error::from_yaml_error;
 pub use error::{PolicyError, Problem};
 pub use model::{
-    AuditSettings, CredentialPath, CredentialRule, DEFAULT_AUDIT_KEEP, DEFAULT_KUBERNETES_ROOT, DestructiveSection,
-    Detector, ExecAction, FileScope, KubernetesSettings, MAX_AUDIT_KEEP, MIN_AUDIT_MAX_BYTES, Mode, NetworkScope,
-    Policy,
+    AuditSettings, CredentialPath, CredentialRule, DEFAULT_AUDIT_KEEP, DEFAULT_CONTROL_SOCKET, DEFAULT_KUBERNETES_ROOT,
+    DestructiveSection, Detector, ExecAction, FileScope, GUARD_SOCKET_TOKEN, KubernetesSettings, MAX_AUDIT_KEEP,
+    MIN_AUDIT_MAX_BYTES, Mode, NetworkScope, Policy, UNIX_RULE_ID, UnixPath, UnixScope,
 };
 pub use model::{
     ChainSpec, DEFAULT_CHAIN_WINDOW_SECS, EscalationPolicy, INCIDENT_CHAIN_ID, MAX_CHAIN_WINDOW_SECS,

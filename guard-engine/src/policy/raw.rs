@@ -63,6 +63,7 @@ pub(crate) struct RawCredentialRule {
 pub(crate) struct RawScope {
     pub network: Option<Spanned<RawNetworkScope>>,
     pub files: Option<Spanned<RawFileScope>>,
+    pub unix: Option<Spanned<RawUnixScope>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +87,17 @@ pub(crate) struct RawFileScope {
     pub description: Option<Spanned<String>>,
     pub write_roots: SpannedList,
     pub read_allow: Option<SpannedList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUnixScope {
+    pub mode: Option<Spanned<Mode>>,
+    pub severity: Option<Spanned<Severity>>,
+    pub mitre: Option<Spanned<String>>,
+    pub description: Option<Spanned<String>>,
+    /// Socket paths (globs allowed) and `$GUARD_SOCKET`.
+    pub paths: SpannedList,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,8 +11,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use super::model::{
-    AuditSettings, ChainSpec, CredentialPath, Detector, EscalationPolicy, ExecAction, FILES_RULE_ID,
-    KubernetesSettings, Mode, NETWORK_RULE_ID, Policy, ProvenanceSettings,
+    AuditSettings, ChainSpec, CredentialPath, DEFAULT_CONTROL_SOCKET, Detector, EscalationPolicy, ExecAction,
+    FILES_RULE_ID, KubernetesSettings, Mode, NETWORK_RULE_ID, Policy, ProvenanceSettings, UNIX_RULE_ID, UnixPath,
 };
 use super::names::{NamePattern, NameShape};
 use super::network::{AllowTarget, AllowedPorts, LpmTables, NetEntry, build_lpm_tables};
@@ -27,6 +27,16 @@ pub use self::exec_watch::{ExecWatch, exec_watch_set};
 pub struct CompileContext {
     /// Home directories of the machine's users; `~/` in the policy expands to each.
     pub homes: Vec<String>,
+    /// The daemon's control socket (its `--socket`), what `$GUARD_SOCKET` in `scope.unix`
+    /// stands for; `None`: [`DEFAULT_CONTROL_SOCKET`].
+    pub control_socket: Option<String>,
+}
+
+impl CompileContext {
+    /// A context for these homes and the default control socket.
+    pub fn with_homes(homes: Vec<String>) -> Self {
+        Self { homes, control_socket: None }
+    }
 }
 
 /// One row of the rule table; its index is `RuleRef.rule` / `EventHeader.rule`.
@@ -147,6 +157,28 @@ pub struct CompiledFiles {
     pub read_allow_session_cwd: bool,
 }
 
+/// `scope.unix`, with `$GUARD_SOCKET` replaced by the daemon's control socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledUnix {
+    pub rule: u32,
+    pub mode: Mode,
+    /// Normalised absolute paths, some with glob characters (one component each: `*` does
+    /// not cross `/`); the daemon expands them against the file system.
+    pub patterns: Vec<String>,
+}
+
+impl CompiledUnix {
+    /// The `UNIX_PATHS` / `UNIX_INODES` value.
+    pub fn rule_ref(&self) -> RuleRef {
+        RuleRef { rule: self.rule, mode: self.mode.kernel_value(), exempt: 0, consumer_slot: 0, _pad: 0 }
+    }
+
+    /// No glob characters: the pattern is the path itself (a key even before the socket exists).
+    pub fn is_literal(pattern: &str) -> bool {
+        !pattern.contains(GLOB_META)
+    }
+}
+
 /// The policy as data for the kernel maps and the daemon.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledPolicy {
@@ -160,6 +192,8 @@ pub struct CompiledPolicy {
     pub network: Option<CompiledNetwork>,
     /// `None`: no file scope (`Config.write_scope = 0`).
     pub files: Option<CompiledFiles>,
+    /// `None`: no unix socket scope (`UNIX_PATHS` and `UNIX_INODES` stay empty).
+    pub unix: Option<CompiledUnix>,
     /// `EXEC_WATCH_NAMES`: basenames whose exec is held for evaluation.
     pub exec_watch: Vec<ExecWatch>,
     pub hold_timeout_secs: u64,
@@ -456,6 +490,36 @@ impl Policy {
             }
         });
 
+        let unix = self.unix.as_ref().map(|scope| {
+            let rule = push_rule(
+                &mut rules,
+                RuleMeta {
+                    // A unix socket is a network endpoint; the rule id tells the two apart.
+                    id: UNIX_RULE_ID.into(),
+                    detector: Detector::ScopeNetwork,
+                    mode: scope.mode,
+                    severity: scope.severity,
+                    mitre: scope.mitre.clone(),
+                    description: scope.description.clone(),
+                    action: None,
+                },
+            );
+            let mut patterns: Vec<String> = Vec::new();
+            for path in &scope.paths {
+                let pattern = match path {
+                    UnixPath::Pattern(pattern) => pattern.clone(),
+                    UnixPath::GuardSocket => match control_socket(context, &mut warnings) {
+                        Some(socket) => socket,
+                        None => continue,
+                    },
+                };
+                if !patterns.contains(&pattern) {
+                    patterns.push(pattern);
+                }
+            }
+            CompiledUnix { rule, mode: scope.mode, patterns }
+        });
+
         for rule in &self.destructive.rules {
             push_rule(
                 &mut rules,
@@ -478,6 +542,7 @@ impl Policy {
             credentials,
             network,
             files,
+            unix,
             exec_watch: exec_watch_set(self),
             hold_timeout_secs: self.destructive.hold_timeout_secs,
             scratch_roots: self.destructive.scratch_roots.clone(),
@@ -490,6 +555,26 @@ impl Policy {
             warnings,
         }
     }
+}
+
+/// What `$GUARD_SOCKET` becomes; `None` (with a warning) when the daemon's socket cannot be
+/// a `sun_path` key (relative, or too long).
+fn control_socket(context: &CompileContext, warnings: &mut Vec<String>) -> Option<String> {
+    let written = context.control_socket.as_deref().unwrap_or(DEFAULT_CONTROL_SOCKET);
+    if !written.starts_with('/') {
+        warnings.push(format!(
+            "control socket `{written}` is not an absolute path: `$GUARD_SOCKET` in scope.unix matches nothing"
+        ));
+        return None;
+    }
+    let socket = normalize_absolute(written);
+    if socket.len() >= guard_common::UNIX_PATH_LEN {
+        warnings.push(format!(
+            "control socket `{written}` is longer than a socket path: `$GUARD_SOCKET` in scope.unix matches nothing"
+        ));
+        return None;
+    }
+    Some(socket)
 }
 
 fn push_rule(rules: &mut Vec<RuleMeta>, meta: RuleMeta) -> u32 {

@@ -160,6 +160,9 @@ mod tests {
             (record("open", Some("credential"), Some(Verdict::Audit)), Some(Cred)),
             (record("open", Some("credential"), Some(Verdict::Allow)), None),
             (record("connect", Some("scope_network"), Some(Verdict::Deny)), Some(Scope)),
+            // scope.unix rules are network scope rules (the rule id tells them apart).
+            (record("unix_connect", Some("scope_network"), Some(Verdict::Audit)), Some(Scope)),
+            (record("unix_sendmsg", Some("scope_network"), Some(Verdict::Deny)), Some(Scope)),
             (record("open", Some("scope_file"), Some(Verdict::Audit)), Some(Scope)),
             (record("exec", Some("destructive"), Some(Verdict::Hold)), Some(Destroy)),
             (record("exec", Some("destructive"), Some(Verdict::Kill)), Some(Destroy)),

@@ -126,6 +126,26 @@ pub struct FileScope {
     pub read_allow: Option<Vec<RootPath>>,
 }
 
+/// One `scope.unix` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnixPath {
+    /// A normalised absolute path, possibly with glob characters in its components.
+    Pattern(String),
+    /// `$GUARD_SOCKET`: the running daemon's control socket (known only at compile time).
+    GuardSocket,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnixScope {
+    pub mode: Mode,
+    pub severity: Severity,
+    pub mitre: String,
+    pub description: String,
+    /// Sockets whose use (connect, sendmsg) matches the rule.
+    pub paths: Vec<UnixPath>,
+}
+
 #[derive(Clone, Debug)]
 pub struct DestructiveSection {
     pub hold_timeout_secs: u64,
@@ -164,9 +184,18 @@ pub const DEFAULT_CREDENTIAL_MITRE: &str = "T1552.001";
 pub const DEFAULT_DESTRUCTIVE_MITRE: &str = "T1485";
 pub const DEFAULT_NETWORK_MITRE: &str = "T1041";
 pub const DEFAULT_FILES_MITRE: &str = "T1565.001";
-/// Fixed ids of the two scope rules; validation refuses user rules that take them.
+/// Escape to host: a container runtime's socket hands out root on the machine.
+pub const DEFAULT_UNIX_MITRE: &str = "T1611";
+pub const DEFAULT_UNIX_DESCRIPTION: &str = "a container runtime or other privileged unix socket";
+/// Fixed ids of the scope rules; validation refuses user rules that take them.
 pub const NETWORK_RULE_ID: &str = "scope.network";
 pub const FILES_RULE_ID: &str = "scope.files";
+pub const UNIX_RULE_ID: &str = "scope.unix";
+/// The token in `scope.unix.paths` for the daemon's control socket.
+pub const GUARD_SOCKET_TOKEN: &str = "$GUARD_SOCKET";
+/// The control socket `$GUARD_SOCKET` stands for when the compile context names none (the
+/// daemon's `--socket` default).
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/guard/control.sock";
 
 /// A validated policy. Build it with [`super::parse_policy`] or [`super::default_policy`].
 #[derive(Clone, Debug)]
@@ -176,6 +205,7 @@ pub struct Policy {
     pub(crate) credential_rules: Vec<CredentialRule>,
     pub(crate) network: Option<NetworkScope>,
     pub(crate) files: Option<FileScope>,
+    pub(crate) unix: Option<UnixScope>,
     pub(crate) destructive: DestructiveSection,
     pub(crate) chains: Vec<ChainSpec>,
     pub(crate) escalation: EscalationPolicy,
@@ -222,6 +252,11 @@ impl Policy {
         self.files.as_ref()
     }
 
+    /// `None`: the policy has no `scope.unix` (unix sockets are not watched).
+    pub fn unix(&self) -> Option<&UnixScope> {
+        self.unix.as_ref()
+    }
+
     pub fn destructive(&self) -> &DestructiveSection {
         &self.destructive
     }
@@ -263,10 +298,11 @@ impl Policy {
     }
 
     /// Index of the first destructive rule in the compiled rule table. The table is laid out
-    /// as: credential rules, network scope rule (if any), file scope rule (if any),
-    /// destructive rules, each in file order.
+    /// as: credential rules, network scope rule (if any), file scope rule (if any), unix
+    /// scope rule (if any), destructive rules, each in file order.
     pub fn destructive_rule_offset(&self) -> u32 {
-        let scopes = usize::from(self.network.is_some()) + usize::from(self.files.is_some());
+        let scopes =
+            usize::from(self.network.is_some()) + usize::from(self.files.is_some()) + usize::from(self.unix.is_some());
         (self.credential_rules.len() + scopes) as u32
     }
 }

@@ -11,7 +11,7 @@ use crate::policy::{
 };
 
 fn homes() -> CompileContext {
-    CompileContext { homes: vec!["/home/alice".into(), "/root/".into()] }
+    CompileContext::with_homes(vec!["/home/alice".into(), "/root/".into()])
 }
 
 fn compiled_default() -> CompiledPolicy {
@@ -169,7 +169,7 @@ fn pub_keys_are_exempt_from_path_matching() {
 #[test]
 fn homes_with_glob_characters_are_escaped() {
     let policy = parse_ok("credentials:\n  rules:\n    - id: c\n      paths: [\"~/.netrc\"]\n");
-    let compiled = policy.compile(&CompileContext { homes: vec!["/home/we[ir]d".into()] });
+    let compiled = policy.compile(&CompileContext::with_homes(vec!["/home/we[ir]d".into()]));
     let matcher = match compiled.credentials.path_matcher() {
         Ok(matcher) => matcher,
         Err(error) => panic!("{error}"),

@@ -56,7 +56,7 @@ fn unknown_groups_and_keys_are_located_errors() {
 
 fn files_policy(mode: &str, roots: &str) -> crate::policy::CompiledPolicy {
     let yaml = format!("{MINIMAL}scope:\n  files:\n    mode: {mode}\n    write_roots: {roots}\n");
-    parse_ok(&yaml).compile(&CompileContext { homes: vec!["/home/alice".into(), "/root".into()] })
+    parse_ok(&yaml).compile(&CompileContext::with_homes(vec!["/home/alice".into(), "/root".into()]))
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod confinement;
 mod destructive;
 mod kubernetes;
 mod parse;
+mod unix;
 
 use super::{Policy, Problem, parse_policy};
 

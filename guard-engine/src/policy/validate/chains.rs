@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(policy.chains(), &[ChainSpec::incident()]);
         assert_eq!(policy.escalation(), EscalationPolicy::default());
         assert!(policy.provenance().enabled);
-        let compiled = policy.compile(&CompileContext { homes: vec!["/home/a".into()] });
+        let compiled = policy.compile(&CompileContext::with_homes(vec!["/home/a".into()]));
         assert_eq!(compiled.chains, vec![ChainSpec::incident()]);
         assert!(compiled.provenance.enabled);
     }

@@ -12,14 +12,17 @@ use self::destructive::validate_destructive;
 use super::error::Problems;
 use super::model::{
     AuditSettings, CredentialPath, CredentialRule, DEFAULT_CREDENTIAL_MITRE, DEFAULT_FILES_MITRE,
-    DEFAULT_HOLD_TIMEOUT_SECS, DEFAULT_KUBERNETES_ROOT, DEFAULT_NETWORK_MITRE, DestructiveSection, FILES_RULE_ID,
-    FileScope, KubernetesSettings, MAX_AUDIT_KEEP, MIN_AUDIT_MAX_BYTES, Mode, NETWORK_RULE_ID, NetworkScope, Policy,
+    DEFAULT_HOLD_TIMEOUT_SECS, DEFAULT_KUBERNETES_ROOT, DEFAULT_NETWORK_MITRE, DEFAULT_UNIX_DESCRIPTION,
+    DEFAULT_UNIX_MITRE, DestructiveSection, FILES_RULE_ID, FileScope, GUARD_SOCKET_TOKEN, KubernetesSettings,
+    MAX_AUDIT_KEEP, MIN_AUDIT_MAX_BYTES, Mode, NETWORK_RULE_ID, NetworkScope, Policy, UNIX_RULE_ID, UnixPath,
+    UnixScope,
 };
 use super::names::NamePattern;
 use super::network::{AllowTarget, build_lpm_tables, largest_merged_port_count, parse_allow_entry};
 use super::paths::{GLOB_META, RootPath, normalize_absolute, normalize_relative};
 use super::raw::{
-    RawAudit, RawConfinement, RawCredentialRule, RawFileScope, RawKubernetes, RawNetworkScope, RawPolicy, SpannedList,
+    RawAudit, RawConfinement, RawCredentialRule, RawFileScope, RawKubernetes, RawNetworkScope, RawPolicy, RawUnixScope,
+    SpannedList,
 };
 use crate::audit::Severity;
 use crate::confinement::{ConfinementSettings, SyscallGroup};
@@ -94,6 +97,13 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
             None
         }
     };
+    let unix = match scope.and_then(|scope| scope.unix.as_ref()) {
+        Some(unix) => Some(validate_unix(unix, mode, problems)),
+        None => {
+            warnings.push("no `scope.unix`: unix sockets (container runtimes, guard's own) are not watched".into());
+            None
+        }
+    };
 
     let destructive = match &raw.destructive {
         Some(section) => validate_destructive(section, mode, &mut ids, problems),
@@ -123,6 +133,7 @@ pub(crate) fn validate(raw: RawPolicy, problems: &mut Problems) -> Policy {
         credential_rules,
         network,
         files,
+        unix,
         destructive,
         chains,
         escalation,
@@ -233,7 +244,7 @@ impl RuleIds {
             );
             return false;
         }
-        if text == NETWORK_RULE_ID || text == FILES_RULE_ID {
+        if text == NETWORK_RULE_ID || text == FILES_RULE_ID || text == UNIX_RULE_ID {
             problems.at_spanned(id, format!("rule id `{text}` is reserved for the scope rules"));
             return false;
         }
@@ -549,4 +560,71 @@ fn validate_files(section: &Spanned<RawFileScope>, default_mode: Mode, problems:
         write_roots,
         read_allow,
     }
+}
+
+fn validate_unix(section: &Spanned<RawUnixScope>, default_mode: Mode, problems: &mut Problems) -> UnixScope {
+    let raw = &section.value;
+    if raw.paths.value.is_empty() {
+        problems.at_spanned(&raw.paths, "`paths` must list at least one socket (or remove `scope.unix`)");
+    }
+    let mut paths = Vec::new();
+    for entry in &raw.paths.value {
+        match parse_unix_path(&entry.value) {
+            Ok(parsed) if !paths.contains(&parsed) => paths.push(parsed),
+            Ok(_) => {}
+            Err(message) => problems.at_spanned(entry, message),
+        }
+    }
+    UnixScope {
+        mode: raw.mode.as_ref().map_or(default_mode, |mode| mode.value),
+        severity: raw.severity.as_ref().map_or(Severity::Critical, |severity| severity.value),
+        mitre: validate_mitre(raw.mitre.as_ref(), DEFAULT_UNIX_MITRE, problems),
+        description: description_or(raw.description.as_ref(), DEFAULT_UNIX_DESCRIPTION),
+        paths,
+    }
+}
+
+/// `$GUARD_SOCKET`, or an absolute socket path whose components may be globs (`*` stands
+/// for one component: rootless runtimes live under `/run/user/<uid>/`).
+fn parse_unix_path(text: &str) -> Result<UnixPath, String> {
+    if text == GUARD_SOCKET_TOKEN {
+        return Ok(UnixPath::GuardSocket);
+    }
+    if text.starts_with('$') {
+        return Err(format!("unix socket `{text}`: the only variable here is `{GUARD_SOCKET_TOKEN}`"));
+    }
+    if !text.starts_with('/') {
+        return Err(format!("unix socket `{text}` must be an absolute path (abstract sockets are not supported)"));
+    }
+    if text.contains('\0') {
+        return Err(format!("unix socket `{}` contains a NUL byte", text.escape_debug()));
+    }
+    if text.split('/').any(|component| component == "..") {
+        return Err(format!("unix socket `{text}`: `..` is not allowed"));
+    }
+    if text.ends_with('/') {
+        return Err(format!("unix socket `{text}` names a directory; name the socket file"));
+    }
+    let normalized = normalize_absolute(text);
+    if normalized == "/" {
+        return Err(format!("unix socket `{text}` names the root directory"));
+    }
+    // The kernel compares the caller's sun_path, which holds 107 bytes and a NUL.
+    let max = guard_common::UNIX_PATH_LEN - 1;
+    if normalized.len() > max {
+        return Err(format!(
+            "unix socket `{text}` is {} bytes long; a socket path has at most {max}",
+            normalized.len()
+        ));
+    }
+    if normalized.split('/').any(|component| component == "**") {
+        return Err(format!("unix socket `{text}`: `**` is not supported; use `*` for one directory level"));
+    }
+    if normalized.contains(GLOB_META) {
+        globset::GlobBuilder::new(&normalized)
+            .literal_separator(true)
+            .build()
+            .map_err(|error| format!("bad glob `{text}`: {}", glob_error_kind(&error)))?;
+    }
+    Ok(UnixPath::Pattern(normalized))
 }

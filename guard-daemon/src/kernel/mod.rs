@@ -585,6 +585,8 @@ impl Kernel {
         refill_lpm(self, maps::EXEC_WATCH_PATHS, &prepared.exec_paths)?;
         refill(self, maps::EXEC_WATCH_INODES, &prepared.exec_inodes)?;
         refill(self, maps::CONSUMER_FILES, &prepared.consumer_files)?;
+        refill(self, maps::UNIX_PATHS, &prepared.unix_paths)?;
+        refill(self, maps::UNIX_INODES, &prepared.unix_inodes)?;
         Ok(())
     }
 

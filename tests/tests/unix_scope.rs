@@ -107,7 +107,9 @@ fn session_python(guard: &Guard, ws: &Workspace, session: &str, script: &str, ar
     let file = ws.path().join("client.py");
     guard_tests::write_file(&file, script);
     let mut cmd = Command::new("nsenter");
-    cmd.arg("--target").arg(guard.daemon_pid().to_string()).arg("--mount").arg("--");
+    // --wd: entering a mount namespace moves the caller to its root directory otherwise.
+    let wd = format!("--wd={}", ws.path().display());
+    cmd.arg("--target").arg(guard.daemon_pid().to_string()).arg("--mount").arg(&wd).arg("--");
     cmd.arg(guard_bin()).arg("launch").arg("--root").arg(&guard.root).arg("--session").arg(session).arg("--");
     cmd.arg("/usr/bin/python3").arg("-").args(args);
     cmd.current_dir(ws.path()).env("PATH", path_with(&ws.path().join("bin")));

@@ -162,8 +162,8 @@ impl AppliedConfinement {
         Self { unconfined: true, ..Default::default() }
     }
 
-    /// One line for a person: `landlock ABI 7 (write roots enforced: 5 dirs; signals scoped),
-    /// seccomp: 15 syscalls`.
+    /// One line for a person: `landlock ABI 7 (write roots enforced: 5 dirs; signals scoped;
+    /// abstract unix sockets scoped), seccomp: 15 syscalls`.
     pub fn summary(&self) -> String {
         if self.unconfined {
             return "unconfined (guard launch --unconfined)".into();

@@ -261,7 +261,8 @@ fn seccomp_refuses_bpf_and_io_uring_and_the_daemon_cannot_be_signalled_or_traced
     assert_eq!(stdout(&out), "bpf -1 Operation not permitted\n", "{}", output_text(&out));
     assert_refused(&guard, "sys", "bpf", "seccomp");
     assert!(
-        stderr(&out).contains("(files not confined; signals scoped; abstract unix sockets scoped), seccomp: 18 syscalls"),
+        stderr(&out)
+            .contains("(files not confined; signals scoped; abstract unix sockets scoped), seccomp: 18 syscalls"),
         "{}",
         output_text(&out)
     );

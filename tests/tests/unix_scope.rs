@@ -168,7 +168,7 @@ fn the_default_policy_records_the_docker_socket_and_guards_own() {
     let guard = start_in_private_run(None);
     let docker = StandIn::bind(&guard, "/run/docker.sock");
     rescan_now(&guard);
-    let ws = Workspace::new("unix-default", "", &[]);
+    let ws = Workspace::new("unix-default", "TOKEN=unix-scope-test\n", &[]);
     let s = "unix-default";
 
     let out = session_python(&guard, &ws, s, CONNECT, &["/var/run/docker.sock"]);
@@ -179,6 +179,16 @@ fn the_default_policy_records_the_docker_socket_and_guards_own() {
     assert_eq!(record["event"], "unix_connect", "{record}");
     assert!(record["path"].as_str().is_some_and(|p| p.ends_with("/docker.sock")), "{record}");
     assert!(record["reason"].as_str().is_some_and(|r| r.contains("monitor")), "{record}");
+
+    // A session that touched a credential loses the socket even in monitor mode (the
+    // incident's chain: a found token, then the way to root).
+    let s = "unix-escalated";
+    let out = ws.launch_cmd(&guard, s, &["cat", ".env"]).output().expect("cat .env");
+    assert!(guard.was_refused(&out.status), "cat .env: {}", output_text(&out));
+    let out = session_python(&guard, &ws, s, CONNECT, &["/var/run/docker.sock"]);
+    assert_eq!(stdout(&out), "EPERM", "after a credential touch: {}", output_text(&out));
+    unix_record(&guard, s, "deny");
+    assert_eq!(docker.first_client(Duration::from_millis(500)), None, "the escalated connect got through");
 
     // guard's own control socket ($GUARD_SOCKET in the default policy) is recorded too.
     let socket = guard.socket.display().to_string();

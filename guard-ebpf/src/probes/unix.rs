@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use guard_common::{DevIno, RuleRef, SyscallArgs, UNIX_PATH_LEN, UnixEvent, action, detector, kind, stat, unix_hook};
 
-use super::{Governed, dropped, enforcing, fill_header, governed, sent};
+use super::{Governed, dropped, enforcing, escalation, fill_header, governed, sent};
 use crate::{
     kread::{self, read},
     maps,
@@ -33,6 +33,15 @@ const SIGKILL: u32 = 9;
 const AF_UNIX: u16 = 1;
 /// `sizeof(sa_family_t)`: the path follows it in `struct sockaddr_un`.
 const FAMILY_LEN: u32 = 2;
+
+/// Refuse a use of a socket under `rule`: its mode is enforce, or the session touched a
+/// credential (escalation takes its out-of-scope network, and a container runtime socket is
+/// the way to root), unless the daemon's kill switch says monitor.
+#[inline(always)]
+fn refuses(task: &Governed, rule: &RuleRef) -> bool {
+    let escalated = escalation(task.session.session_id) & guard_common::escalation::DENY_NET != 0;
+    enforcing(rule.mode) || (escalated && maps::config().is_some_and(|cfg| cfg.enforce != 0))
+}
 
 /// The lsm tier decides these itself, by inode; the host-tier programs stand aside there.
 #[inline(always)]
@@ -96,7 +105,7 @@ fn by_path(ctx: &SockAddrContext, hook: u32) -> i32 {
     }
     // SAFETY: a copy of a plain value.
     let Some(rule) = (unsafe { maps::UNIX_PATHS.get(&key) }).copied() else { return ALLOW };
-    let deny = enforcing(rule.mode);
+    let deny = refuses(&task, &rule);
     // A monitored connect is recorded at its exit, by the socket file (once, not twice).
     if hook == unix_hook::CONNECT && !deny {
         return ALLOW;
@@ -134,7 +143,7 @@ pub fn guard_lsm_unix_send(ctx: LsmContext) -> i32 {
 #[inline(always)]
 fn by_socket(task: &Governed, sk: u64, hook: u32) -> i32 {
     let Some((identity, rule)) = peer_rule(task, sk) else { return 0 };
-    let deny = enforcing(rule.mode);
+    let deny = refuses(task, &rule);
     emit(task, hook, if deny { action::DENY } else { action::AUDIT }, &rule, identity, None);
     if deny { EPERM } else { 0 }
 }
@@ -191,7 +200,7 @@ pub fn guard_exit_connect(ctx: TracePointContext) -> u32 {
     }
     let peer = read(sk, off.unix_peer()).unwrap_or(0);
     let Some((identity, rule)) = peer_rule(&task, peer) else { return 0 };
-    let kill = enforcing(rule.mode);
+    let kill = refuses(&task, &rule);
     if kill {
         // SAFETY: plain helper call; the task dies on its way back to user space.
         unsafe { bpf_send_signal(SIGKILL) };

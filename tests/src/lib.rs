@@ -438,16 +438,45 @@ pub fn path_with(dir: &Path) -> std::ffi::OsString {
     path
 }
 
-/// Accept one connection and read it to the end, giving up after `timeout` (None: nothing came).
-pub fn accept_one(listener: &std::net::TcpListener, timeout: Duration) -> Option<Vec<u8>> {
+/// A listener [`accept_one`] takes a connection from: TCP or unix stream.
+pub trait Listener {
+    type Stream: std::io::Read;
+    fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()>;
+    fn accept_stream(&self) -> std::io::Result<Self::Stream>;
+    /// Blocking again, reads given up after `timeout`.
+    fn settle(stream: &Self::Stream, timeout: Duration) -> std::io::Result<()>;
+}
+
+macro_rules! listener {
+    ($listener:ty, $stream:ty) => {
+        impl Listener for $listener {
+            type Stream = $stream;
+            fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+                <$listener>::set_nonblocking(self, nonblocking)
+            }
+            fn accept_stream(&self) -> std::io::Result<$stream> {
+                self.accept().map(|(stream, _)| stream)
+            }
+            fn settle(stream: &$stream, timeout: Duration) -> std::io::Result<()> {
+                stream.set_nonblocking(false)?;
+                stream.set_read_timeout(Some(timeout))
+            }
+        }
+    };
+}
+listener!(std::net::TcpListener, std::net::TcpStream);
+listener!(std::os::unix::net::UnixListener, std::os::unix::net::UnixStream);
+
+/// Accept one connection and read it to the end (empty: the client sent nothing), giving up
+/// after `timeout` (None: nobody connected).
+pub fn accept_one<L: Listener>(listener: &L, timeout: Duration) -> Option<Vec<u8>> {
     use std::io::Read as _;
     listener.set_nonblocking(true).expect("nonblocking listener");
     let deadline = Instant::now() + timeout;
     loop {
-        match listener.accept() {
-            Ok((mut stream, _)) => {
-                stream.set_nonblocking(false).expect("blocking stream");
-                stream.set_read_timeout(Some(scaled(Duration::from_secs(10)))).expect("read timeout");
+        match listener.accept_stream() {
+            Ok(mut stream) => {
+                L::settle(&stream, scaled(Duration::from_secs(10))).expect("blocking stream with a read timeout");
                 let mut buf = Vec::new();
                 let _ = stream.read_to_end(&mut buf);
                 return Some(buf);
@@ -644,4 +673,25 @@ pub fn output_text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A test's server process (dnsmasq, rsyslogd): killed and reaped when dropped.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// Its exit status if it has already ended (a server that failed to start).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().ok().flatten()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -12,19 +12,10 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use guard_tests::{Guard, TempDir, Tier, can_run, policy_text, write_file};
+use guard_tests::{Guard, TempDir, Tier, can_run, output_text, policy_text, write_file};
 use serde_json::{Value, json};
 
 const MARKER: &str = "CONSUMER-TEST-SECRET-7d1f";
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn run(guard: &Guard, session: &str, args: &[&str], env: &[(&str, &str)]) -> (u32, Output) {
     let mut cmd = guard.launch_cmd(session, args);
@@ -43,7 +34,7 @@ fn records_of(guard: &Guard, session: &str, pid: u32) -> Vec<Value> {
 
 fn assert_killed_reading(guard: &Guard, session: &str, args: &[&str], env: &[(&str, &str)], rule: &str) {
     let (pid, out) = run(guard, session, args, env);
-    assert!(guard.was_refused(&out.status), "{args:?} was not refused: {}\n{}", describe(&out), guard.dump());
+    assert!(guard.was_refused(&out.status), "{args:?} was not refused: {}\n{}", output_text(&out), guard.dump());
     assert!(!String::from_utf8_lossy(&out.stdout).contains(MARKER), "{args:?} printed the secret");
     let rec = guard.wait_for(&format!("kill of {args:?}"), |r| {
         r["session"] == session && r["pid"] == pid && r["event"] == "open" && r["verdict"] == guard.refusal()
@@ -78,7 +69,7 @@ fn a_binary_consumer_reads_its_key_and_nothing_else_does() {
         .arg(&key)
         .output()
         .expect("ssh-keygen");
-    assert!(keygen.status.success(), "ssh-keygen: {}", describe(&keygen));
+    assert!(keygen.status.success(), "ssh-keygen: {}", output_text(&keygen));
     let copy = dir.path().join("kg");
     fs::copy("/usr/bin/ssh-keygen", &copy).expect("copying ssh-keygen");
     let policy = policy_text(&json!({
@@ -93,8 +84,8 @@ fn a_binary_consumer_reads_its_key_and_nothing_else_does() {
 
     // Its own tool: allowed, and recorded once for the process although it reads it twice.
     let (pid, out) = run(&guard, s, &["ssh-keygen", "-y", "-f", key_arg], &[]);
-    assert!(out.status.success(), "ssh-keygen -y: {}\n{}", describe(&out), guard.dump());
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ssh-ed25519 "), "{}", describe(&out));
+    assert!(out.status.success(), "ssh-keygen -y: {}\n{}", output_text(&out), guard.dump());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ssh-ed25519 "), "{}", output_text(&out));
     let rec = guard.wait_for("the consumer's read", |r| r["pid"] == pid && r["consumer"] == "ssh-keygen");
     assert_eq!((rec["verdict"].as_str(), rec["rule"].as_str()), (Some("audit"), Some("test-key")), "{rec}");
     guard.settle(s);
@@ -133,7 +124,7 @@ fn a_binary_consumer_reads_its_key_and_nothing_else_does() {
     assert!(
         guard.was_refused(&out.status),
         "LD_PRELOAD'ed ssh-keygen not refused: {}\n{}",
-        describe(&out),
+        output_text(&out),
         guard.dump()
     );
     let exec = guard.wait_for("the refused consumer's exec", |r| r["pid"] == pid && r["event"] == "exec");
@@ -175,7 +166,7 @@ fn a_script_consumer_is_its_script_its_threads_but_not_its_children() {
 
     let (pid, out) = run(&guard, "tool", &[tool.to_str().unwrap(), "child"], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "the tool: {}\n{}", describe(&out), guard.dump());
+    assert!(out.status.success(), "the tool: {}\n{}", output_text(&out), guard.dump());
     assert!(stdout.contains("thread read"), "{stdout}");
     // The child is not the tool: killed (host tier) or its open refused, cat exiting 1 (lsm).
     let child_status = match guard.tier() {
@@ -208,7 +199,7 @@ fn a_script_consumer_is_its_script_its_threads_but_not_its_children() {
     // Rewriting a consumer's script is tampering: killed before the write.
     let before = fs::read(&tool).expect("reading the tool");
     let (pid, out) = run(&guard, "tamper", &["/bin/sh", "-c", &format!("echo 'import os' >> {}", tool.display())], &[]);
-    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(!out.status.success(), "{}", output_text(&out));
     guard.wait_for("the tamper kill", |r| {
         r["session"] == "tamper" && r["verdict"] == guard.refusal() && r["detector"] == "self_protection"
     });

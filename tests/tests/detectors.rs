@@ -13,8 +13,8 @@ use std::{
 };
 
 use guard_tests::{
-    Guard, TempDir, accept_one, argv_has, can_run, default_policy_value, fake_tools, guard_bin, path_with, policy_text,
-    ran_marker, remove_cgroup_tree, run_command, scaled, was_killed, write_file,
+    Guard, TempDir, accept_one, argv_has, can_run, default_policy_value, fake_tools, guard_bin, output_text, path_with,
+    policy_text, ran_marker, remove_cgroup_tree, run_command, scaled, was_killed, write_file,
 };
 use serde_json::{Value, json};
 
@@ -23,10 +23,6 @@ const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!("status {:?}\nstdout: {}\nstderr: {}", out.status, text(&out.stdout), text(&out.stderr))
 }
 
 /// How long any one command may take before the test gives up on it (a command left stopped
@@ -115,9 +111,9 @@ fn assert_read_killed(
     secret: &str,
 ) -> Value {
     let (pid, out) = run_in(guard, session, cwd, &[], args);
-    assert!(guard.was_refused(&out.status), "{args:?} was not refused: {}\n{}", describe(&out), guard.dump());
-    assert!(!text(&out.stdout).contains(secret), "{args:?} printed the secret: {}", describe(&out));
-    assert!(!text(&out.stderr).contains(secret), "{args:?} printed the secret: {}", describe(&out));
+    assert!(guard.was_refused(&out.status), "{args:?} was not refused: {}\n{}", output_text(&out), guard.dump());
+    assert!(!text(&out.stdout).contains(secret), "{args:?} printed the secret: {}", output_text(&out));
+    assert!(!text(&out.stderr).contains(secret), "{args:?} printed the secret: {}", output_text(&out));
     let rec = guard.wait_for(&format!("kill of {args:?}"), |r| {
         r["session"] == session && r["event"] == "open" && r["verdict"] == guard.refusal() && r["pid"] == pid
     });
@@ -137,7 +133,7 @@ fn process_state(pid: u32) -> Option<char> {
 fn deny(guard: &Guard, id: u64) {
     let out =
         Command::new(guard_bin()).args(["deny", &id.to_string(), "--socket"]).arg(&guard.socket).output().unwrap();
-    assert!(out.status.success(), "guard deny {id}: {}", describe(&out));
+    assert!(out.status.success(), "guard deny {id}: {}", output_text(&out));
 }
 
 // ---- 1. The incident ------------------------------------------------------------------------
@@ -154,7 +150,7 @@ fn incident_replayed_in_one_session() {
     write_file(&env_file, &format!("AWS_ACCESS_KEY_ID={AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={AWS_SECRET}\n"));
     write_file(&ws.path().join("main.rs"), "fn main() { println!(\"hello\"); }\n");
     let git = Command::new("git").args(["init", "-q"]).current_dir(ws.path()).output().expect("git init");
-    assert!(git.status.success(), "git init: {}", describe(&git));
+    assert!(git.status.success(), "git init: {}", output_text(&git));
     let bin = TempDir::new("incident-bin");
     fake_tools(bin.path(), &["psql", "aws"]);
     let path = path_with(bin.path());
@@ -178,22 +174,22 @@ fn incident_replayed_in_one_session() {
     // Ordinary work is untouched (before the credential read, and again after it below).
     let ordinary = || -> Vec<(u32, &'static str)> {
         let (ls_pid, out) = run_in(&guard, s, cwd, &[], &["ls"]);
-        assert!(out.status.success(), "ls: {}\n{}", describe(&out), guard.dump());
-        assert!(text(&out.stdout).contains("main.rs"), "ls: {}", describe(&out));
+        assert!(out.status.success(), "ls: {}\n{}", output_text(&out), guard.dump());
+        assert!(text(&out.stdout).contains("main.rs"), "ls: {}", output_text(&out));
         let (cat_pid, out) = run_in(&guard, s, cwd, &[], &["cat", "main.rs"]);
-        assert!(out.status.success(), "cat main.rs: {}\n{}", describe(&out), guard.dump());
+        assert!(out.status.success(), "cat main.rs: {}\n{}", output_text(&out), guard.dump());
         assert_eq!(text(&out.stdout), "fn main() { println!(\"hello\"); }\n");
         let (git_pid, out) = run_in(&guard, s, cwd, &[], &["git", "status"]);
-        assert!(out.status.success(), "git status: {}\n{}", describe(&out), guard.dump());
-        assert!(text(&out.stdout).contains("main.rs"), "git status: {}", describe(&out));
+        assert!(out.status.success(), "git status: {}\n{}", output_text(&out), guard.dump());
+        assert!(text(&out.stdout).contains("main.rs"), "git status: {}", output_text(&out));
         vec![(ls_pid, "ls"), (cat_pid, "cat main.rs"), (git_pid, "git status")]
     };
     let mut untouched = ordinary();
 
     // 1. The agent reads .env: killed before the bytes reach it.
     let (env_pid, out) = run_in(&guard, s, cwd, &[], &["cat", ".env"]);
-    assert!(guard.was_refused(&out.status), "cat .env not refused: {}\n{}", describe(&out), guard.dump());
-    assert!(out.stdout.is_empty(), "cat .env printed: {}", describe(&out));
+    assert!(guard.was_refused(&out.status), "cat .env not refused: {}\n{}", output_text(&out), guard.dump());
+    assert!(out.stdout.is_empty(), "cat .env printed: {}", output_text(&out));
     let rec = guard.wait_for("kill of cat .env", |r| {
         r["session"] == s && r["event"] == "open" && r["pid"] == env_pid && r["verdict"] == guard.refusal()
     });
@@ -217,7 +213,7 @@ fn incident_replayed_in_one_session() {
     let creds: [(&str, &std::ffi::OsStr); 2] =
         [("AWS_ACCESS_KEY_ID", AWS_KEY_ID.as_ref()), ("AWS_SECRET_ACCESS_KEY", AWS_SECRET.as_ref())];
     let (_, out) = run_in(&guard, s, cwd, &creds, &["python3", "-c", &client(prod_port, "127.0.0.3", "exfil")]);
-    assert_eq!(out.status.code(), Some(3), "production connect: {}\n{}", describe(&out), guard.dump());
+    assert_eq!(out.status.code(), Some(3), "production connect: {}\n{}", output_text(&out), guard.dump());
     assert_eq!(text(&out.stdout).trim(), "EPERM 1");
     let rec = guard.wait_for("deny of the production connect", |r| {
         r["session"] == s && r["event"] == "connect" && r["port"] == prod_port
@@ -233,7 +229,7 @@ fn incident_replayed_in_one_session() {
     let staging_thread = std::thread::spawn(move || accept_one(&staging, scaled(Duration::from_secs(20))));
     let (staging_pid, out) =
         run_in(&guard, s, cwd, &creds, &["python3", "-c", &client(staging_port, "127.0.0.2", "hello staging")]);
-    assert!(out.status.success(), "staging connect: {}\n{}", describe(&out), guard.dump());
+    assert!(out.status.success(), "staging connect: {}\n{}", output_text(&out), guard.dump());
     assert_eq!(staging_thread.join().unwrap().as_deref(), Some(&b"hello staging"[..]));
     let rec = guard
         .wait_for("staging connect", |r| r["session"] == s && r["event"] == "connect" && r["port"] == staging_port);
@@ -263,7 +259,7 @@ fn incident_replayed_in_one_session() {
         assert!(!ran_marker(bin.path(), tool).exists(), "{args:?} ran while held");
         deny(&guard, id);
         let out = finish(&guard, child, &format!("{args:?}"));
-        assert!(was_killed(&out.status), "denied {args:?} not killed: {}\n{}", describe(&out), guard.dump());
+        assert!(was_killed(&out.status), "denied {args:?} not killed: {}\n{}", output_text(&out), guard.dump());
         assert!(!ran_marker(bin.path(), tool).exists(), "{args:?} ran");
         let rec = guard.wait_for(&format!("deny of hold {id}"), |r| r["event"] == "deny" && r["hold_id"] == id);
         assert_eq!(rec["verdict"], "kill", "{rec}");
@@ -272,7 +268,7 @@ fn incident_replayed_in_one_session() {
     }
     // A harmless query runs.
     let (select_pid, out) = run_in(&guard, s, cwd, &[("PATH", &path)], &["psql", "-c", "SELECT 1"]);
-    assert!(out.status.success(), "psql SELECT: {}\n{}", describe(&out), guard.dump());
+    assert!(out.status.success(), "psql SELECT: {}\n{}", output_text(&out), guard.dump());
     assert_eq!(std::fs::read_to_string(ran_marker(bin.path(), "psql")).unwrap(), "-c SELECT 1\n");
 
     // The ordinary commands' own records: exec allow, nothing blocked.
@@ -316,7 +312,7 @@ fn destructive_commands_are_killed_before_they_run() {
         (&["aws", "ec2", "terminate-instances", "--instance-ids", "i-1"][..], "aws-delete", "aws"),
     ] {
         let (pid, out) = run_in(&guard, s, None, &[("PATH", &path)], args);
-        assert!(was_killed(&out.status), "{args:?} not killed: {}\n{}", describe(&out), guard.dump());
+        assert!(was_killed(&out.status), "{args:?} not killed: {}\n{}", output_text(&out), guard.dump());
         assert!(!ran_marker(bin.path(), tool).exists(), "{args:?} ran");
         let rec = guard.wait_for(&format!("kill of {args:?}"), |r| {
             r["session"] == s && r["event"] == "exec" && r["pid"] == pid && r["verdict"] == "kill"
@@ -333,7 +329,7 @@ fn destructive_commands_are_killed_before_they_run() {
         (&["aws", "ec2", "describe-instances"][..], "aws", "ec2 describe-instances\n"),
     ] {
         let (pid, out) = run_in(&guard, s, None, &[("PATH", &path)], args);
-        assert!(out.status.success(), "{args:?}: {}\n{}", describe(&out), guard.dump());
+        assert!(out.status.success(), "{args:?}: {}\n{}", output_text(&out), guard.dump());
         assert_eq!(std::fs::read_to_string(ran_marker(bin.path(), tool)).unwrap(), expect);
         let rec = guard
             .wait_for(&format!("exec of {args:?}"), |r| r["session"] == s && r["event"] == "exec" && r["pid"] == pid);
@@ -473,7 +469,7 @@ fn proc_self_root_path_to_a_protected_file_is_killed() {
     let plain = v.dir.path().join("vault").join("plain.txt");
     write_file(&plain, "plain\n");
     let (_, out) = run_in(&guard, "procroot", None, &[], &["cat", &format!("/proc/self/root{}", plain.display())]);
-    assert!(out.status.success(), "{}", describe(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(out.stdout, b"plain\n");
 }
 
@@ -516,8 +512,8 @@ fn another_process_environ_is_killed_own_is_allowed() {
     // Its own environment is not a secret from itself.
     let (pid, out) =
         run_in(&guard, s, None, &[("GUARD_TEST_OWN", "own-value".as_ref())], &["cat", "/proc/self/environ"]);
-    assert!(out.status.success(), "cat /proc/self/environ: {}\n{}", describe(&out), guard.dump());
-    assert!(text(&out.stdout).contains("GUARD_TEST_OWN=own-value"), "{}", describe(&out));
+    assert!(out.status.success(), "cat /proc/self/environ: {}\n{}", output_text(&out), guard.dump());
+    assert!(text(&out.stdout).contains("GUARD_TEST_OWN=own-value"), "{}", output_text(&out));
     guard.settle(s);
     assert_not_blocked(&guard, s, pid);
     let _ = sleeper.kill();
@@ -550,7 +546,7 @@ fn py_net(family: &str, kind: &str, addr: &str, port: u16, op: &str) -> String {
 
 fn assert_net_denied(guard: &Guard, session: &str, script: &str, event: &str, port: u16) -> Value {
     let (pid, out) = run_in(guard, session, None, &[], &["python3", "-c", script]);
-    assert_eq!(out.status.code(), Some(3), "not refused: {}\n{}", describe(&out), guard.dump());
+    assert_eq!(out.status.code(), Some(3), "not refused: {}\n{}", output_text(&out), guard.dump());
     assert_eq!(text(&out.stdout).trim(), "EPERM 1");
     let rec = guard.wait_for(&format!("{event} deny to port {port}"), |r| {
         r["session"] == session && r["event"] == event && r["port"] == port && r["pid"] == pid
@@ -609,7 +605,7 @@ fn ipv6_and_v4_mapped_out_of_scope_are_refused() {
         &[],
         &["python3", "-c", &py_net("AF_INET6", "SOCK_STREAM", "::ffff:127.0.0.2", port, "connect")],
     );
-    assert!(out.status.success(), "v4-mapped staging: {}\n{}", describe(&out), guard.dump());
+    assert!(out.status.success(), "v4-mapped staging: {}\n{}", output_text(&out), guard.dump());
     assert_eq!(accept.join().unwrap().as_deref(), Some(&b"data"[..]));
     let rec = guard
         .wait_for("v4-mapped staging connect", |r| r["session"] == s && r["event"] == "connect" && r["port"] == port);
@@ -665,7 +661,7 @@ fn udp_sendto_is_scoped() {
         &[],
         &["python3", "-c", &py_net("AF_INET", "SOCK_DGRAM", "127.0.0.2", staging_port, "sendto")],
     );
-    assert!(out.status.success(), "staging sendto: {}\n{}", describe(&out), guard.dump());
+    assert!(out.status.success(), "staging sendto: {}\n{}", output_text(&out), guard.dump());
     staging.set_read_timeout(Some(scaled(Duration::from_secs(10)))).unwrap();
     let (n, _) = staging.recv_from(&mut buf).expect("staging datagram");
     assert_eq!(&buf[..n], b"data");
@@ -691,7 +687,7 @@ fn credential_rule_in_monitor_mode_reads_and_records_audit() {
     }));
     let guard = Guard::start_with(Some(&policy), &[]);
     let (pid, out) = run_in(&guard, "monitor", Some(ws.path()), &[], &["cat", ".env"]);
-    assert!(out.status.success(), "{}\n{}", describe(&out), guard.dump());
+    assert!(out.status.success(), "{}\n{}", output_text(&out), guard.dump());
     assert_eq!(out.stdout, b"TOKEN=monitored\n");
     let rec = guard.wait_for("audit of cat .env", |r| {
         r["session"] == "monitor" && r["event"] == "open" && r["pid"] == pid && r["detector"] == "credential"
@@ -719,7 +715,7 @@ fn destructive_rule_in_monitor_mode_runs_and_records_audit() {
     let guard = Guard::start_with(Some(&policy), &[]);
     let path = path_with(bin.path());
     let (pid, out) = run_in(&guard, "monitor-exec", None, &[("PATH", &path)], &["psql", "-c", "DROP DATABASE prod"]);
-    assert!(out.status.success(), "{}\n{}", describe(&out), guard.dump());
+    assert!(out.status.success(), "{}\n{}", output_text(&out), guard.dump());
     assert_eq!(std::fs::read_to_string(ran_marker(bin.path(), "psql")).unwrap(), "-c DROP DATABASE prod\n");
     let rec = guard.wait_for("audit of psql DROP", |r| {
         r["session"] == "monitor-exec" && r["event"] == "exec" && r["pid"] == pid && r["detector"] == "destructive"
@@ -785,7 +781,7 @@ fn bad_policy_on_sighup_keeps_the_running_one() {
     let fresh = ws.path().join("fresh");
     write_file(&fresh.join(".env"), "TOKEN=reload-secret\n");
     let (pid, out) = run_in(&guard, "reload-valid", Some(&fresh), &[], &["cat", ".env"]);
-    assert!(out.status.success(), "{}\n{}", describe(&out), guard.dump());
+    assert!(out.status.success(), "{}\n{}", output_text(&out), guard.dump());
     assert_eq!(out.stdout, b"TOKEN=reload-secret\n");
     let rec = guard.wait_for("audit of .env after reload", |r| {
         r["session"] == "reload-valid" && r["event"] == "open" && r["pid"] == pid && r["detector"] == "credential"
@@ -833,7 +829,7 @@ fn reload_applies_to_a_file_already_caught() {
     });
     assert_eq!(rec["rule"], "dotenv", "the record names a rule that does not match .env: {rec}");
     assert_eq!(rec["verdict"], "audit", "{rec}");
-    assert!(out.status.success(), "{}\n{}", describe(&out), guard.dump());
+    assert!(out.status.success(), "{}\n{}", output_text(&out), guard.dump());
     assert_eq!(out.stdout, b"TOKEN=caught\n");
 }
 
@@ -895,6 +891,6 @@ fn guard_run_refuses_an_invalid_policy() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(out.stdout, b"TOKEN=unguarded\n");
 }

@@ -6,11 +6,11 @@
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use guard_tests::{Guard, TempDir, accept_one, can_run, ensure_tool, guard_bin, policy_text, scaled};
+use guard_tests::{ChildGuard, Guard, TempDir, accept_one, can_run, ensure_tool, guard_bin, policy_text, scaled};
 use serde_json::{Value, json};
 
 const HOST: &str = "api.test.guard";
@@ -20,7 +20,7 @@ const ADDR_B: &str = "127.0.0.42";
 
 /// A dnsmasq answering only for the test's hosts file; killed on drop.
 struct Dnsmasq {
-    child: Option<Child>,
+    server: Option<ChildGuard>,
     hosts: PathBuf,
     pid_file: PathBuf,
 }
@@ -41,11 +41,11 @@ impl Dnsmasq {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting dnsmasq");
-        let mut server = Dnsmasq { child: Some(child), hosts, pid_file };
+        let mut server = Dnsmasq { server: Some(ChildGuard(child)), hosts, pid_file };
         // Ready once it wrote its pid file (after binding the port).
         let deadline = Instant::now() + scaled(Duration::from_secs(10));
         while !server.pid_file.exists() {
-            if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
+            if let Some(status) = server.server.as_mut().and_then(ChildGuard::exited) {
                 panic!("dnsmasq exited at start: {status}");
             }
             assert!(Instant::now() < deadline, "dnsmasq did not start");
@@ -57,22 +57,13 @@ impl Dnsmasq {
     /// Serves `addr` from now on (SIGHUP re-reads the hosts file).
     fn change(&self, addr: &str) {
         std::fs::write(&self.hosts, format!("{addr} {HOST}\n")).unwrap();
-        let pid = self.child.as_ref().unwrap().id() as i32;
+        let pid = self.server.as_ref().expect("dnsmasq stopped").pid() as i32;
         // SAFETY: signalling our own child.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        self.stop();
+        self.server = None;
     }
 }
 

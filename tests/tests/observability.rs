@@ -7,13 +7,13 @@ use std::{
     net::{TcpListener, TcpStream},
     os::unix::net::UnixDatagram,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use guard_tests::{
-    Guard, TempDir, can_run, default_policy_value, ensure_tool, fake_tools, guard_bin, path_with, policy_text,
-    ran_marker, scaled, was_killed,
+    ChildGuard, Guard, TempDir, can_run, default_policy_value, ensure_tool, fake_tools, guard_bin, path_with,
+    policy_text, ran_marker, scaled, was_killed,
 };
 use serde_json::Value;
 
@@ -130,7 +130,7 @@ fn metrics_count_a_denial_and_pass_promtool() {
 
 /// A test-private rsyslogd: imuxsock on its own socket, an omfile of its own, killed on drop.
 struct Rsyslog {
-    child: Option<Child>,
+    server: Option<ChildGuard>,
     socket: PathBuf,
     out: PathBuf,
     _dir: TempDir,
@@ -167,10 +167,10 @@ input(type="imuxsock" Socket="{socket}" UseSpecialParser="off" ParseHostname="on
             .stderr(std::fs::File::create(dir.path().join("rsyslogd.stderr")).unwrap())
             .spawn()
             .expect("starting rsyslogd");
-        let mut rsyslog = Rsyslog { child: Some(child), socket, out, _dir: dir };
+        let mut rsyslog = Rsyslog { server: Some(ChildGuard(child)), socket, out, _dir: dir };
         let deadline = Instant::now() + scaled(Duration::from_secs(20));
         while !rsyslog.socket.exists() {
-            if let Some(Ok(Some(status))) = rsyslog.child.as_mut().map(Child::try_wait) {
+            if let Some(status) = rsyslog.server.as_mut().and_then(ChildGuard::exited) {
                 panic!("rsyslogd exited ({status}): {}", rsyslog.stderr());
             }
             assert!(Instant::now() < deadline, "rsyslogd made no socket: {}", rsyslog.stderr());
@@ -188,16 +188,7 @@ input(type="imuxsock" Socket="{socket}" UseSpecialParser="off" ParseHostname="on
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        self.stop();
+        self.server = None;
     }
 }
 

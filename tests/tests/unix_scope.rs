@@ -7,7 +7,6 @@
 
 use std::{
     fs,
-    io::Read,
     os::unix::net::{UnixDatagram, UnixListener},
     path::PathBuf,
     process::{Command, Output, Stdio},
@@ -15,8 +14,8 @@ use std::{
 };
 
 use guard_tests::{
-    Guard, Tier, Workspace, can_run, default_policy_value, ensure_tool, guard_bin, output_text, path_with, policy_text,
-    scaled, was_killed,
+    Guard, Tier, Workspace, accept_one, can_run, default_policy_value, ensure_tool, guard_bin, output_text, path_with,
+    policy_text, scaled, was_killed,
 };
 use serde_json::{Value, json};
 
@@ -55,32 +54,13 @@ impl StandIn {
         let outside = ns_path(guard, path);
         let listener = UnixListener::bind(&outside)
             .unwrap_or_else(|err| panic!("binding the stand-in {}: {err}", outside.display()));
-        listener.set_nonblocking(true).expect("nonblocking stand-in");
         StandIn { listener }
     }
 
     /// What the first client sent (empty: it connected and sent nothing), or `None`: nobody
     /// connected within `limit`.
     fn first_client(&self, limit: Duration) -> Option<Vec<u8>> {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    stream.set_nonblocking(false).expect("blocking client");
-                    stream.set_read_timeout(Some(Duration::from_secs(2))).expect("read timeout");
-                    let mut bytes = Vec::new();
-                    let _ = stream.read_to_end(&mut bytes);
-                    return Some(bytes);
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                    if Instant::now() > deadline {
-                        return None;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(err) => panic!("stand-in accept: {err}"),
-            }
-        }
+        accept_one(&self.listener, limit)
     }
 }
 

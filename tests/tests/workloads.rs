@@ -31,8 +31,8 @@ use std::{
 };
 
 use guard_tests::{
-    Guard, SYSTEM_PATH, TempDir, can_run, default_policy_value, ensure_tool, ensure_with, policy_text, scaled,
-    was_killed, which_in, write_file,
+    Guard, SYSTEM_PATH, TempDir, can_run, default_policy_value, ensure_tool, ensure_with, output_text, policy_text,
+    scaled, was_killed, which_in, write_file,
 };
 use serde_json::{Value, json};
 
@@ -68,10 +68,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn describe(out: &Output) -> String {
-    format!("status {:?}\nstdout: {}\nstderr: {}", out.status, text(&out.stdout), text(&out.stderr))
-}
-
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
@@ -84,7 +80,7 @@ fn host(args: &[&str], env: &[(&str, &OsStr)]) -> Output {
         cmd.env(key, value);
     }
     let out = cmd.output().unwrap_or_else(|err| panic!("{args:?}: {err}"));
-    assert!(out.status.success(), "{args:?}: {}", describe(&out));
+    assert!(out.status.success(), "{args:?}: {}", output_text(&out));
     out
 }
 
@@ -306,7 +302,7 @@ fn finish(guard: &Guard, mut child: Child, what: &str) -> std::process::ExitStat
 // ---- Assertions -----------------------------------------------------------------------------
 
 fn assert_success(guard: &Guard, what: &str, out: &Output) {
-    assert!(out.status.success(), "{what} failed: {}\n{}", describe(out), guard.dump());
+    assert!(out.status.success(), "{what} failed: {}\n{}", output_text(out), guard.dump());
 }
 
 /// After the daemon drained the session's events: no kill and no deny in it.
@@ -362,9 +358,9 @@ fn assert_harvest_killed(
 ) {
     let secret = fx.secret(cred_name);
     let (pid, out) = fx.run(guard, session, args);
-    assert!(guard.was_refused(&out.status), "{args:?} was not refused: {}\n{}", describe(&out), guard.dump());
-    assert!(!text(&out.stdout).contains(secret), "{args:?} printed the secret: {}", describe(&out));
-    assert!(!text(&out.stderr).contains(secret), "{args:?} printed the secret: {}", describe(&out));
+    assert!(guard.was_refused(&out.status), "{args:?} was not refused: {}\n{}", output_text(&out), guard.dump());
+    assert!(!text(&out.stdout).contains(secret), "{args:?} printed the secret: {}", output_text(&out));
+    assert!(!text(&out.stderr).contains(secret), "{args:?} printed the secret: {}", output_text(&out));
     for file in leftovers {
         let copied = fs::read(file).unwrap_or_default();
         assert!(!text(&copied).contains(secret), "{args:?} copied the secret into {}", file.display());
@@ -525,7 +521,7 @@ fn kubectl_reads_its_kubeconfig() {
     let guard = fx.start();
     let (_, out) = fx.run(&guard, "kubectl", &["kubectl", "config", "current-context"]);
     assert_legit(&guard, "kubectl", "kubectl config current-context", &out, Some(("kubeconfig", "kubectl")));
-    assert_eq!(text(&out.stdout).trim(), "guard-ctx", "{}", describe(&out));
+    assert_eq!(text(&out.stdout).trim(), "guard-ctx", "{}", output_text(&out));
 }
 
 #[test]
@@ -539,8 +535,8 @@ fn docker_client_reads_its_config() {
     let guard = fx.start();
     // No docker daemon runs: the client prints its part, then fails to reach the server.
     let (_, out) = fx.run(&guard, "docker", &["docker", "version"]);
-    assert!(!was_killed(&out.status), "docker version was killed: {}\n{}", describe(&out), guard.dump());
-    assert!(text(&out.stdout).contains("Client"), "docker version printed no client part: {}", describe(&out));
+    assert!(!was_killed(&out.status), "docker version was killed: {}\n{}", output_text(&out), guard.dump());
+    assert!(text(&out.stdout).contains("Client"), "docker version printed no client part: {}", output_text(&out));
     assert_no_block(&guard, "docker");
     assert_consumer_read(&guard, "docker", "docker-config", "docker");
 }
@@ -556,7 +552,7 @@ fn aws_cli_reads_its_config() {
     let guard = fx.start();
     let (_, out) = fx.run(&guard, "aws", &["aws", "configure", "get", "region"]);
     assert_legit(&guard, "aws", "aws configure get region", &out, Some(("aws-config", "aws")));
-    assert_eq!(text(&out.stdout).trim(), "eu-west-1", "{}", describe(&out));
+    assert_eq!(text(&out.stdout).trim(), "eu-west-1", "{}", output_text(&out));
 }
 
 #[test]
@@ -581,7 +577,7 @@ fn npm_installs_offline_and_reads_its_npmrc() {
     let install = ["npm", "install", "--offline", "--no-audit", "--no-fund", "--no-update-notifier"];
     let (_, out) = fx.run_with(&guard, "npm-install", &install, &opts);
     assert_legit(&guard, "npm-install", "npm install", &out, Some(("npmrc", "npm")));
-    assert!(app.join("node_modules/guard-dep/package.json").exists(), "npm installed nothing: {}", describe(&out));
+    assert!(app.join("node_modules/guard-dep/package.json").exists(), "npm installed nothing: {}", output_text(&out));
     let (_, out) = fx.run_with(
         &guard,
         "npm-install",
@@ -594,7 +590,7 @@ fn npm_installs_offline_and_reads_its_npmrc() {
     // npm reads ~/.npmrc; node with an inline script reading it is no npm.
     let (_, out) = fx.run(&guard, "npm-config", &["npm", "config", "get", "registry", "--no-update-notifier"]);
     assert_legit(&guard, "npm-config", "npm config get registry", &out, Some(("npmrc", "npm")));
-    assert_eq!(text(&out.stdout).trim(), "http://127.0.0.1:9/", "{}", describe(&out));
+    assert_eq!(text(&out.stdout).trim(), "http://127.0.0.1:9/", "{}", output_text(&out));
     let npmrc = fx.path_str("npmrc");
     let script = format!("console.log(require('fs').readFileSync({npmrc:?}, 'utf8'))");
     assert_harvest_killed(&guard, &fx, "npmrc-node-e", &["node", "-e", &script], "npmrc", &[]);
@@ -652,7 +648,7 @@ fn ssh_keygen_reads_its_key() {
     let (_, out) = fx.run(&guard, "ssh-keygen", &["ssh-keygen", "-y", "-f", &fx.path_str("ssh-key")]);
     assert_legit(&guard, "ssh-keygen", "ssh-keygen -y", &out, Some(("ssh-key", "ssh-keygen")));
     let public = fs::read_to_string(fx.path("ssh-key").with_extension("pub")).unwrap();
-    assert!(public.starts_with(text(&out.stdout).trim()), "{} is not {public}", describe(&out));
+    assert!(public.starts_with(text(&out.stdout).trim()), "{} is not {public}", output_text(&out));
 }
 
 #[test]
@@ -686,7 +682,7 @@ fn git_clones_and_pushes_over_ssh() {
     let clone = fx.ws().join("clone");
     let (_, out) = fx.run(&guard, s, &["git", "clone", "-q", &remote, clone.to_str().unwrap()]);
     assert_success(&guard, "git clone over ssh", &out);
-    assert!(clone.join("README").exists(), "the clone has no README: {}\nsshd: {}", describe(&out), sshd.log());
+    assert!(clone.join("README").exists(), "the clone has no README: {}\nsshd: {}", output_text(&out), sshd.log());
     write_file(&clone.join("CHANGE"), "from the session\n");
     let c = clone.to_str().unwrap();
     for args in
@@ -773,8 +769,8 @@ fn psql_reads_its_pgpass() {
         s,
         &["psql", "-h", "127.0.0.1", "-p", "9", "-U", "guard", "-d", "guard", "-w", "-c", "select 1"],
     );
-    assert!(!was_killed(&out.status), "psql was killed: {}\n{}", describe(&out), guard.dump());
-    assert!(text(&out.stderr).contains("Connection refused"), "{}", describe(&out));
+    assert!(!was_killed(&out.status), "psql was killed: {}\n{}", output_text(&out), guard.dump());
+    assert!(text(&out.stderr).contains("Connection refused"), "{}", output_text(&out));
     assert_no_block(&guard, s);
     assert_consumer_read(&guard, s, "pgpass", "psql");
 }
@@ -798,7 +794,7 @@ fn git_credential_store_reads_its_file() {
         &Opts { stdin: Some("protocol=https\nhost=git.example.invalid\n\n"), ..Opts::default() },
     );
     assert_legit(&guard, s, "git credential fill", &out, Some(("git-credentials", "git-credential-store")));
-    assert!(text(&out.stdout).contains(&format!("password={}", fx.secret("git-credentials"))), "{}", describe(&out));
+    assert!(text(&out.stdout).contains(&format!("password={}", fx.secret("git-credentials"))), "{}", output_text(&out));
 }
 
 /// twine reads ~/.pypirc for an upload (to a closed port here: nothing is sent anywhere).
@@ -826,8 +822,8 @@ fn twine_reads_its_pypirc() {
             wheel.to_str().unwrap(),
         ],
     );
-    assert!(!was_killed(&out.status), "twine was killed: {}\n{}", describe(&out), guard.dump());
-    assert!(!out.status.success(), "twine uploaded to a closed port?: {}", describe(&out));
+    assert!(!was_killed(&out.status), "twine was killed: {}\n{}", output_text(&out), guard.dump());
+    assert!(!out.status.success(), "twine uploaded to a closed port?: {}", output_text(&out));
     assert_no_block(&guard, s);
     assert_consumer_read(&guard, s, "pypirc", "twine");
 }

@@ -33,7 +33,7 @@ pub fn guard_lsm_probe(_ctx: LsmContext) -> i32 {
 /// The prologue of the hooks that pass an earlier LSM program's refusal on (`previous`, the
 /// hook's last argument): that first, then the common one (`governed`), then `hook`.
 #[inline(always)]
-fn after(previous: i32, hook: impl FnOnce(&Governed) -> i32) -> i32 {
+pub(super) fn after(previous: i32, hook: impl FnOnce(&Governed) -> i32) -> i32 {
     if previous != 0 {
         return previous;
     }

@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use guard_common::{DevIno, RuleRef, SyscallArgs, UNIX_PATH_LEN, UnixEvent, action, detector, kind, stat, unix_hook};
 
-use super::{Governed, dropped, enforcing, escalation, fill_header, governed, sent};
+use super::{Governed, dropped, enforcing, escalation, fill_header, governed, lsm::after, sent};
 use crate::{
     kread::{self, read},
     maps,
@@ -118,26 +118,13 @@ fn by_path(ctx: &SockAddrContext, hook: u32) -> i32 {
 /// `unix_stream_connect(struct socket *sock, struct sock *other, struct sock *newsk)`.
 #[lsm(hook = "unix_stream_connect")]
 pub fn guard_lsm_unix_connect(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(3);
-    if previous != 0 {
-        return previous;
-    }
-    let Some(task) = governed() else { return 0 };
-    let other: u64 = ctx.arg(1);
-    by_socket(&task, other, unix_hook::LSM_CONNECT)
+    after(ctx.arg(3), |task| by_socket(task, ctx.arg(1), unix_hook::LSM_CONNECT))
 }
 
 /// `unix_may_send(struct socket *sock, struct socket *other)`: a datagram to a bound socket.
 #[lsm(hook = "unix_may_send")]
 pub fn guard_lsm_unix_send(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(2);
-    if previous != 0 {
-        return previous;
-    }
-    let Some(task) = governed() else { return 0 };
-    let other: u64 = ctx.arg(1);
-    let other_sk = read(other, task.off.socket_sk()).unwrap_or(0);
-    by_socket(&task, other_sk, unix_hook::LSM_SEND)
+    after(ctx.arg(2), |task| by_socket(task, read(ctx.arg(1), task.off.socket_sk()).unwrap_or(0), unix_hook::LSM_SEND))
 }
 
 #[inline(always)]

@@ -432,15 +432,14 @@ impl Policy {
         let network = self.network.as_ref().map(|scope| {
             let rule = push_rule(
                 &mut rules,
-                RuleMeta {
-                    id: NETWORK_RULE_ID.into(),
-                    detector: Detector::ScopeNetwork,
-                    mode: scope.mode,
-                    severity: scope.severity,
-                    mitre: scope.mitre.clone(),
-                    description: scope.description.clone(),
-                    action: None,
-                },
+                scope_rule(
+                    NETWORK_RULE_ID,
+                    Detector::ScopeNetwork,
+                    scope.mode,
+                    scope.severity,
+                    &scope.mitre,
+                    &scope.description,
+                ),
             );
             let mut static_entries = Vec::new();
             let mut hosts: Vec<UnresolvedHost> = Vec::new();
@@ -468,15 +467,14 @@ impl Policy {
         let files = self.files.as_ref().map(|scope| {
             let rule = push_rule(
                 &mut rules,
-                RuleMeta {
-                    id: FILES_RULE_ID.into(),
-                    detector: Detector::ScopeFile,
-                    mode: scope.mode,
-                    severity: scope.severity,
-                    mitre: scope.mitre.clone(),
-                    description: scope.description.clone(),
-                    action: None,
-                },
+                scope_rule(
+                    FILES_RULE_ID,
+                    Detector::ScopeFile,
+                    scope.mode,
+                    scope.severity,
+                    &scope.mitre,
+                    &scope.description,
+                ),
             );
             let (write_roots, write_roots_session_cwd) = expand_roots(&scope.write_roots, &homes);
             let read = scope.read_allow.as_ref().map(|roots| expand_roots(roots, &homes));
@@ -491,18 +489,17 @@ impl Policy {
         });
 
         let unix = self.unix.as_ref().map(|scope| {
+            // A unix socket is a network endpoint; the rule id tells the two apart.
             let rule = push_rule(
                 &mut rules,
-                RuleMeta {
-                    // A unix socket is a network endpoint; the rule id tells the two apart.
-                    id: UNIX_RULE_ID.into(),
-                    detector: Detector::ScopeNetwork,
-                    mode: scope.mode,
-                    severity: scope.severity,
-                    mitre: scope.mitre.clone(),
-                    description: scope.description.clone(),
-                    action: None,
-                },
+                scope_rule(
+                    UNIX_RULE_ID,
+                    Detector::ScopeNetwork,
+                    scope.mode,
+                    scope.severity,
+                    &scope.mitre,
+                    &scope.description,
+                ),
             );
             let mut patterns: Vec<String> = Vec::new();
             for path in &scope.paths {
@@ -575,6 +572,26 @@ fn control_socket(context: &CompileContext, warnings: &mut Vec<String>) -> Optio
         return None;
     }
     Some(socket)
+}
+
+/// The rule-table row of a scope section (`scope.network`, `scope.files`, `scope.unix`).
+fn scope_rule(
+    id: &str,
+    detector: Detector,
+    mode: Mode,
+    severity: Severity,
+    mitre: &str,
+    description: &str,
+) -> RuleMeta {
+    RuleMeta {
+        id: id.into(),
+        detector,
+        mode,
+        severity,
+        mitre: mitre.to_string(),
+        description: description.to_string(),
+        action: None,
+    }
 }
 
 fn push_rule(rules: &mut Vec<RuleMeta>, meta: RuleMeta) -> u32 {

@@ -161,6 +161,28 @@ pub static WORKLOADS: &[Workload] = &[
         launches: false,
     },
     Workload {
+        key: "exec-script",
+        label: "fork + exec of a `#!/bin/sh` script (held, its file judged, released) + wait",
+        op: Op::Exec,
+        worker_args: &["--program", HELD_SCRIPT],
+        iters: 1_000,
+        conditions: &Condition::ALL,
+        baseline: None,
+        versus: Condition::Absent,
+        launches: false,
+    },
+    Workload {
+        key: "unix-connect",
+        label: "unix stream connect + close (a socket scope.unix does not name)",
+        op: Op::UnixConnect,
+        worker_args: &[],
+        iters: 20_000,
+        conditions: &Condition::ALL,
+        baseline: None,
+        versus: Condition::Absent,
+        launches: false,
+    },
+    Workload {
         key: "getppid",
         label: "getppid (a syscall guard does not watch), outside every session",
         op: Op::Getppid,
@@ -232,8 +254,8 @@ pub struct BenchArgs {
     /// Where to write the report (default: BENCHMARKS.md at the workspace root).
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// Measure only these workloads (keys, repeatable: open, exec, exec-held, connect, launch,
-    /// getppid-confined, open-confined).
+    /// Measure only these workloads (keys, repeatable: open, exec, exec-held, exec-script, connect, unix-connect,
+    /// launch, getppid-confined, open-confined).
     #[arg(long = "only", value_name = "KEY")]
     pub only: Vec<String>,
     /// Stages to run (repeatable; default: all): `micro` (the table), `engine` (the engine alone
@@ -282,12 +304,18 @@ pub fn median(samples: &[f64]) -> f64 {
 /// A copy of /bin/true under a name the default policy watches: its exec is held, judged
 /// harmless (no rule matches `kubectl` without arguments) and released.
 const HELD_PROGRAM: &str = "/tmp/guard-bench-bin/kubectl";
+/// A `#!` script: every exec of one is held so the daemon can judge the file the shell will
+/// read (judged harmless: it only exits).
+const HELD_SCRIPT: &str = "/tmp/guard-bench-bin/noop.sh";
 
 fn prepare_held_program() -> Result<()> {
     let path = Path::new(HELD_PROGRAM);
     let dir = path.parent().context("HELD_PROGRAM has no directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::copy("/bin/true", path).with_context(|| format!("copying /bin/true to {HELD_PROGRAM}"))?;
+    std::fs::write(HELD_SCRIPT, "#!/bin/sh\nexit 0\n").with_context(|| format!("writing {HELD_SCRIPT}"))?;
+    std::fs::set_permissions(HELD_SCRIPT, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .with_context(|| format!("chmod {HELD_SCRIPT}"))?;
     Ok(())
 }
 

@@ -321,6 +321,10 @@ fn op_description(op: super::worker::Op) -> &'static str {
             "TCP `connect` to a listener on 127.0.0.1 (accepting in another thread), then `close` \
              with `SO_LINGER` 0 (RST: no TIME_WAIT piles up over the run)"
         }
+        Op::UnixConnect => {
+            "unix stream `connect` to a listener in the temp directory (not in `scope.unix`; accepting in \
+             another thread), then `close`"
+        }
         Op::Getppid => "`getppid` (the cheapest system call: what every call pays for the seccomp filter)",
         Op::Flood => "`openat` + `close` from several threads at a paced rate (the end-to-end flood)",
     }

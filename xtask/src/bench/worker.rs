@@ -21,6 +21,8 @@ pub enum Op {
     Exec,
     /// TCP connect to a 127.0.0.1 listener + close (RST).
     Connect,
+    /// connect to a unix stream listener in the temp directory + close.
+    UnixConnect,
     /// getppid(2): the cheapest system call, so the cost of the seccomp filter shows.
     Getppid,
     /// openat + close at a paced rate (`--rate`, per second, over `--threads`) for
@@ -34,6 +36,7 @@ impl Op {
             Op::Open => "open",
             Op::Exec => "exec",
             Op::Connect => "connect",
+            Op::UnixConnect => "unix-connect",
             Op::Getppid => "getppid",
             Op::Flood => "flood",
         }
@@ -78,6 +81,7 @@ pub fn main(args: &WorkerArgs) -> Result<()> {
         Op::Open => bench_open(warmup, args.iters)?,
         Op::Exec => bench_exec(&args.program, &args.args, warmup, args.iters)?,
         Op::Connect => bench_connect(warmup, args.iters)?,
+        Op::UnixConnect => bench_unix_connect(warmup, args.iters)?,
         Op::Getppid => timed(warmup, args.iters, || {
             // SAFETY: getppid has no arguments and cannot fail.
             std::hint::black_box(unsafe { libc::syscall(libc::SYS_getppid) });
@@ -233,6 +237,27 @@ fn bench_exec(program: &std::path::Path, args: &[String], warmup: u64, iters: u6
         }
         Ok(())
     })
+}
+
+/// A socket `scope.unix` does not name: the cost every unix connect of a session pays (the
+/// cgroup connect_unix program's path lookup, the connect exit's peer lookup).
+fn bench_unix_connect(warmup: u64, iters: u64) -> Result<f64> {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let path = std::env::temp_dir().join(format!("guard-bench-unix-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    // Accept and drop connections so the backlog never fills; dies with the process.
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    let result = timed(warmup, iters, || {
+        drop(UnixStream::connect(&path).with_context(|| format!("connect to {} failed", path.display()))?);
+        Ok(())
+    });
+    let _ = std::fs::remove_file(&path);
+    result
 }
 
 fn bench_connect(warmup: u64, iters: u64) -> Result<f64> {

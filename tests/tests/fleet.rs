@@ -117,6 +117,8 @@ fn the_daemonset_has_the_mounts_privileges_and_metrics_it_needs() {
         ("/sys/kernel/btf", "/sys/kernel/btf"),
         ("/sys/kernel/tracing", "/sys/kernel/tracing"),
         ("/var/log/guard", "/var/log/guard"),
+        // scope.unix learns the host's runtime sockets' inodes through it.
+        ("/run", "/run"),
     ] {
         let (_, volume) = mounts.iter().find(|(p, _)| *p == path).unwrap_or_else(|| panic!("no mount at {path}"));
         let volume = host_path(volume).unwrap_or_else(|| panic!("no volume {volume}"));

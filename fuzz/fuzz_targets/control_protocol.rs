@@ -61,6 +61,7 @@ fn applied(u: &mut Unstructured<'_>) -> Result<AppliedConfinement> {
             write_roots_enforced: u.arbitrary()?,
             write_roots: u.arbitrary()?,
             signals_scoped: u.arbitrary()?,
+            abstract_unix_scoped: u.arbitrary()?,
         })
     } else {
         None

@@ -102,7 +102,7 @@ pub fn guard_exit_open(ctx: TracePointContext) -> u32 {
     let ret = arg(&ctx, ARG0) as i64;
     // On the lsm tier the file_open hook already judged this open, refused it or reported its
     // verdict: here it is only counted and, at its record level, recorded as allowed.
-    let lsm = maps::config().is_some_and(|cfg| cfg.lsm != 0);
+    let lsm = super::lsm_tier();
     if ret == -EPERM && lsm {
         return 0;
     }

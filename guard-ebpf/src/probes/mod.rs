@@ -79,6 +79,20 @@ pub fn enforcing(rule_mode: u8) -> bool {
     }
 }
 
+/// Is the lsm tier attached? Its hooks then decide, and host-tier programs only report.
+#[inline(always)]
+pub fn lsm_tier() -> bool {
+    maps::config().is_some_and(|cfg| cfg.lsm != 0)
+}
+
+/// A session that touched a credential loses its out-of-scope network (and `scope.unix`
+/// sockets) whatever the rule's mode, unless the daemon's kill switch says monitor.
+#[inline(always)]
+pub fn network_escalated(session_id: u64) -> bool {
+    escalation(session_id) & guard_common::escalation::DENY_NET != 0
+        && maps::config().is_some_and(|cfg| cfg.enforce != 0)
+}
+
 /// Mark the session as having touched a credential (the kernel reads this for escalation).
 #[inline(always)]
 pub fn mark_credential(session_id: u64) {

@@ -5,9 +5,9 @@
 //! with EPERM (return 0) before anything leaves the host.
 
 use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
-use guard_common::{NetEvent, PortSet, action, detector, escalation, flags, kind, stat};
+use guard_common::{NetEvent, PortSet, action, detector, flags, kind, stat};
 
-use super::{Governed, dropped, enforcing, escalation, fill_header, governed, sent};
+use super::{Governed, dropped, enforcing, fill_header, governed, network_escalated, sent};
 use crate::maps;
 
 const AF_INET: u16 = 2;
@@ -135,9 +135,7 @@ fn judge(session_id: u64, is_v4: bool, v4: &[u8; 4], v6: &[u8; 16], port: u16) -
     if allowed {
         return (action::ALLOW, u32::MAX);
     }
-    // A session that touched a credential loses its out-of-scope network whatever the mode.
-    let escalated = escalation(session_id) & escalation::DENY_NET != 0;
-    let act = if (escalated && cfg.enforce != 0) || enforcing(cfg.net_mode) { action::DENY } else { action::AUDIT };
+    let act = if network_escalated(session_id) || enforcing(cfg.net_mode) { action::DENY } else { action::AUDIT };
     (act, cfg.net_rule)
 }
 

@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use guard_common::{DevIno, RuleRef, SyscallArgs, UNIX_PATH_LEN, UnixEvent, action, detector, kind, stat, unix_hook};
 
-use super::{Governed, dropped, enforcing, escalation, fill_header, governed, lsm::after, sent};
+use super::{Governed, dropped, enforcing, fill_header, governed, lsm::after, lsm_tier, network_escalated, sent};
 use crate::{
     kread::{self, read},
     maps,
@@ -35,18 +35,10 @@ const AF_UNIX: u16 = 1;
 const FAMILY_LEN: u32 = 2;
 
 /// Refuse a use of a socket under `rule`: its mode is enforce, or the session touched a
-/// credential (escalation takes its out-of-scope network, and a container runtime socket is
-/// the way to root), unless the daemon's kill switch says monitor.
+/// credential (a container runtime socket is the way to root).
 #[inline(always)]
 fn refuses(task: &Governed, rule: &RuleRef) -> bool {
-    let escalated = escalation(task.session.session_id) & guard_common::escalation::DENY_NET != 0;
-    enforcing(rule.mode) || (escalated && maps::config().is_some_and(|cfg| cfg.enforce != 0))
-}
-
-/// The lsm tier decides these itself, by inode; the host-tier programs stand aside there.
-#[inline(always)]
-fn lsm_tier() -> bool {
-    maps::config().is_some_and(|cfg| cfg.lsm != 0)
+    enforcing(rule.mode) || network_escalated(task.session.session_id)
 }
 
 // aya 0.14 has no connect_unix/sendmsg_unix attach type and refuses unknown section names, so
@@ -66,6 +58,7 @@ pub fn guard_sendmsg_unix(ctx: SockAddrContext) -> i32 {
 #[inline(always)]
 fn by_path(ctx: &SockAddrContext, hook: u32) -> i32 {
     let Some(task) = governed() else { return ALLOW };
+    // The lsm tier decides these itself, by inode.
     if lsm_tier() {
         return ALLOW;
     }

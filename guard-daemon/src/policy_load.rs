@@ -278,49 +278,39 @@ fn prepare_unix(unix: &CompiledUnix, maps: &mut PreparedMaps, notes: &mut Vec<St
     maps.unix_inodes = inodes.into_iter().collect();
 }
 
-/// The paths a glob pattern (`*` within single components) matches now, sorted. A missing
-/// directory on the way matches nothing; an unreadable one is an error.
+/// The paths a glob pattern (`*` within single components) matches now, sorted: a walk from
+/// its deepest literal directory down exactly as many levels as it has components left,
+/// following symlinks (as connect() would). A missing directory matches nothing; an unreadable
+/// one is an error.
 fn expand_unix_glob(pattern: &str) -> anyhow::Result<Vec<String>> {
-    let mut found = vec![String::from("/")];
-    for component in pattern.split('/').filter(|component| !component.is_empty()) {
-        let mut next = Vec::new();
-        if CompiledUnix::is_literal(component) {
-            next = found.iter().map(|dir| join(dir, component)).collect();
-        } else {
-            let matcher = globset::GlobBuilder::new(component)
-                .literal_separator(true)
-                .build()
-                .with_context(|| format!("component {component}"))?
-                .compile_matcher();
-            for dir in &found {
-                let entries = match std::fs::read_dir(dir) {
-                    Ok(entries) => entries,
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(err) if err.raw_os_error() == Some(libc::ENOTDIR) => continue,
-                    Err(err) => return Err(anyhow!("reading {dir}: {err}")),
-                };
-                for entry in entries.flatten() {
-                    if let Some(name) = entry.file_name().to_str()
-                        && matcher.is_match(name)
-                    {
-                        next.push(join(dir, name));
-                    }
-                }
+    let components: Vec<&str> = pattern.split('/').filter(|component| !component.is_empty()).collect();
+    let literal = components.iter().take_while(|component| CompiledUnix::is_literal(component)).count();
+    let root = format!("/{}", components[..literal].join("/"));
+    let depth = components.len() - literal;
+    let matcher = globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .with_context(|| format!("pattern {pattern}"))?
+        .compile_matcher();
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(&root).follow_links(true).min_depth(depth).max_depth(depth) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(err) if err.loop_ancestor().is_some() => continue,
+            Err(err) if err.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
+            Err(err) => return Err(anyhow!("reading below {root}: {err}")),
+        };
+        if let Some(text) = entry.path().to_str()
+            && matcher.is_match(text)
+        {
+            found.push(text.to_string());
+            if found.len() > MAX_UNIX_MATCHES * 4 {
+                return Err(anyhow!("more than {} candidates below {root}", MAX_UNIX_MATCHES * 4));
             }
-            next.sort();
         }
-        if next.len() > MAX_UNIX_MATCHES * 4 {
-            return Err(anyhow!("more than {} candidates below {component}", MAX_UNIX_MATCHES * 4));
-        }
-        found = next;
     }
-    // Only what exists: a glob names sockets that are there, not ones that may come.
-    found.retain(|path| std::fs::symlink_metadata(path).is_ok());
+    found.sort();
     Ok(found)
-}
-
-fn join(dir: &str, name: &str) -> String {
-    if dir == "/" { format!("/{name}") } else { format!("{dir}/{name}") }
 }
 
 /// How callers may spell a socket: as expanded, canonical (symlinks resolved), and each with
